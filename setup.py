@@ -9,6 +9,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["jaxlm", "jaxlm.*", "experiments",
                                                "experiments.*", "benchmarks"]),
+    package_data={"jaxlm.envs": ["data/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.6",
@@ -26,8 +27,9 @@ setuptools.setup(
         "tensorboardX>=2.6", # TensorBoard event files without TensorFlow
     ],
     extras_require={
-        "hf": ["transformers>=4.45", "torch==2.13.0"],
-        "test": ["pytest>=8", "transformers>=4.45", "torch==2.13.0"],
+        "hf": ["transformers>=4.45", "torch==2.13.0", "accelerate>=1.0"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "transformers>=4.45", "torch==2.13.0",
+                 "gguf>=0.10"],
         "gguf": ["gguf>=0.10"],
     },
 )

@@ -1,7 +1,13 @@
-"""Transformer policies and their value heads."""
+"""Transformer policies, their value heads and Hugging Face interop."""
+
+from jaxlm.models.convert import config_from_hf, config_to_hf, from_gguf, from_hf, to_hf
+from jaxlm.models.heads import ILQLHeadOutputs, ILQLHeads, MLPHead
 from jaxlm.models.transformer import (Transformer, TransformerConfig, TransformerOutput,
                                       gpt2_config, init_cache, llama_config,
                                       positions_from_mask)
 
-__all__ = ["Transformer", "TransformerConfig", "TransformerOutput", "gpt2_config",
-           "init_cache", "llama_config", "positions_from_mask"]
+__all__ = [
+    "ILQLHeadOutputs", "ILQLHeads", "MLPHead", "Transformer", "TransformerConfig",
+    "TransformerOutput", "config_from_hf", "config_to_hf", "from_gguf", "from_hf",
+    "gpt2_config", "init_cache", "llama_config", "positions_from_mask", "to_hf",
+]

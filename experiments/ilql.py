@@ -1,0 +1,31 @@
+"""ILQL and its baselines on a text game: `python -m experiments.ilql [--config ...]`.
+
+Kept short on purpose: the logic lives in `jaxlm.algos.ilql`, importable and testable in Colab.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from jaxlm import distributed
+from jaxlm.algos import ilql
+from jaxlm.algos import offline
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/ilql.py", "Config file (path.py[:preset]).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/jaxlm_ilql", "Output directory.")
+_RESUME = flags.DEFINE_bool("resume", False, "Continue the runs in --workdir.")
+
+
+def main(argv):
+  del argv
+  distributed.maybe_initialize()
+  config = offline.config_from_dict(ilql.Config, _CONFIG.value.to_dict())
+  results = ilql.train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value)
+  print(offline.results_table(results))
+  print(f"results: {_WORKDIR.value}/results.json")
+
+
+if __name__ == "__main__":
+  app.run(main)

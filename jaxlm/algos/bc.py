@@ -1,0 +1,58 @@
+"""Behaviour cloning and filtered BC on text episodes (LMRL-Gym "BC" and "%BC" baselines).
+
+BC fits the policy LM to the agent's tokens by cross-entropy (Pomerleau 1991); filtered BC does
+the same on the best `filter_fraction` of episodes by return (Abdulhai et al. 2023, Sec. 5;
+Chen et al. 2021). The extracted policy is the LM itself, so the beta sweep has one point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxlm.algos import offline
+from jaxlm.data import to_rl_batch
+from jaxlm.losses import LMOutputs, bc_loss
+from jaxlm.models import Transformer, TransformerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(offline.OfflineConfig):
+  """BC configuration: the shared offline fields (set filter_fraction < 1 for filtered BC)."""
+
+
+def lm_networks(mcfg: TransformerConfig):
+  """(model, init_fn, logits_fn) of a policy LM; shared by every algorithm with a policy."""
+  model = Transformer(mcfg)
+  init_fn = lambda key: model.init(key, jnp.zeros((1, mcfg.max_len), jnp.int32))["params"]
+  logits_fn = lambda params, tokens, mask: model.apply({"params": params}, tokens,
+                                                       attention_mask_BxT=mask).logits
+  return model, init_fn, logits_fn
+
+
+def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc"
+          ) -> tuple[Any, offline.Scorer, offline.Task]:
+  """Trains the policy LM; returns (params, scorer, task)."""
+  task = offline.TASKS[config.env]()
+  trajectories = offline.load_dataset(config, task, workdir)
+  batch = to_rl_batch(trajectories, task.tokenizer, max_len=config.max_len, gamma=config.gamma)
+  _, init_fn, logits_fn = lm_networks(offline.model_config(config, task))
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng, state
+    return bc_loss(LMOutputs(logits_fn(params, batch.tokens, batch.attention_mask)), batch)
+
+  state = offline.fit(name, config, workdir, init_fn, loss_fn,
+                      offline.RandomBatches(batch, config.batch_size, config.seed),
+                      resume=resume)
+  return state.params, lambda p, t, m: (logits_fn(p, t, m), None), task
+
+
+def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
+                       name: str = "bc") -> dict[str, Any]:
+  """Trains BC (or filtered BC) and evaluates it in the environment."""
+  params, scorer, task = train(config, workdir, resume=resume, name=name)
+  return offline.evaluate_scorer(scorer, params, task, config, betas=(0.0,), name=name)[0]

@@ -1,0 +1,186 @@
+"""Implicit Language Q-Learning (Snell et al. 2022) on text environments.
+
+The loss is `jaxlm.losses.ilql_loss`; this module builds the networks of the three published
+variants (`jaxlm.losses.ILQL_VARIANTS`) and runs the experiment:
+
+* "lmrl_gym" (default; Abdulhai et al. 2023): a value transformer with Q1, Q2 and V heads, a
+  Polyak target copy of it, and a frozen BC policy trained first (pi_beta).
+* "trlx": one transformer whose LM head is the policy (trained by the BC term) and whose hidden
+  states feed the Q/V heads; target Q = Polyak copies of the heads on the online features.
+* "original": value transformer + target copy, and a separate policy LM trained jointly by BC.
+
+In every variant the state keeps a Polyak copy of all trained parameters (`target_params`);
+variants that only need target heads ignore the copied trunk.
+
+Policy extraction (Eq. 6): softmax(logits_pi_beta + beta * (Q - V)) with Q the minimum of the two
+(target or online) heads, optionally with the advantage clipped; every beta of `betas` is
+evaluated in one batched rollout. `train_and_evaluate` also trains the baselines named in
+`compare` on the same data and writes the comparison table, results.json and plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+
+from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import mc as mc_lib
+from jaxlm.algos import offline
+from jaxlm.data import to_rl_batch
+from jaxlm.losses import ILQL_VARIANTS, ILQLOutputs, ilql_loss
+from jaxlm.models import Transformer
+from jaxlm.models.heads import ILQLHeads
+from jaxlm.rl.returns import mean_action_return
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(offline.OfflineConfig):
+  """ILQL configuration (plus the shared offline fields).
+
+  Attributes:
+    variant: "lmrl_gym", "trlx" or "original" (module docstring).
+    tau: expectile of the V regression (0.5 = SARSA-like mean, -> 1 = max).
+    cql_weight: weight of the CQL term; cql_temperature its temperature.
+    polyak: target update rate alpha (target <- (1 - alpha) target + alpha online).
+    bc_weight: BC/AWAC term weight for variants that train a policy (None = variant default).
+    betas: perturbation strengths evaluated in one pass; the first is reported as "ilql".
+    policy_q: "target" or "online" Q heads for decoding.
+    adv_clip: clip |Q - V| at decoding (None = no clip).
+    compare: baselines trained on the same data for the results table
+      ("bc", "filtered_bc", "mc").
+    filter_fraction_bc: episodes kept by the filtered BC baseline.
+    bc_steps: updates of the BC policy (lmrl_gym's pi_beta and the BC baselines).
+  """
+  variant: str = "lmrl_gym"
+  tau: float = 0.7
+  cql_weight: float = 0.1
+  cql_temperature: float = 1.0
+  polyak: float = 0.005
+  bc_weight: float | None = None
+  betas: tuple[float, ...] = (8.0, 0.0, 1.0, 4.0, 16.0, 64.0)
+  policy_q: str = "target"
+  adv_clip: float | None = None
+  compare: tuple[str, ...] = ("bc", "filtered_bc", "mc")
+  filter_fraction_bc: float = 0.1
+  bc_steps: int = 1000
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.variant not in ILQL_VARIANTS:
+      raise ValueError(f"variant={self.variant!r}; expected one of {sorted(ILQL_VARIANTS)}")
+    if self.policy_q not in ("target", "online"):
+      raise ValueError(f"policy_q={self.policy_q!r}; expected 'target' or 'online'")
+    unknown = sorted(set(self.compare) - {"bc", "filtered_bc", "mc"})
+    if unknown:
+      raise ValueError(f"compare has unknown baselines {unknown}")
+    if not 0.5 <= self.tau < 1:
+      raise ValueError(f"tau={self.tau} must be in [0.5, 1)")
+
+
+def _networks(config: Config, mcfg, init_value: float):
+  """(init_fn, outputs_fn, scorer) for the configured variant."""
+  variant = ILQL_VARIANTS[config.variant]
+  model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value)
+  _, lm_init, lm_logits = bc_lib.lm_networks(mcfg)
+
+  def init_fn(key):
+    k_trunk, k_heads, k_policy = jax.random.split(key, 3)
+    params = {"trunk": lm_init(k_trunk),
+              "heads": heads.init(k_heads, jnp.zeros((1, 1, mcfg.d_model)))["params"]}
+    if variant.policy == "joint":
+      params["policy"] = lm_init(k_policy)
+    return params
+
+  def forward(params, tokens, mask):
+    out = model.apply({"params": params["trunk"]}, tokens, attention_mask_BxT=mask)
+    return out, heads.apply({"params": params["heads"]}, out.hidden)
+
+  def outputs(params, target, tokens, mask):
+    out, h = forward(params, tokens, mask)
+    if variant.target_trunk:
+      _, th = forward(target, tokens, mask)
+    else:
+      th = heads.apply({"params": target["heads"]}, jax.lax.stop_gradient(out.hidden))
+    logits = {"shared": out.logits, "frozen": None,
+              "joint": lm_logits(params.get("policy"), tokens, mask)
+                       if variant.policy == "joint" else None}[variant.policy]
+    return ILQLOutputs(q1_BxTxV=h.q1, q2_BxTxV=h.q2, v_BxT=h.v, target_q1_BxTxV=th.q1,
+                       target_q2_BxTxV=th.q2, logits_BxTxV=logits)
+
+  def scorer(bundle, tokens, mask):
+    params, target, policy = bundle
+    o = outputs(params, target, tokens, mask)
+    q1, q2 = ((o.target_q1_BxTxV, o.target_q2_BxTxV) if config.policy_q == "target"
+              else (o.q1_BxTxV, o.q2_BxTxV))
+    logits = o.logits_BxTxV if policy is None else lm_logits(policy, tokens, mask)
+    return logits, jnp.minimum(q1, q2) - o.v_BxT[..., None]
+
+  return init_fn, outputs, scorer
+
+
+def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bool = False,
+          name: str = "ilql"):
+  """Trains the ILQL networks; returns (bundle for the scorer, scorer, task)."""
+  variant = ILQL_VARIANTS[config.variant]
+  if (variant.policy == "frozen") != (policy_params is not None):
+    raise ValueError(f"variant {config.variant!r} "
+                     f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
+  task = offline.TASKS[config.env]()
+  batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
+                      max_len=config.max_len, gamma=config.gamma)
+  init_value = float(mean_action_return(batch, gamma=config.gamma))
+  init_fn, outputs, scorer = _networks(config, offline.model_config(config, task), init_value)
+  bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng
+    return ilql_loss(outputs(params, state.target_params, batch.tokens, batch.attention_mask),
+                     batch, gamma=config.gamma, tau=config.tau, cql_weight=config.cql_weight,
+                     cql_temperature=config.cql_temperature, bc_weight=bc_weight)
+
+  state = offline.fit(name, config, workdir, init_fn, loss_fn,
+                      offline.RandomBatches(batch, config.batch_size, config.seed),
+                      resume=resume, target_update=config.polyak)
+  return (state.params, state.target_params, policy_params), scorer, task
+
+
+def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
+                       ) -> dict[str, Any]:
+  """Trains the baselines in `config.compare` and ILQL on the same data; evaluates all.
+
+  Writes `workdir/results.json` ({algo: {return, normalized, episodes, ...}}), the beta sweep
+  (`beta_sweep.json`, `beta_sweep.png`) and per-run learning curves (`<algo>/learning_curve.png`).
+  """
+  base = {f.name: getattr(config, f.name) for f in dataclasses.fields(offline.OfflineConfig)}
+  bc_config = bc_lib.Config(**{**base, "num_steps": config.bc_steps})
+  results, sweeps = {}, {}
+  policy = None
+  if "bc" in config.compare or ILQL_VARIANTS[config.variant].policy == "frozen":
+    policy, bc_scorer, task = bc_lib.train(bc_config, workdir, resume=resume, name="bc")
+    if "bc" in config.compare:
+      results["bc"] = offline.evaluate_scorer(bc_scorer, policy, task, config, (0.0,), "bc")[0]
+  if "filtered_bc" in config.compare:
+    fbc = dataclasses.replace(bc_config, filter_fraction=config.filter_fraction_bc)
+    results["filtered_bc"] = bc_lib.train_and_evaluate(fbc, workdir, resume=resume,
+                                                       name="filtered_bc")
+  if "mc" in config.compare:
+    mc_rows = mc_lib.train_and_evaluate(mc_lib.Config(**base, betas=config.betas), workdir,
+                                        resume=resume)
+    results["mc"], sweeps["mc"] = mc_rows[0], mc_rows
+  bundle, scorer, task = train(config, workdir, policy_params=policy, resume=resume)
+  rows = offline.evaluate_scorer(scorer, bundle, task, config, config.betas, "ilql",
+                                 config.adv_clip)
+  results["ilql"], sweeps["ilql"] = rows[0], rows
+  offline.write_json(os.path.join(workdir, "results.json"), results)
+  offline.write_json(os.path.join(workdir, "beta_sweep.json"), sweeps)
+  if jax.process_index() == 0:
+    offline.plot_beta_sweep(sweeps, os.path.join(workdir, "beta_sweep.png"), task.name)
+    offline.plot_learning_curves(workdir, list(results), os.path.join(workdir,
+                                                                      "learning_curves.png"))
+  logging.info("\n%s", offline.results_table(results))
+  return results

@@ -1,0 +1,72 @@
+"""Monte-Carlo returns (LMRL-Gym "MC Returns", Abdulhai et al. 2023, Sec. 5).
+
+One transformer carries the policy LM head (trained by BC) and a Q head over the vocabulary
+regressed to the discounted return-to-go of each action token. The extracted policy is
+softmax(logits_BC + beta * Q): a per-state constant (V) would not change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import offline
+from jaxlm.data import to_rl_batch
+from jaxlm.losses import MCOutputs, mc_loss
+from jaxlm.models import Transformer
+from jaxlm.models.heads import MLPHead
+from jaxlm.rl.returns import mean_action_return
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(offline.OfflineConfig):
+  """MC returns configuration.
+
+  Attributes:
+    bc_weight: weight of the BC term training the shared LM head.
+    betas: perturbation strengths evaluated (in one batched pass).
+  """
+  bc_weight: float = 1.0
+  betas: tuple[float, ...] = (0.0, 1.0, 4.0, 16.0)
+
+
+def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc"):
+  """Trains trunk + LM head + Q head; returns (params, scorer, task)."""
+  task = offline.TASKS[config.env]()
+  batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
+                      max_len=config.max_len, gamma=config.gamma)
+  mcfg = offline.model_config(config, task)
+  model = Transformer(mcfg)
+  head = MLPHead(mcfg.vocab_size, bias_init=float(mean_action_return(batch,
+                                                                     gamma=config.gamma)))
+  _, lm_init, _ = bc_lib.lm_networks(mcfg)
+
+  def init_fn(key):
+    k1, k2 = jax.random.split(key)
+    hidden = jax.numpy.zeros((1, 1, mcfg.d_model))
+    return {"lm": lm_init(k1), "q": head.init(k2, hidden)["params"]}
+
+  def outputs(params, tokens, mask):
+    out = model.apply({"params": params["lm"]}, tokens, attention_mask_BxT=mask)
+    return out.logits, head.apply({"params": params["q"]}, out.hidden)
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng, state
+    logits, q = outputs(params, batch.tokens, batch.attention_mask)
+    return mc_loss(MCOutputs(q_BxTxV=q, logits_BxTxV=logits), batch, gamma=config.gamma,
+                   bc_weight=config.bc_weight)
+
+  state = offline.fit(name, config, workdir, init_fn, loss_fn,
+                      offline.RandomBatches(batch, config.batch_size, config.seed),
+                      resume=resume)
+  return state.params, outputs, task
+
+
+def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
+                       name: str = "mc") -> list[dict[str, Any]]:
+  """Trains MC returns; returns one result row per beta."""
+  params, scorer, task = train(config, workdir, resume=resume, name=name)
+  return offline.evaluate_scorer(scorer, params, task, config, config.betas, name)

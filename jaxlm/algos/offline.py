@@ -1,0 +1,435 @@
+"""What every offline RL algorithm shares: tasks, batches, the fit loop and evaluation.
+
+An algorithm module (bc.py, mc.py, ilql.py) supplies three pure pieces and calls `fit` and
+`evaluate` from here:
+
+* `init_fn(key) -> params` (may hold `nn.Partitioned` boxes: `fit` shards them),
+* `loss_fn(params, batch, rng, *, state) -> (loss, metrics)` for `jaxlm.train.make_train_step`,
+* `scorer(params, tokens_BxT, mask_BxT) -> (logits_BxTxV, advantage_BxTxV | None)`: the
+  extracted policy is softmax(logits + beta * advantage) at every position; BC has no advantage,
+  MC returns use Q, ILQL uses Q - V (Snell et al. 2022, Eq. 6).
+
+Evaluation rolls the policy out in the environment for every beta of a sweep in one batched
+pass. On tasks with a fixed action set (Maze) the policy reranks the candidate actions by their
+log-probability under the extracted token-level policy; on open-ended tasks (Wordle) it decodes
+with `jaxlm.generate` (see `generation_policy`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm import checkpoint as checkpoint_lib
+from jaxlm import sharding as sharding_lib
+from jaxlm import train as train_lib
+from jaxlm.data import RLBatch, SimpleTokenizer, TextTrajectory, to_rl_batch
+from jaxlm.envs import base as envs_base
+from jaxlm.envs import maze as maze_lib
+from jaxlm.envs import wordle as wordle_lib
+from jaxlm.models import TransformerConfig
+
+Scorer = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineConfig:
+  """Fields every offline RL algorithm shares.
+
+  Attributes:
+    seed: seeds the dataset, data order, initialisation and evaluation episodes.
+    env: "maze_fo", "maze_po" (LMRL-Gym Maze, fully/partially observed) or "wordle".
+    num_trajectories: offline dataset size (episodes).
+    filter_fraction: keep only the best fraction of episodes by return (1.0 = all; filtered BC).
+    max_len: tokens per training window (longer episodes become chained windows).
+    gamma: discount per action token.
+    model: the transformer (vocab_size and max_len are set from the task and max_len).
+    batch_size: windows per update.
+    num_steps: optimizer updates.
+    lr, warmup, weight_decay, clip: AdamW with warmup/cosine schedule and global-norm clip.
+    eval_episodes: episodes per evaluated policy.
+    eval_temperature: sampling temperature of the extracted policy (0 = greedy).
+    log_every: steps between logged metrics.
+    checkpoint_every: steps between checkpoints (a final one is always written).
+    mesh: (data, fsdp, tensor) sizes; -1 fills with the remaining devices.
+  """
+  seed: int = 0
+  env: str = "maze_fo"
+  num_trajectories: int = 1000
+  filter_fraction: float = 1.0
+  max_len: int = 80
+  gamma: float = 0.99
+  model: TransformerConfig = TransformerConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512)
+  batch_size: int = 64
+  num_steps: int = 1000
+  lr: float = 1e-3
+  warmup: int = 50
+  weight_decay: float = 0.0
+  clip: float = 1.0
+  eval_episodes: int = 64
+  eval_temperature: float = 1.0
+  log_every: int = 50
+  checkpoint_every: int = 500
+  mesh: tuple[int, int, int] = (-1, 1, 1)
+
+  def __post_init__(self):
+    if self.env not in TASKS:
+      raise ValueError(f"env={self.env!r}; expected one of {sorted(TASKS)}")
+    if not 0 < self.filter_fraction <= 1:
+      raise ValueError(f"filter_fraction={self.filter_fraction} must be in (0, 1]")
+    for name in ("num_trajectories", "max_len", "batch_size", "num_steps", "eval_episodes"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{type(self).__name__}.{name}={getattr(self, name)} must be >= 1")
+
+
+def config_from_dict(cls, d: dict[str, Any]):
+  """Builds a (nested) frozen config dataclass from a dict; unknown keys name themselves."""
+  fields = {f.name: f for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - set(fields))
+  if unknown:
+    raise ValueError(f"unknown {cls.__name__} config key(s) {unknown}; known: {sorted(fields)}")
+  kw = {}
+  for k, v in d.items():
+    default = fields[k].default
+    if dataclasses.is_dataclass(default) and isinstance(v, dict):
+      v = config_from_dict(type(default), v)
+    elif isinstance(default, tuple) and isinstance(v, (list, tuple)):
+      v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+    kw[k] = v
+  return cls(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks.
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """An environment with its offline data, tokenizer and score normalisation."""
+  name: str
+  make_env: Callable[[], envs_base.TextEnv]
+  tokenizer: SimpleTokenizer
+  scores: envs_base.ScoreConstants
+  max_steps: int
+  candidates: tuple[str, ...] | None  # fixed action texts (reranking), None = free text
+  build_dataset: Callable[[int, int], list[TextTrajectory]]
+
+
+def _maze_task(fully_observed: bool) -> Task:
+  env = maze_lib.Maze(fully_observed)
+  return Task(
+      name="maze_fo" if fully_observed else "maze_po",
+      make_env=lambda: maze_lib.Maze(fully_observed), tokenizer=SimpleTokenizer.words(
+          env.texts()), scores=maze_lib.MAZE_SCORES, max_steps=env.max_steps,
+      candidates=tuple(m + "\n" for m in maze_lib.MOVES),
+      build_dataset=lambda n, seed: maze_lib.maze_dataset(n, seed,
+                                                          fully_observed=fully_observed))
+
+
+def _wordle_task() -> Task:
+  return Task(name="wordle", make_env=wordle_lib.Wordle, tokenizer=SimpleTokenizer.chars(),
+              scores=wordle_lib.WORDLE_SCORES, max_steps=wordle_lib.MAX_GUESSES,
+              candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed))
+
+
+TASKS: dict[str, Callable[[], Task]] = {
+    "maze_fo": lambda: _maze_task(True), "maze_po": lambda: _maze_task(False),
+    "wordle": _wordle_task,
+}
+
+
+def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list[TextTrajectory]:
+  """The task's offline episodes (cached as JSONL in `workdir`), filtered by return."""
+  from jaxlm.data import read_jsonl, top_fraction_by_return, write_jsonl  # pylint: disable=g-import-not-at-top
+  path = workdir and os.path.join(workdir, f"{task.name}_{config.num_trajectories}_"
+                                  f"{config.seed}.jsonl")
+  if path and os.path.exists(path):
+    trajectories = read_jsonl(path)
+  else:
+    t0 = time.perf_counter()
+    trajectories = task.build_dataset(config.num_trajectories, config.seed)
+    logging.info("built %d %s episodes in %.1fs", len(trajectories), task.name,
+                 time.perf_counter() - t0)
+    if path:
+      os.makedirs(workdir, exist_ok=True)
+      tmp = path + ".tmp"
+      write_jsonl(tmp, trajectories)
+      os.replace(tmp, path)  # atomic: a killed run never leaves a half-written dataset
+  if config.filter_fraction < 1:
+    trajectories = top_fraction_by_return(trajectories, config.filter_fraction)
+  return trajectories
+
+
+def model_config(config: OfflineConfig, task: Task) -> TransformerConfig:
+  return config.model.replace(vocab_size=task.tokenizer.vocab_size, max_len=config.max_len)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and training.
+
+
+class RandomBatches:
+  """Minibatches of windows; batch `i` depends only on (seed, i), so its state is one int."""
+
+  def __init__(self, batch: RLBatch, batch_size: int, seed: int):
+    self.batch, self.batch_size, self.seed, self.index = batch, batch_size, seed, 0
+    self.size = batch.tokens.shape[0]
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> RLBatch:
+    rows = np.random.default_rng((self.seed, self.index)).integers(0, self.size,
+                                                                   self.batch_size)
+    self.index += 1
+    return jax.tree.map(lambda x: x[rows], self.batch)
+
+  def get_state(self) -> dict[str, int]:
+    return {"index": self.index}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    self.index = int(state["index"])
+
+
+def fit(name: str, config: OfflineConfig, workdir: str, init_fn: Callable[[jax.Array], Any],
+        loss_fn: train_lib.LossFn, data: RandomBatches, *, resume: bool = False,
+        target_update: float | None = None, extra: Any = None) -> train_lib.TrainState:
+  """Trains `init_fn`'s params with `loss_fn`; checkpoints in `workdir/name`, resumable.
+
+  With `resume`, a finished run is loaded rather than retrained, and an unfinished one continues
+  from its last checkpoint bit-identically (the rng lives in the state, the data position is
+  checkpointed). `extra` (e.g. a frozen policy) is carried in `TrainState.extra`.
+  """
+  run_dir = os.path.join(workdir, name)
+  ckpt_dir = os.path.join(run_dir, "checkpoints")
+  has_ckpt = os.path.isdir(ckpt_dir) and bool(os.listdir(ckpt_dir))
+  if has_ckpt and not resume:
+    raise ValueError(f"{ckpt_dir} already holds checkpoints; pass --resume or use a fresh "
+                     "workdir")
+  mesh = sharding_lib.make_mesh(*config.mesh)
+  optimizer, schedule = train_lib.make_optimizer(config.lr, config.warmup, config.num_steps,
+                                                 config.clip, config.weight_decay)
+
+  def state_fn(key):
+    init_key, state_key = jax.random.split(key)
+    return train_lib.TrainState.create(init_fn(init_key), optimizer, state_key,
+                                       with_target=target_update is not None, extra=extra)
+
+  state, shardings = sharding_lib.init_sharded(state_fn, mesh,
+                                               jax.random.PRNGKey(config.seed))
+  step_fn = train_lib.make_train_step(loss_fn, optimizer, schedule=schedule, mesh=mesh,
+                                      state_shardings=shardings, target_update=target_update)
+  checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, keep=2)
+  if has_ckpt:
+    state, data_state, _ = checkpointer.restore(state, shardings)
+    data.set_state(data_state)
+    logging.info("%s: resumed at step %d", name, int(state.step))
+  state, _ = train_lib.train(
+      state, step_fn, data, num_steps=config.num_steps, workdir=run_dir,
+      log_every=config.log_every, checkpointer=checkpointer,
+      checkpoint_every=config.checkpoint_every, config=config,
+      put_batch=lambda b: sharding_lib.shard_batch(b, mesh),
+      tokens_per_batch=lambda b: int(b.attention_mask.sum()))
+  checkpointer.close()
+  return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies and evaluation.
+
+
+def _prompt_ids(history: envs_base.History, tokenizer, budget: int) -> list[int]:
+  """BOS + the history suffix a training window would hold before the next action.
+
+  `to_rl_batch` packs (action, next observation) chunks into windows; the next observation is
+  unknown at decision time, so the current one's length stands in for it. When a window holds
+  one transition (e.g. fully observed Maze with max_len=80) this is exactly the training context.
+  """
+  ids = [tokenizer.encode(text) for text, _ in history]
+  start, used = len(ids) - 1, 1 + 2 * len(ids[-1])  # BOS, current and next observation
+  while start >= 2 and used + len(ids[start - 2]) + len(ids[start - 1]) <= budget:
+    used += len(ids[start - 2]) + len(ids[start - 1])
+    start -= 2  # one (observation, action) pair further back
+  return [tokenizer.bos_id] + [t for x in ids[start:] for t in x][-(budget - 1):]
+
+
+def make_candidate_scorer(scorer: Scorer, betas: Sequence[float], temperature: float,
+                          adv_clip: float | None = None):
+  """Jitted: (params, tokens_RxT, mask_RxT, cand_mask_RxT) -> log-prob per row and beta [K, R].
+
+  Row r is a prompt followed by one candidate action; cand_mask marks the candidate's tokens.
+  The score of beta_k is sum over the candidate's tokens of log softmax(logits + beta_k * adv)
+  (the token-level extracted policy), divided by the sampling temperature.
+  """
+  betas_K = jnp.asarray(betas, jnp.float32)
+
+  @jax.jit
+  def score(params, tokens_RxT, mask_RxT, cand_mask_RxT):
+    logits_RxTxV, adv_RxTxV = scorer(params, tokens_RxT, mask_RxT)
+    next_RxT = jnp.concatenate([tokens_RxT[:, 1:], tokens_RxT[:, :1]], axis=1)
+    on_RxT = jnp.concatenate([cand_mask_RxT[:, 1:], jnp.zeros_like(cand_mask_RxT[:, :1])],
+                             axis=1)
+
+    def one(beta):
+      x = logits_RxTxV
+      if adv_RxTxV is not None:
+        adv = adv_RxTxV if adv_clip is None else jnp.clip(adv_RxTxV, -adv_clip, adv_clip)
+        x = x + beta * adv
+      logp_RxT = jnp.take_along_axis(jax.nn.log_softmax(x), next_RxT[..., None], -1)[..., 0]
+      return (logp_RxT * on_RxT).sum(-1)
+
+    return jax.vmap(one)(betas_K) / max(temperature, 1e-6)
+  return score
+
+
+def rerank_policy(score_fn, params, task: Task, max_len: int, temperature: float,
+                  rng: np.random.Generator, num_variants: int):
+  """Policy over `task.candidates` for each (history, variant) pair; see make_candidate_scorer.
+
+  Returns `policy(histories, variants) -> actions` where variants[i] picks the beta index.
+  """
+  tok = task.tokenizer
+  cands = [tok.encode(c) for c in task.candidates]
+  c_max = max(len(c) for c in cands)
+
+  def policy(histories, variants):
+    n, c = len(histories), len(cands)
+    bucket = 1 << max(0, (n * c - 1).bit_length())  # power-of-two rows: few recompiles
+    tokens = np.full((bucket, max_len), tok.pad_id, np.int32)
+    mask, cmask = np.zeros((2, bucket, max_len), np.int32)
+    for i, h in enumerate(histories):
+      prompt = _prompt_ids(h, tok, max_len - c_max)
+      for j, cand in enumerate(cands):
+        row, seq = i * c + j, prompt + cand
+        tokens[row, :len(seq)] = seq
+        mask[row, :len(seq)] = 1
+        cmask[row, len(prompt):len(seq)] = 1
+    scores_KxR = np.asarray(score_fn(params, tokens, mask, cmask))[:, :n * c]
+    scores_NxC = scores_KxR.reshape(num_variants, n, c)[np.asarray(variants), np.arange(n)]
+    if temperature == 0:
+      choice = scores_NxC.argmax(-1)
+    else:
+      p = np.exp(scores_NxC - scores_NxC.max(-1, keepdims=True))
+      p /= p.sum(-1, keepdims=True)
+      choice = np.array([rng.choice(c, p=row) for row in p])
+    return [task.candidates[k] for k in choice]
+  return policy
+
+
+def evaluate(policy, task: Task, num_variants: int, episodes: int, seed: int
+             ) -> list[dict[str, float]]:
+  """Rolls `policy` out for every variant on the same `episodes` seeds in one batched pass.
+
+  Returns one dict per variant: mean return (+- 95% CI), normalised score (+- CI), success rate
+  (episode ended by reaching its goal) and the episode count.
+  """
+  seeds = np.random.default_rng(10_000 + seed).integers(2**31 - 1, size=episodes)
+  variants = np.repeat(np.arange(num_variants), episodes)
+  trajs = envs_base.rollout(task.make_env, policy, np.tile(seeds, num_variants), task.max_steps,
+                            env_tags=variants)
+  out = []
+  for k in range(num_variants):
+    mine = [t for t, v in zip(trajs, variants) if v == k]
+    returns = np.array([t.total_return for t in mine])
+    ret, ret_ci = envs_base.mean_confidence_interval(returns)
+    norm, norm_ci = envs_base.mean_confidence_interval(task.scores.normalize(returns))
+    success = np.mean([t.done and t.rewards[-2] == 0.0 for t in mine])
+    out.append({"return": ret, "return_ci": ret_ci, "normalized": norm, "normalized_ci": norm_ci,
+                "success": float(success), "episodes": len(mine)})
+  return out
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Atomic JSON write (temp file + rename), process 0 only."""
+  if jax.process_index() != 0:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def evaluate_scorer(scorer: Scorer, params: Any, task: Task, config: OfflineConfig,
+                    betas: Sequence[float], name: str, adv_clip: float | None = None
+                    ) -> list[dict[str, float]]:
+  """Evaluates the extracted policy for each beta (one batched rollout); logs a table row each."""
+  if task.candidates is None:
+    raise NotImplementedError(f"{task.name}: free-text evaluation needs generation_policy")
+  score_fn = make_candidate_scorer(scorer, betas, config.eval_temperature, adv_clip)
+  policy = rerank_policy(score_fn, params, task, config.max_len, config.eval_temperature,
+                         np.random.default_rng(config.seed), len(betas))
+  t0 = time.perf_counter()
+  rows = evaluate(policy, task, len(betas), config.eval_episodes, config.seed)
+  for beta, row in zip(betas, rows):
+    row["beta"] = float(beta)
+    logging.info("%s beta=%g: return %.2f +- %.2f, normalized %.1f, success %.2f (%.0fs)", name,
+                 beta, row["return"], row["return_ci"], row["normalized"], row["success"],
+                 time.perf_counter() - t0)
+  return rows
+
+
+def results_table(results: dict[str, dict[str, float]]) -> str:
+  """A plain-text table: algo, return +- CI, normalised score +- CI, success, episodes."""
+  lines = [f"{'algo':<12} {'return':>16} {'normalized':>16} {'success':>8} {'episodes':>8}"]
+  for algo, r in results.items():
+    lines.append(f"{algo:<12} {r['return']:>9.2f} +- {r['return_ci']:<4.2f} "
+                 f"{r['normalized']:>9.1f} +- {r['normalized_ci']:<4.1f} {r['success']:>8.2f} "
+                 f"{r['episodes']:>8d}")
+  return "\n".join(lines)
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_beta_sweep(sweeps: dict[str, list[dict[str, float]]], path: str, title: str) -> None:
+  """Normalised score (with 95% CI) against beta, one line per algorithm."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for algo, rows in sweeps.items():
+    rows = sorted(rows, key=lambda r: r["beta"])
+    x = [max(r["beta"], 0.1) for r in rows]
+    ax.errorbar(x, [r["normalized"] for r in rows], [r["normalized_ci"] for r in rows],
+                marker="o", capsize=3, label=algo)
+  ax.set_xscale("log")
+  ax.set_xlabel("beta (0 plotted at 0.1)")
+  ax.set_ylabel("normalized score")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_learning_curves(workdir: str, names: Sequence[str], path: str) -> None:
+  """Training loss of each run (from `<workdir>/<name>/metrics.jsonl`) on one figure."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+  for ax, name in zip(axes[0], names):
+    metrics = os.path.join(workdir, name, "metrics.jsonl")
+    if not os.path.exists(metrics):
+      continue
+    rows = train_lib.read_metrics(os.path.join(workdir, name))
+    for key in ("loss", "bc_loss", "q_loss", "v_loss"):
+      pts = [(r["step"], r[key]) for r in rows if key in r]
+      if pts and (key == "loss" or name in ("ilql", "mc")):
+        ax.plot(*zip(*pts), label=key)
+    ax.set_yscale("log")
+    ax.set_title(name)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,119 @@
+"""Offline RL algorithms end to end on tiny Maze runs: results, resume, policy extraction."""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm.algos import bc
+from jaxlm.algos import ilql
+from jaxlm.algos import offline
+from jaxlm.data import to_rl_batch
+from jaxlm.envs import maze
+from jaxlm.models import TransformerConfig
+
+TINY = TransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
+
+
+def _config(**kw):
+  base = dict(num_trajectories=24, num_steps=6, bc_steps=4, batch_size=8, eval_episodes=4,
+              log_every=2, checkpoint_every=3, model=TINY, betas=(4.0, 0.0))
+  return ilql.Config(**{**base, **kw})
+
+
+class _Interrupt(Exception):
+  pass
+
+
+class AlgosTest(absltest.TestCase):
+
+  def _tmp(self) -> str:
+    return self.enter_context(tempfile.TemporaryDirectory())
+
+  def test_ilql_experiment_writes_results_and_plots(self):
+    workdir = self._tmp()
+    results = ilql.train_and_evaluate(_config(compare=("bc",)), workdir)
+    self.assertEqual(set(results), {"bc", "ilql"})
+    with open(os.path.join(workdir, "results.json")) as f:
+      on_disk = json.load(f)
+    for algo, row in on_disk.items():
+      self.assertEqual(row["episodes"], 4, algo)
+      self.assertTrue(-100 <= row["return"] <= 0, (algo, row))
+      self.assertTrue(0 <= row["success"] <= 1, (algo, row))
+      if row["return_ci"] == 0:  # every episode scored the same: normalised score is exact
+        self.assertAlmostEqual(row["normalized"], maze.MAZE_SCORES.normalize(row["return"]))
+    for name in ("beta_sweep.png", "learning_curves.png", "ilql/learning_curve.png",
+                 "ilql/metrics.jsonl"):
+      self.assertTrue(os.path.exists(os.path.join(workdir, name)), name)
+    with open(os.path.join(workdir, "beta_sweep.json")) as f:
+      self.assertEqual([r["beta"] for r in json.load(f)["ilql"]], [4.0, 0.0])
+
+  def test_killed_run_resumes_to_the_same_params(self):
+    config = _config(variant="trlx", compare=())
+    straight, _, _ = ilql.train(config, self._tmp())
+
+    workdir = self._tmp()
+    next_batch = offline.RandomBatches.__next__
+
+    def dies_after_checkpoint(self_):
+      if self_.index == 4:  # steps 1-3 ran and step 3 was checkpointed
+        raise _Interrupt()
+      return next_batch(self_)
+
+    offline.RandomBatches.__next__ = dies_after_checkpoint
+    try:
+      with self.assertRaises(_Interrupt):
+        ilql.train(config, workdir)
+    finally:
+      offline.RandomBatches.__next__ = next_batch
+    with self.assertRaisesRegex(ValueError, "resume"):
+      ilql.train(config, workdir)
+    resumed, _, _ = ilql.train(config, workdir, resume=True)
+    jax.tree.map(np.testing.assert_array_equal, resumed, straight)
+
+  def test_eval_prompt_is_the_training_window_context(self):
+    task = offline.TASKS["maze_fo"]()
+    episode = task.build_dataset(1, 3)[0]
+    windows = to_rl_batch([episode], task.tokenizer, max_len=80)
+    cand_len = max(len(task.tokenizer.encode(c)) for c in task.candidates)
+    history = tuple(episode.segments)
+    for k, row in enumerate(windows.tokens[:5]):
+      first_action = int(np.argmax(windows.action_mask[k]))
+      prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 80 - cand_len)
+      np.testing.assert_array_equal(prompt, row[:first_action])
+
+  def test_candidate_scores_are_extracted_policy_log_probs(self):
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(3, 5, 7)), jnp.float32)
+    adv = jnp.asarray(rng.normal(size=(3, 5, 7)), jnp.float32)
+    tokens = jnp.asarray(rng.integers(0, 7, (3, 5)), jnp.int32)
+    cand = jnp.array([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 0]])
+    score = offline.make_candidate_scorer(lambda p, t, m: (logits, adv), (0.0, 2.0), 0.5,
+                                          adv_clip=1.0)
+    got = np.asarray(score(None, tokens, jnp.ones_like(tokens), cand))
+    for k, beta in enumerate((0.0, 2.0)):
+      x = np.asarray(logits) + beta * np.clip(np.asarray(adv), -1, 1)
+      logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+      for r in range(3):
+        want = sum(logp[r, t - 1, tokens[r, t]] for t in range(1, 5) if cand[r, t])
+        self.assertAlmostEqual(got[k, r], want / 0.5, places=4)
+
+  def test_config_errors_name_the_field(self):
+    with self.assertRaisesRegex(ValueError, "variant"):
+      _config(variant="ppo")
+    with self.assertRaisesRegex(ValueError, "env"):
+      _config(env="chess")
+    with self.assertRaisesRegex(ValueError, "unknown Config config key.*lr_typo"):
+      offline.config_from_dict(ilql.Config, {"lr_typo": 1.0})
+    nested = offline.config_from_dict(bc.Config, {"model": {"d_model": 48}, "mesh": [1, 1, 1]})
+    self.assertEqual(nested.model.d_model, 48)
+    self.assertEqual(nested.mesh, (1, 1, 1))
+
+
+if __name__ == "__main__":
+  absltest.main()
