@@ -301,25 +301,32 @@ def rerank_policy(score_fn, params, task: Task, max_len: int, temperature: float
   c_max = max(len(c) for c in cands)
 
   def policy(histories, variants):
-    n, c = len(histories), len(cands)
-    bucket = 1 << max(0, (n * c - 1).bit_length())  # power-of-two rows: few recompiles
-    tokens = np.full((bucket, max_len), tok.pad_id, np.int32)
-    mask, cmask = np.zeros((2, bucket, max_len), np.int32)
-    for i, h in enumerate(histories):
-      prompt = _prompt_ids(h, tok, max_len - c_max)
+    # Episodes in the same state share a prompt (fully observed Maze has 25 states): score
+    # each distinct prompt once.
+    prompts = [tuple(_prompt_ids(h, tok, max_len - c_max)) for h in histories]
+    index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+    unique, which = list(index), np.array([index[p] for p in prompts])
+    u, c = len(unique), len(cands)
+    # Power-of-two rows and multiple-of-16 columns: few shapes, so few recompiles.
+    rows = 1 << max(0, (u * c - 1).bit_length())
+    cols = min(max_len, -(-(max(map(len, unique)) + c_max) // 16) * 16)
+    tokens = np.full((rows, cols), tok.pad_id, np.int32)
+    mask, cmask = np.zeros((2, rows, cols), np.int32)
+    for i, prompt in enumerate(unique):
       for j, cand in enumerate(cands):
-        row, seq = i * c + j, prompt + cand
+        row, seq = i * c + j, list(prompt) + cand
         tokens[row, :len(seq)] = seq
         mask[row, :len(seq)] = 1
         cmask[row, len(prompt):len(seq)] = 1
-    scores_KxR = np.asarray(score_fn(params, tokens, mask, cmask))[:, :n * c]
-    scores_NxC = scores_KxR.reshape(num_variants, n, c)[np.asarray(variants), np.arange(n)]
+    scores_KxUxC = np.asarray(score_fn(params, tokens, mask, cmask))[:, :u * c].reshape(
+        num_variants, u, c)
+    scores_NxC = scores_KxUxC[np.asarray(variants), which]
     if temperature == 0:
       choice = scores_NxC.argmax(-1)
     else:
       p = np.exp(scores_NxC - scores_NxC.max(-1, keepdims=True))
       p /= p.sum(-1, keepdims=True)
-      choice = np.array([rng.choice(c, p=row) for row in p])
+      choice = (p.cumsum(-1) < rng.random((len(p), 1))).sum(-1).clip(max=c - 1)
     return [task.candidates[k] for k in choice]
   return policy
 

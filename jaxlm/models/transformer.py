@@ -10,7 +10,9 @@ Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv_heads`,
 The model is padding-aware: positions come from the attention mask, so a left-padded row gives
 the same logits at its real tokens as the unpadded row. A functional KV cache (a pytree stacked
 over layers) serves generation: `init_cache` allocates it, and a call with `cache=` writes the new
-keys and values at `cache_index` and attends over every valid slot written so far.
+keys and values at `cache_index` and attends over every valid slot written so far. The cache
+is one buffer per k/v for all layers ([L, B, Hkv, S, Dh]); every layer writes its slice in place
+(a `dynamic_update_slice` on the carried buffer), in both the unrolled and the scanned layout.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
-Cache = dict[str, jax.Array]  # {"k", "v": [L, B, S, Hkv, Dh], "mask": [B, S]}
+Cache = dict[str, jax.Array]  # {"k", "v": [L, B, Hkv, S, Dh], "mask": [B, S], "index": []}
 
 _NEG_INF = -1e30
 
@@ -200,7 +202,7 @@ class Attention(nn.Module):
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x_BxTxD, positions_BxT, q_valid_BxT, layer_kv, cache_index, kv_valid_BxS):
+  def __call__(self, x_BxTxD, positions_BxT, q_valid_BxT, kv, layer, cache_index, kv_valid_BxS):
     cfg = self.cfg
     h, hkv, dh, d = cfg.n_heads, cfg.kv_heads, cfg.dh, cfg.d_model
     dense = functools.partial(nn.DenseGeneral, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
@@ -217,33 +219,33 @@ class Attention(nn.Module):
       k_BxTxGxK = rope(k_BxTxGxK, positions_BxT, cfg.rope_theta)
 
     t = x_BxTxD.shape[1]
-    if layer_kv is None:
-      k_BxSxGxK, v_BxSxGxK, kv_valid_BxS = k_BxTxGxK, v_BxTxGxK, q_valid_BxT
+    k_BxGxTxK, v_BxGxTxK = (a.transpose(0, 2, 1, 3) for a in (k_BxTxGxK, v_BxTxGxK))
+    if kv is None:
+      k_BxGxSxK, v_BxGxSxK, kv_valid_BxS = k_BxGxTxK, v_BxGxTxK, q_valid_BxT
       causal_TxS = jnp.tril(jnp.ones((t, t), bool))
-      new_kv = None
     else:
-      write = functools.partial(jax.lax.dynamic_update_slice_in_dim, start_index=cache_index,
-                                axis=1)
-      k_BxSxGxK = write(layer_kv["k"], k_BxTxGxK.astype(layer_kv["k"].dtype))
-      v_BxSxGxK = write(layer_kv["v"], v_BxTxGxK.astype(layer_kv["v"].dtype))
-      s = k_BxSxGxK.shape[1]
+      def write(buf_LxBxGxSxK, new_BxGxTxK):
+        new = new_BxGxTxK[None].astype(buf_LxBxGxSxK.dtype)
+        return jax.lax.dynamic_update_slice(buf_LxBxGxSxK, new, (layer, 0, 0, cache_index, 0))
+      kv = {"k": write(kv["k"], k_BxGxTxK), "v": write(kv["v"], v_BxGxTxK)}
+      k_BxGxSxK, v_BxGxSxK = kv["k"][layer], kv["v"][layer]
+      s = k_BxGxSxK.shape[2]
       causal_TxS = jnp.arange(s)[None, :] <= (cache_index + jnp.arange(t))[:, None]
-      new_kv = {"k": k_BxSxGxK, "v": v_BxSxGxK}
 
     q_BxTxGxRxK = q_BxTxHxK.reshape(*q_BxTxHxK.shape[:2], hkv, h // hkv, dh)
-    logits_BxGxRxTxS = jnp.einsum("btgrk,bsgk->bgrts", q_BxTxGxRxK, k_BxSxGxK,
+    logits_BxGxRxTxS = jnp.einsum("btgrk,bgsk->bgrts", q_BxTxGxRxK, k_BxGxSxK,
                                   preferred_element_type=jnp.float32) / jnp.sqrt(dh)
     allowed_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
     logits_BxGxRxTxS = jnp.where(allowed_BxTxS[:, None, None], logits_BxGxRxTxS, _NEG_INF)
     probs = jax.nn.softmax(logits_BxGxRxTxS, axis=-1).astype(cfg.dtype)
-    out_BxTxGxRxK = jnp.einsum("bgrts,bsgk->btgrk", probs, v_BxSxGxK.astype(cfg.dtype))
+    out_BxTxGxRxK = jnp.einsum("bgrts,bgsk->btgrk", probs, v_BxGxSxK.astype(cfg.dtype))
     out_BxTxHxK = out_BxTxGxRxK.reshape(*out_BxTxGxRxK.shape[:2], h, dh)
     out_BxTxD = nn.DenseGeneral(d, axis=(-2, -1), use_bias=cfg.proj_bias, dtype=cfg.dtype,
                                 param_dtype=cfg.param_dtype, name="o",
                                 kernel_init=_init(0.02 / (2 * cfg.n_layers) ** 0.5,
                                                   ("heads", "kv", "embed")),
                                 bias_init=_zeros(("embed",)))(out_BxTxHxK)
-    return out_BxTxD, new_kv
+    return out_BxTxD, kv
 
 
 class Mlp(nn.Module):
@@ -266,17 +268,18 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-  """Pre-norm decoder block; signature fits `nn.scan`: (carry, layer kv, *broadcast)."""
+  """Pre-norm decoder block; fits `nn.scan`: ((x, cache kv), layer index, *broadcast)."""
   cfg: TransformerConfig
 
   @nn.compact
-  def __call__(self, x_BxTxD, layer_kv, positions_BxT, q_valid_BxT, cache_index, kv_valid_BxS):
-    attn, new_kv = Attention(self.cfg, name="attn")(
-        Norm(self.cfg, name="ln1")(x_BxTxD), positions_BxT, q_valid_BxT, layer_kv, cache_index,
+  def __call__(self, carry, layer, positions_BxT, q_valid_BxT, cache_index, kv_valid_BxS):
+    x_BxTxD, kv = carry
+    attn, kv = Attention(self.cfg, name="attn")(
+        Norm(self.cfg, name="ln1")(x_BxTxD), positions_BxT, q_valid_BxT, kv, layer, cache_index,
         kv_valid_BxS)
     x_BxTxD = x_BxTxD + attn
     x_BxTxD = x_BxTxD + Mlp(self.cfg, name="mlp")(Norm(self.cfg, name="ln2")(x_BxTxD))
-    return x_BxTxD, new_kv
+    return (x_BxTxD, kv), None
 
 
 class Transformer(nn.Module):
@@ -319,14 +322,11 @@ class Transformer(nn.Module):
       stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                       in_axes=(0,) + (nn.broadcast,) * len(args), length=cfg.n_layers,
                       metadata_params={nn.PARTITION_NAME: "layers"})
-      x_BxTxD, new_kv = stack(cfg, name="blocks")(x_BxTxD, kv, *args)
+      (x_BxTxD, kv), _ = stack(cfg, name="blocks")((x_BxTxD, kv), jnp.arange(cfg.n_layers),
+                                                    *args)
     else:
-      per_layer = []
       for i in range(cfg.n_layers):
-        layer_kv = None if kv is None else jax.tree.map(lambda a, i=i: a[i], kv)
-        x_BxTxD, layer_new = block(cfg, name=f"block_{i}")(x_BxTxD, layer_kv, *args)
-        per_layer.append(layer_new)
-      new_kv = None if kv is None else jax.tree.map(lambda *a: jnp.stack(a), *per_layer)
+        (x_BxTxD, kv), _ = block(cfg, name=f"block_{i}")((x_BxTxD, kv), i, *args)
 
     hidden_BxTxD = Norm(cfg, name="ln_f")(x_BxTxD)
     if cfg.tie_embeddings:
@@ -337,7 +337,7 @@ class Transformer(nn.Module):
                               kernel_init=_init(0.02, ("embed", "vocab")))(hidden_BxTxD)
     new_cache = None
     if cache is not None:
-      new_cache = {**new_kv, "mask": kv_valid_BxS, "index": cache_index + tokens_BxT.shape[1]}
+      new_cache = {**kv, "mask": kv_valid_BxS, "index": cache_index + tokens_BxT.shape[1]}
     return TransformerOutput(logits=logits_BxTxV.astype(jnp.float32), hidden=hidden_BxTxD,
                              cache=new_cache)
 
@@ -346,7 +346,7 @@ def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = No
                dtype: Dtype | None = None) -> Cache:
   """An empty KV cache for `batch_size` rows of up to `max_len` tokens."""
   s = max_len or cfg.max_len
-  shape = (cfg.n_layers, batch_size, s, cfg.kv_heads, cfg.dh)
+  shape = (cfg.n_layers, batch_size, cfg.kv_heads, s, cfg.dh)
   dt = jnp.dtype(dtype or cfg.dtype)
   return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
           "mask": jnp.zeros((batch_size, s), jnp.int32), "index": jnp.zeros((), jnp.int32)}

@@ -1,0 +1,401 @@
+"""A Countdown policy trained from scratch, and a process reward model (PRM) on Monte-Carlo labels.
+
+Policy. A small character-level transformer learns Countdown (Gandhi et al. 2024; Pan et al.
+2025) by behaviour cloning on solutions written by the exhaustive solver of
+``jaxlm.envs.countdown``. Each example is
+
+    <bos> "<target>|<n1> <n2> ...\\n" "a op b = c\\n" ... "a op b = c" <eos>
+
+(steps written ``hi op lo=c`` by ``countdown.format_step``). A step ends at a newline, the last
+one at EOS, so a search can sample one step per call. The prompt is a compact stand-in for
+``countdown.prompt`` (the long instruction text would only cost context on CPU). To give
+best-of-N something to choose from, each training solution is drawn at random among the
+solutions (a uniformly random solvable move at every step, checked with ``countdown.solve``).
+
+PRM. Snell, Lee, Xu, Kumar 2024 ("Scaling LLM Test-Time Compute Optimally", Sec. 5 and App. D)
+train a PRM without human labels following Wang et al. 2024 ("Math-Shepherd", Eq. 2, soft
+estimation): the label of a step prefix is the fraction of R policy rollouts from it that end in a
+verified answer, an unbiased Monte-Carlo estimate of the prefix's value under the policy. The PRM
+is a value head (``MLPHead``, out=1, sigmoid) on a transformer trunk initialised from the policy,
+fitted with binary cross-entropy to the soft labels at each step's last token:
+
+    L = -mean_steps [ y log sigmoid(v) + (1 - y) log(1 - sigmoid(v)) ].
+
+``monte_carlo_values`` (the label generator) is generic: any ``propose`` sampler and any reward
+of finished prefixes, so it also gives Monte-Carlo return targets for other value learners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import chex
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import offline
+from jaxlm.data import RLBatch, SimpleTokenizer
+from jaxlm.envs import countdown
+from jaxlm.losses import LMOutputs, bc_loss, masked_mean
+from jaxlm.models import Transformer, TransformerConfig
+from jaxlm.models.heads import MLPHead
+from jaxlm.search import tree
+
+ALPHABET = "0123456789+-*/=| \n"
+STEP_DELIMITER = "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run (the fields ``offline.fit`` reads).
+
+  Attributes:
+    num_steps: optimizer updates.
+    batch_size: rows per update.
+    lr, warmup, weight_decay, clip: AdamW with warmup/cosine schedule and global-norm clip.
+    seed: initialisation and data order.
+    log_every: steps between logged metrics.
+    checkpoint_every: steps between checkpoints (a final one is always written).
+    mesh: (data, fsdp, tensor) sizes; -1 fills with the remaining devices.
+  """
+  num_steps: int = 1000
+  batch_size: int = 64
+  lr: float = 3e-3
+  warmup: int = 50
+  weight_decay: float = 0.0
+  clip: float = 1.0
+  seed: int = 0
+  log_every: int = 50
+  checkpoint_every: int = 500
+  mesh: tuple[int, int, int] = (-1, 1, 1)
+
+  def __post_init__(self):
+    for name in ("num_steps", "batch_size", "log_every"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be >= 1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Countdown text format.
+
+
+def tokenizer() -> SimpleTokenizer:
+  """Character tokenizer over ALPHABET (ids 0, 1, 2 are pad, eos, bos)."""
+  return SimpleTokenizer.chars(ALPHABET)
+
+
+def encode_prompt(tok: SimpleTokenizer, problem: countdown.Problem) -> list[int]:
+  """<bos> "<target>|<numbers>\\n"."""
+  return [tok.bos_id] + tok.encode(f"{problem.target}|{' '.join(map(str, problem.numbers))}"
+                                   + STEP_DELIMITER)
+
+
+def encode_solution(tok: SimpleTokenizer, steps: Sequence[str]) -> list[int]:
+  """Step lines joined by the delimiter, then <eos>."""
+  return tok.encode(STEP_DELIMITER.join(steps)) + [tok.eos_id]
+
+
+def random_solution(problem: countdown.Problem, rng: np.random.Generator) -> tuple[str, ...]:
+  """A solution path chosen by a uniformly random solvable move at each step."""
+  pool, steps = list(problem.numbers), []
+  while len(pool) > 1:
+    moves = [(i, j, op) for i in range(len(pool)) for j in range(i + 1, len(pool))
+             for op in countdown.OPS]
+    for k in rng.permutation(len(moves)):
+      i, j, op = moves[k]
+      value = countdown.apply_op(pool[i], pool[j], op)
+      child = [x for m, x in enumerate(pool) if m not in (i, j)] + [value]
+      if value is not None and countdown.solve(
+          countdown.Problem(tuple(sorted(child)), problem.target)) is not None:
+        steps.append(countdown.format_step(pool[i], op, pool[j]))
+        pool = child
+        break
+    else:
+      raise ValueError(f"{problem} has no solution")
+  return tuple(steps)
+
+
+def make_problems(num_numbers: Sequence[int], count: int, split: str, seed: int,
+                  **countdown_kwargs) -> list[countdown.Problem]:
+  """``count`` problems split evenly over the starting-number counts k in ``num_numbers``."""
+  out = []
+  for i, k in enumerate(num_numbers):
+    n = count // len(num_numbers) + (i < count % len(num_numbers))
+    cfg = countdown.CountdownConfig(num_numbers=k, **countdown_kwargs)
+    out.extend(countdown.generate(cfg, seed * 1000 + k, n, split))
+  return out
+
+
+def sft_batch(problems: Sequence[countdown.Problem], max_len: int, seed: int,
+              solutions_per_problem: int = 1) -> RLBatch:
+  """Behaviour-cloning rows: the prompt is observation, the solution (with <eos>) the action."""
+  tok, rng = tokenizer(), np.random.default_rng(seed)
+  rows = [(encode_prompt(tok, p), encode_solution(tok, random_solution(p, rng)))
+          for p in problems for _ in range(solutions_per_problem)]
+  tokens = np.full((len(rows), max_len), tok.pad_id, np.int32)
+  attn, act = np.zeros((2, len(rows), max_len), np.float32)
+  for b, (prompt, solution) in enumerate(rows):
+    n = len(prompt) + len(solution)
+    if n > max_len:
+      raise ValueError(f"example {b} needs {n} tokens > max_len={max_len}")
+    tokens[b, :n] = prompt + solution
+    attn[b, :n], act[b, len(prompt):n] = 1.0, 1.0
+  zeros = np.zeros_like(attn)
+  return RLBatch(tokens, attn, act, zeros, zeros).validate()
+
+
+def train_policy(model_config: TransformerConfig, train: TrainConfig,
+                 problems: Sequence[countdown.Problem], max_len: int, workdir: str, *,
+                 resume: bool = False, solutions_per_problem: int = 4) -> Any:
+  """Behaviour cloning of solver solutions; checkpoints in ``workdir/policy``. Returns params."""
+  _, init_fn, logits_fn = bc_lib.lm_networks(model_config)
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng, state
+    return bc_loss(LMOutputs(logits_fn(params, batch.tokens, batch.attention_mask)), batch)
+
+  batch = sft_batch(problems, max_len, train.seed, solutions_per_problem)
+  state = offline.fit("policy", train, workdir, init_fn, loss_fn,
+                      offline.RandomBatches(batch, train.batch_size, train.seed), resume=resume)
+  return state.params
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte-Carlo value labels.
+
+
+@flax.struct.dataclass
+class StaticFn:
+  """A plain function as a pytree without leaves, so jit treats it as static."""
+  fn: Callable = flax.struct.field(pytree_node=False)
+
+  def __call__(self, *args):
+    return self.fn(*args)
+
+
+def as_pytree(fn: Callable) -> Callable:
+  """Leave pytree callables (e.g. a sampler holding params) alone; wrap plain functions."""
+  return StaticFn(fn) if jax.tree.leaves(fn) == [fn] else fn
+
+
+def zero_score(prefixes: tree.Prefixes) -> jax.Array:
+  """A constant scorer, for plain sampling with ``tree.best_of_n_sampling``."""
+  return jnp.zeros(prefixes.lengths.shape, jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("num_samples", "max_steps"))
+def _sample(rng, prompts, propose, *, num_samples, max_steps):
+  return tree.best_of_n_sampling(rng, prompts, propose, zero_score, num_samples=num_samples,
+                                 max_steps=max_steps).prefixes
+
+
+def sample_completions(rng: jax.Array, prompts: tree.Prefixes, propose: tree.ProposeFn, *,
+                       num_samples: int, max_steps: int) -> tree.Prefixes:
+  """[P] prefixes -> [P, num_samples] independent completions (jitted; numpy leaves)."""
+  out = _sample(rng, prompts, as_pytree(propose), num_samples=num_samples, max_steps=max_steps)
+  return jax.tree.map(np.asarray, out)
+
+
+def monte_carlo_values(rng: jax.Array, prefixes: tree.Prefixes, propose: tree.ProposeFn,
+                       reward_fn: Callable[[tree.Prefixes], np.ndarray], *,
+                       num_rollouts: int, max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """Monte-Carlo value of each prefix: the mean reward of ``num_rollouts`` policy completions.
+
+  With a 0/1 verifier reward this is the Math-Shepherd soft label (Wang et al. 2024, Eq. 2):
+  the fraction of rollouts from a step prefix that reach a correct answer. With any terminal
+  reward it is the Monte-Carlo return target of the prefix (gamma = 1). Finished prefixes are
+  not extended, so their value is their own reward.
+
+  Args:
+    rng: key for the rollouts.
+    prefixes: [P] prefixes to value.
+    propose: the policy's step sampler (``tree.ProposeFn``; a pytree or a plain function).
+    reward_fn: host function, completions [P, R] (numpy Prefixes) -> rewards [P, R].
+    num_rollouts: R completions per prefix.
+    max_steps: step cap of a completion.
+
+  Returns:
+    (values_P, rewards_PxR) as float64 numpy arrays.
+  """
+  if num_rollouts < 1:
+    raise ValueError(f"num_rollouts must be >= 1, got {num_rollouts}")
+  chex.assert_rank(prefixes.tokens, 2)
+  completions = sample_completions(rng, prefixes, propose, num_samples=num_rollouts,
+                                   max_steps=max_steps)
+  rewards_PxR = np.asarray(reward_fn(completions), np.float64)
+  if rewards_PxR.shape != completions.lengths.shape:
+    raise ValueError(f"reward_fn returned shape {rewards_PxR.shape}, expected "
+                     f"{completions.lengths.shape}")
+  return rewards_PxR.mean(axis=1), rewards_PxR
+
+
+def step_ends(tokens_L: np.ndarray, start: int, length: int, delimiters: Sequence[int]
+              ) -> np.ndarray:
+  """Positions in [start, length) holding a step delimiter (the last token of each step)."""
+  pos = np.arange(start, length)
+  return pos[np.isin(tokens_L[start:length], delimiters)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The process reward model.
+
+
+@flax.struct.dataclass
+class PRMBatch:
+  """Rows of tokens with soft value labels at step ends.
+
+  Attributes:
+    tokens: [B, T] int32, right-padded.
+    attention_mask: [B, T] float32.
+    label_mask: [B, T] float32, 1 at the last token of each labelled step.
+    labels: [B, T] float32 in [0, 1], the Monte-Carlo value of the prefix ending there.
+  """
+  tokens: np.ndarray
+  attention_mask: np.ndarray
+  label_mask: np.ndarray
+  labels: np.ndarray
+
+
+def prm_networks(model_config: TransformerConfig):
+  """(init_fn(key, trunk_params=None), values_fn(params, tokens, mask) -> probabilities [B, T]).
+
+  Params are {"trunk": transformer, "head": MLPHead(out=1)}; ``values_fn`` applies the sigmoid,
+  ``logits_fn`` (third element) returns the pre-sigmoid head output.
+  """
+  model = Transformer(model_config)
+  head = MLPHead(1, out_axis=None, squeeze=True)
+
+  def init_fn(key, trunk_params=None):
+    k1, k2 = jax.random.split(key)
+    trunk = model.init(k1, jnp.zeros((1, model_config.max_len), jnp.int32))["params"]
+    if trunk_params is not None:  # keep the logical-axis boxes, take the policy's values
+      trunk = jax.tree.map(lambda box, v: box.replace_boxed(v), trunk,
+                           nn.meta.unbox(trunk_params),
+                           is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    return {"trunk": trunk,
+            "head": head.init(k2, jnp.zeros((1, 1, model_config.d_model)))["params"]}
+
+  def logits_fn(params, tokens_BxT, mask_BxT):
+    hidden = model.apply({"params": params["trunk"]}, tokens_BxT,
+                         attention_mask_BxT=mask_BxT).hidden
+    return head.apply({"params": params["head"]}, hidden)
+
+  values_fn = lambda params, tokens, mask: jax.nn.sigmoid(logits_fn(params, tokens, mask))
+  return init_fn, values_fn, logits_fn
+
+
+def prm_loss(logits_BxT: jax.Array, batch: PRMBatch) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Binary cross-entropy to soft labels at labelled positions (Wang et al. 2024, Eq. 2)."""
+  chex.assert_equal_shape([logits_BxT, batch.labels, batch.label_mask])
+  y_BxT = batch.labels.astype(jnp.float32)
+  bce_BxT = -(y_BxT * jax.nn.log_sigmoid(logits_BxT)
+              + (1.0 - y_BxT) * jax.nn.log_sigmoid(-logits_BxT))
+  loss = masked_mean(bce_BxT, batch.label_mask)
+  err = masked_mean(jnp.abs(jax.nn.sigmoid(logits_BxT) - y_BxT), batch.label_mask)
+  return loss, {"prm_bce": loss, "prm_abs_err": err}
+
+
+def train_prm(model_config: TransformerConfig, train: TrainConfig, batch: PRMBatch,
+              policy_params: Any, workdir: str, *, resume: bool = False) -> Any:
+  """Fits the PRM (trunk initialised from the policy); checkpoints in ``workdir/prm``."""
+  init_fn, _, logits_fn = prm_networks(model_config)
+  mean = float(np.sum(batch.labels * batch.label_mask) / max(batch.label_mask.sum(), 1.0))
+  mean = min(max(mean, 1e-3), 1 - 1e-3)
+
+  def init_with_prior(key):
+    params = init_fn(key, policy_params)
+    bias = params["head"]["out"]["bias"]  # start at the mean label
+    params["head"]["out"]["bias"] = bias.replace_boxed(
+        jnp.full(bias.value.shape, np.log(mean / (1 - mean)), jnp.float32))
+    return params
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng, state
+    return prm_loss(logits_fn(params, batch.tokens, batch.attention_mask), batch)
+
+  state = offline.fit("prm", train, workdir, init_with_prior, loss_fn,
+                      offline.RandomBatches(batch, train.batch_size, train.seed), resume=resume)
+  return state.params
+
+
+def solution_text(tok: SimpleTokenizer, tokens_L: np.ndarray, start: int, length: int) -> str:
+  """The solution written after the prompt (tokens [start, length); <eos>/<pad> dropped)."""
+  return tok.decode(tokens_L[start:length])
+
+
+def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
+                    problems: Sequence[countdown.Problem], propose: tree.ProposeFn, *,
+                    num_samples: int, num_rollouts: int, max_steps: int, chunk: int = 256
+                    ) -> tuple[PRMBatch, dict[str, float]]:
+  """PRM training rows: sample solutions from the policy and label every step prefix.
+
+  Args:
+    rng: key.
+    prompts: [Q] question prefixes.
+    problems: the Q problems (for the verifier).
+    propose: the policy's step sampler (temperature > 0).
+    num_samples: sampled solutions per question (each becomes a row).
+    num_rollouts: R rollouts per step prefix.
+    max_steps: step cap of a solution.
+    chunk: prefixes valued per call (fixed shapes: the last chunk is padded).
+
+  Returns:
+    (PRMBatch, stats) with stats: rows, labelled steps, mean label and the policy's pass@1 on
+    the sampled solutions.
+  """
+  tok = tokenizer()
+  q, length = prompts.tokens.shape
+  rng, key = jax.random.split(rng)
+  sols = jax.tree.map(lambda x: x.reshape((q * num_samples,) + x.shape[2:]),
+                      sample_completions(key, prompts, propose, num_samples=num_samples,
+                                         max_steps=max_steps))
+  question_B = np.repeat(np.arange(q), num_samples)
+  start_B = np.repeat(np.asarray(prompts.lengths), num_samples)
+  delimiters = (tok.encode(STEP_DELIMITER)[0], tok.eos_id)
+  owner, ends = [], []  # one prefix per step end of every sampled solution
+  for b in range(len(question_B)):
+    for t in step_ends(sols.tokens[b], start_B[b], sols.lengths[b], delimiters):
+      owner.append(b)
+      ends.append(t)
+  owner, ends = np.asarray(owner, np.int64), np.asarray(ends, np.int64)
+  p, pad = len(owner), -len(owner) % chunk
+  rows = np.concatenate([owner, np.full(pad, owner[0] if p else 0)])
+  lengths = np.concatenate([ends + 1, np.full(pad, 1)]).astype(np.int32)
+  tokens = np.where(np.arange(length)[None] < lengths[:, None], sols.tokens[rows], tok.pad_id)
+  done = tokens[np.arange(len(rows)), lengths - 1] == tok.eos_id
+  prefixes = tree.Prefixes(tokens, lengths, done)
+
+  def reward_fn(completions, offset):
+    out = np.zeros(completions.lengths.shape)
+    for i, r in np.ndindex(*out.shape):
+      b = rows[offset + i]
+      text = solution_text(tok, completions.tokens[i, r], start_B[b], completions.lengths[i, r])
+      out[i, r] = countdown.verify(problems[question_B[b]], text)[0]
+    return out
+
+  values, t0 = [], time.perf_counter()
+  for start in range(0, p + pad, chunk):
+    rng, key = jax.random.split(rng)
+    part = jax.tree.map(lambda x: x[start:start + chunk], prefixes)
+    values.append(monte_carlo_values(key, part, propose,
+                                     functools.partial(reward_fn, offset=start),
+                                     num_rollouts=num_rollouts, max_steps=max_steps)[0])
+    logging.info("PRM labels: %d / %d prefixes (%.0fs)", min(start + chunk, p), p,
+                 time.perf_counter() - t0)
+  values = np.concatenate(values)[:p] if p else np.zeros(0)
+  label_mask, labels = np.zeros((2,) + sols.tokens.shape, np.float32)
+  label_mask[owner, ends], labels[owner, ends] = 1.0, values
+  attn = (np.arange(length)[None] < sols.lengths[:, None]).astype(np.float32)
+  final = done[:p]
+  stats = {"rows": float(len(question_B)), "labelled_steps": float(p),
+           "mean_label": float(values.mean()) if p else 0.0,
+           "final_step_accuracy": float(values[final].mean()) if final.any() else 0.0}
+  return PRMBatch(sols.tokens, attn, label_mask, labels), stats

@@ -1,0 +1,147 @@
+"""Orbax checkpoints of the train state, the data-iterator position and the config.
+
+One checkpoint per saved step `<dir>/<step>/` holds three items: `state` (the TrainState pytree,
+rng included, via tensorstore), `data` (iterator position, JSON) and `config` (JSON). Orbax writes
+into a temporary directory and renames it only after every item is committed, so a process
+killed mid-save leaves no half-written step: the next run restores the last complete one (stale
+temporary directories are removed on start-up). Only the last `keep` steps are kept.
+
+Restoring takes a target state (concrete or `jax.ShapeDtypeStruct`s, optionally with shardings)
+and checks every saved array's shape against it first, so a checkpoint from a different model
+config fails with a ValueError naming the parameter rather than a tensorstore error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointNotFoundError(FileNotFoundError, ValueError):
+  """No complete checkpoint where one was required (e.g. --resume)."""
+
+
+def _path_name(path) -> str:
+  parts = []
+  for k in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return ".".join(parts)
+
+
+def to_json(config: Any) -> Any:
+  """A JSON-able copy of a config (dataclass, ConfigDict, dict or None)."""
+  if config is None:
+    return {}
+  if dataclasses.is_dataclass(config):
+    config = dataclasses.asdict(config)
+  elif hasattr(config, "to_dict"):
+    config = config.to_dict()
+  if isinstance(config, dict):
+    return {str(k): to_json(v) if isinstance(v, dict) or dataclasses.is_dataclass(v)
+            else (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}
+  return config
+
+
+class Checkpointer:
+  """Saves and restores (state, data position, config) with an orbax CheckpointManager.
+
+  Args:
+    directory: checkpoint root (created on the first save).
+    keep: number of most recent checkpoints kept.
+    async_save: write in a background thread (the device->host copy is still synchronous,
+      so donating the state right after `save` is safe).
+  """
+
+  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = False):
+    if keep < 1:
+      raise ValueError(f"keep={keep} must be >= 1")
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+                "config": ocp.JsonCheckpointHandler()}
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=handlers)
+
+  def save(self, step: int, state: Any, *, data_state: dict | None = None,
+           config: Any = None, force: bool = True) -> bool:
+    """Writes checkpoint `step` (atomic). Returns whether a save was started."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              data=ocp.args.JsonSave(data_state or {}),
+                              config=ocp.args.JsonSave(to_json(config)))
+    return self._manager.save(int(step), args=args, force=force)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def _check_shapes(self, step: int, target: Any) -> None:
+    saved = {}
+    for _, meta in jax.tree_util.tree_flatten_with_path(
+        self._manager.item_metadata(step)["state"].tree)[0]:
+      saved[meta.name] = tuple(meta.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]:
+      name = _path_name(path)
+      if name not in saved:
+        raise ValueError(f"checkpoint step {step} in {self.directory} has no entry {name!r} "
+                         "required by the current config")
+      if saved[name] != tuple(leaf.shape):
+        raise ValueError(f"checkpoint step {step} in {self.directory}: {name!r} has shape "
+                         f"{saved[name]} but the current config expects {tuple(leaf.shape)}")
+
+  def restore(self, target: Any, shardings: Any = None, step: int | None = None
+              ) -> tuple[Any, dict, dict]:
+    """Restores (state, data_state, config) at `step` (default latest).
+
+    Args:
+      target: a state pytree (arrays or ShapeDtypeStructs) giving structure, shapes, dtypes.
+      shardings: matching tree of shardings for the restored arrays (default: the target's
+        own `.sharding` where present, else single-device).
+      step: which checkpoint; None = latest complete one.
+
+    Raises:
+      CheckpointNotFoundError: no complete checkpoint in the directory.
+      ValueError: a saved array's shape differs from the target's (names the array).
+    """
+    step = self.latest_step() if step is None else step
+    if step is None or step not in self.all_steps():
+      raise CheckpointNotFoundError(
+          f"no complete checkpoint{'' if step is None else f' for step {step}'} in "
+          f"{self.directory} (found steps {self.all_steps()})")
+    self._check_shapes(step, target)
+    if shardings is None:
+      abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+          x.shape, x.dtype, sharding=getattr(x, "sharding", None)), target)
+    else:
+      abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                              target, shardings)
+    out = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore(),
+        config=ocp.args.JsonRestore()))
+    return out["state"], dict(out["data"] or {}), dict(out["config"] or {})
+
+
+def require_checkpoint(directory: str) -> None:
+  """Raises CheckpointNotFoundError unless `directory` holds a complete checkpoint."""
+  if not os.path.isdir(directory):
+    raise CheckpointNotFoundError(f"--resume: checkpoint directory {directory} does not exist")
+  manager = ocp.CheckpointManager(os.path.abspath(directory),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  if manager.latest_step() is None:
+    raise CheckpointNotFoundError(f"--resume: no complete checkpoint in {directory}")

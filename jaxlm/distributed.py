@@ -1,0 +1,104 @@
+"""Multi-process (multi-host) set-up through `jax.distributed`, only when asked.
+
+`maybe_initialize` connects this process to a coordinator when a coordinator address is given
+(argument, absl flag `--jaxlm_coordinator` or env `JAXLM_COORDINATOR`), or when
+`JAXLM_DISTRIBUTED=auto` asks JAX to auto-detect a cluster (Slurm, Cloud TPU, MPI...). Otherwise
+it does nothing, so single-process runs, tests and notebooks are unaffected.
+
+On CPU, cross-process collectives use gloo (`jax_cpu_collectives_implementation`).
+
+After initialisation each process feeds its own slice of the global batch;
+`host_local_to_global` assembles the global, mesh-sharded array without any cross-host copy
+(`jax.make_array_from_process_local_data`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import flags, logging
+import jax
+from jax.sharding import Mesh
+
+from jaxlm import sharding as sharding_lib
+
+_COORD = flags.DEFINE_string("jaxlm_coordinator", None, "host:port of process 0 (multi-host).")
+_NPROC = flags.DEFINE_integer("jaxlm_num_processes", None, "Number of processes (multi-host).")
+_PID = flags.DEFINE_integer("jaxlm_process_id", None, "This process's id (multi-host).")
+
+_initialized = False
+
+
+def _flag(holder):
+  return holder.value if flags.FLAGS.is_parsed() else None
+
+
+def _env_int(name: str) -> int | None:
+  value = os.environ.get(name)
+  if value is None or value == "":
+    return None
+  try:
+    return int(value)
+  except ValueError as e:
+    raise ValueError(f"environment variable {name}={value!r} is not an integer") from e
+
+
+def maybe_initialize(coordinator_address: str | None = None, num_processes: int | None = None,
+                     process_id: int | None = None) -> bool:
+  """Calls `jax.distributed.initialize` when a multi-process run is requested.
+
+  Precedence per field: argument, absl flag, environment variable (JAXLM_COORDINATOR,
+  JAXLM_NUM_PROCESSES, JAXLM_PROCESS_ID). With no coordinator anywhere, JAXLM_DISTRIBUTED=auto
+  lets JAX auto-detect the cluster; otherwise this is a no-op.
+
+  Returns:
+    True if this call (or an earlier one) initialised the distributed runtime.
+  """
+  global _initialized
+  if _initialized:
+    return True
+  coord = (coordinator_address or _flag(_COORD) or os.environ.get("JAXLM_COORDINATOR") or None)
+  nproc = num_processes if num_processes is not None else (
+      _flag(_NPROC) if _flag(_NPROC) is not None else _env_int("JAXLM_NUM_PROCESSES"))
+  pid = process_id if process_id is not None else (
+      _flag(_PID) if _flag(_PID) is not None else _env_int("JAXLM_PROCESS_ID"))
+  auto = os.environ.get("JAXLM_DISTRIBUTED", "").lower() == "auto"
+  if coord is None and not auto:
+    if nproc not in (None, 1) or pid not in (None, 0):
+      raise ValueError(f"num_processes={nproc} / process_id={pid} given without a coordinator "
+                       "address (JAXLM_COORDINATOR or --jaxlm_coordinator)")
+    return False
+  if coord is not None and (nproc is None or pid is None):
+    raise ValueError(f"coordinator {coord!r} given but num_processes={nproc}, process_id={pid}; "
+                     "all three are required")
+  if nproc is not None and pid is not None and not 0 <= pid < nproc:
+    raise ValueError(f"process_id={pid} is outside [0, num_processes={nproc})")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; harmless else.
+  jax.distributed.initialize(coordinator_address=coord, num_processes=nproc, process_id=pid)
+  logging.info("jax.distributed: process %d/%d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count())
+  _initialized = True
+  return True
+
+
+def host_local_to_global(local_batch: Any, mesh: Mesh) -> Any:
+  """Global arrays from this process's rows of the batch (leading axis split over processes).
+
+  Each process passes `global_batch_size / process_count` rows; the result is sharded along
+  the batch axis over (`data`, `fsdp`) of `mesh`.
+  """
+  sharding = sharding_lib.batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
+                      local_batch)
+
+
+def process_slice(global_batch_size: int) -> slice:
+  """The rows of a global batch that this process should load."""
+  n, i = jax.process_count(), jax.process_index()
+  if global_batch_size % n:
+    raise ValueError(f"global batch size {global_batch_size} is not divisible by "
+                     f"process_count={n}")
+  per = global_batch_size // n
+  return slice(i * per, (i + 1) * per)

@@ -1,0 +1,477 @@
+"""KV-cache generation: one jitted decode loop with sampling and logit processors.
+
+`generate` continues a batch of left-padded prompts. Design:
+
+* Prefill. The first P - 1 prompt columns go through the model in one call that only fills the
+  KV cache (its logits are dead code, so XLA drops the [B, P, V] output projection). The decode
+  loop then starts by feeding the last prompt column, so every step is the same T = 1 call
+  `(token_B, position_B, cache) -> (logits_BxV, hidden_BxD, cache)`. Prompts must be left-padded
+  (the last column is real for every row); row b's positions count its real tokens only, so a
+  padded row generates exactly what it would alone.
+* Decode. A `lax.while_loop` (not `scan`: it exits as soon as every row is done, by a stop token
+  or its own length limit) over at most `max_new_tokens` steps. The cache holds
+  P - 1 + max_new_tokens slots and lives only inside the compiled call, so no donation is needed.
+* Per step: raw logits -> `logit_processor(step_state, logits)` -> temperature -> top-k -> top-p
+  -> sample (or argmax when `temperature == 0`). A finished row emits `pad_id` with log-prob 0.
+* Two log-probs per token: `logprobs_BxN` under the raw model (temperature 1, no processor, no
+  filtering: what an RL loss or a perplexity wants) and `processed_logprobs_BxN` under the
+  distribution that was actually sampled from (after processor, temperature and top-k/top-p; for
+  greedy decoding: after the processor only).
+* Compilation. Shapes, sampling switches (greedy, top-k, whether top-p is on), the model and the
+  static parts of processors are static; everything else (params, prompts, rng, temperature,
+  top-p, stop tokens, per-row limits, array fields of processors, `aux`) is traced. Compiled
+  loops are cached by `jax.jit`, so repeated calls with the same shapes and configuration do not
+  retrace. Pass the same processor object (or an equal `flax.struct` processor) to hit the cache.
+  Stop-token lists are padded to a power-of-two length for the same reason. `generate` may itself
+  be called under an outer `jax.jit` (checks that need concrete values are then skipped).
+
+Logit processors are `(StepState, logits_BxV) -> logits_BxV`. Plain functions are static (hashed
+by identity); `flax.struct` dataclasses (like the ones below) carry arrays as traced fields.
+The ILQL policy of Snell et al. (2022, Sec. 4, policy extraction), `logits + beta * (Q - V)`,
+is a processor that reads `step_state.hidden_BxD` and takes the head parameters from
+`step_state.aux`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import chex
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm.models import transformer as tfm
+
+_NEVER = np.iinfo(np.int32).max // 2  # A step index no loop reaches.
+
+
+@flax.struct.dataclass
+class StepState:
+  """What a logit processor sees at one decode step (B rows, N = max_new_tokens).
+
+  Attributes:
+    step: int32 scalar, index of the token being chosen (0 = first new token).
+    tokens_BxN: tokens generated so far; columns >= step hold `pad_id`.
+    positions_B: position id of the token just fed (the chosen token goes at +1).
+    prompt_lengths_B: number of real prompt tokens per row.
+    hidden_BxD: final normalised hidden state at the token just fed (value heads read it).
+    done_B: rows that had already finished before this step (their choice is discarded).
+    rng: a key for this step, independent of the one used to sample.
+    aux: the user's `aux` pytree, passed through unchanged.
+  """
+  step: jax.Array
+  tokens_BxN: jax.Array
+  positions_B: jax.Array
+  prompt_lengths_B: jax.Array
+  hidden_BxD: jax.Array
+  done_B: jax.Array
+  rng: jax.Array
+  aux: Any = None
+
+
+@flax.struct.dataclass
+class GenerationOutput:
+  """Result of `generate` for B rows and N = max_new_tokens columns.
+
+  Attributes:
+    tokens_BxN: generated tokens; `pad_id` after a row finished.
+    logprobs_BxN: log p(token) under the raw model (temperature 1, no processor); 0 after the end.
+    processed_logprobs_BxN: log-prob under the distribution sampled from; 0 after the end.
+    lengths_B: generated tokens per row (a stop token counts).
+    done_B: the row ended on a stop token (False: cut by its length limit).
+    extras: stacked `extra_outputs` ([B, N, ...] leaves) or None.
+  """
+  tokens_BxN: jax.Array
+  logprobs_BxN: jax.Array
+  processed_logprobs_BxN: jax.Array
+  lengths_B: jax.Array
+  done_B: jax.Array
+  extras: Any = None
+
+
+Processor = Callable[[StepState, jax.Array], jax.Array]
+
+
+# ---------------------------------------------------------------------------------------------
+# Processors.
+
+
+@flax.struct.dataclass
+class _Static:
+  """A plain function made into a pytree with no leaves (static under jit)."""
+  fn: Callable = flax.struct.field(pytree_node=False)
+
+  def __call__(self, state, logits_BxV):
+    return self.fn(state, logits_BxV)
+
+
+def _as_pytree(fn):
+  """Leave pytree processors alone; wrap plain callables so jit treats them as static."""
+  leaves = [] if fn is None else jax.tree.leaves(fn)
+  if len(leaves) != 1 or leaves[0] is not fn:
+    return fn
+  return _Static(fn)
+
+
+@flax.struct.dataclass
+class Compose:
+  """Apply processors left to right."""
+  processors: tuple
+
+  def __call__(self, state, logits_BxV):
+    for p in self.processors:
+      logits_BxV = p(state, logits_BxV)
+    return logits_BxV
+
+
+def compose(*processors: Processor) -> Compose:
+  """One processor that applies `processors` in order (None entries are skipped)."""
+  return Compose(tuple(_as_pytree(p) for p in processors if p is not None))
+
+
+@flax.struct.dataclass
+class MaskProcessor:
+  """Only tokens with `allowed` true ([V] or [B, V]) can be chosen."""
+  allowed: jax.Array
+
+  def __call__(self, state, logits_BxV):
+    del state
+    return jnp.where(self.allowed.astype(bool), logits_BxV, -jnp.inf)
+
+
+def mask_processor(allowed_V) -> MaskProcessor:
+  """Restrict choices to `allowed_V` (bool [V], or [B, V] per row)."""
+  allowed = jnp.asarray(allowed_V, bool)
+  if allowed.ndim not in (1, 2):
+    raise ValueError(f"mask_processor: allowed_V must be [V] or [B, V], got {allowed.shape}")
+  return MaskProcessor(allowed)
+
+
+@flax.struct.dataclass
+class ForcedTokens:
+  """Force `forced_F` at steps start_B .. start_B + F - 1 (see `forced_tokens_processor`)."""
+  forced_F: jax.Array
+  start_B: jax.Array
+  start_fn: Callable | None = flax.struct.field(pytree_node=False, default=None)
+
+  def __call__(self, state, logits_BxV):
+    start_B = self.start_fn(state) if self.start_fn is not None else self.start_B
+    start_B = jnp.broadcast_to(start_B, state.done_B.shape)
+    offset_B = state.step - start_B
+    n = self.forced_F.shape[0]
+    active_B = (offset_B >= 0) & (offset_B < n)
+    token_B = self.forced_F[jnp.clip(offset_B, 0, n - 1)]
+    one_hot_BxV = jnp.arange(logits_BxV.shape[-1])[None, :] == token_B[:, None]
+    forced_BxV = jnp.where(one_hot_BxV, 0.0, -jnp.inf)
+    return jnp.where(active_B[:, None], forced_BxV, logits_BxV)
+
+
+def forced_tokens_processor(forced_tokens, start=None) -> ForcedTokens:
+  """Force a token sequence from a per-row start step on (budget forcing, answer prefixes).
+
+  Budget forcing (Muennighoff et al. 2025, "s1", Sec. 3.1) ends thinking at a token budget by
+  forcing e.g. `</think>` + "Final answer:" at step `budget`. The start can be
+
+  * an int or an int array [B]: a fixed step per row;
+  * a callable `start(step_state) -> int32 [B]`, e.g. one that reads `step_state.tokens_BxN` to
+    start only for rows that have not closed their thinking yet (`first_token_step` helps), or
+    that reads per-row budgets from `step_state.aux`. It must return the same start at every
+    step of the forced stretch (compute it from tokens before the start, or from `aux`).
+
+  Forced tokens get processed log-prob 0; their raw log-prob is the model's.
+
+  Args:
+    forced_tokens: int sequence [F], F >= 1.
+    start: see above. None means step 0.
+
+  Returns:
+    A processor.
+  """
+  forced_F = jnp.asarray(forced_tokens, jnp.int32)
+  if forced_F.ndim != 1 or forced_F.shape[0] == 0:
+    raise ValueError(f"forced_tokens_processor: forced_tokens must be a non-empty 1-D sequence, "
+                     f"got shape {forced_F.shape}")
+  if callable(start):
+    return ForcedTokens(forced_F, jnp.zeros((), jnp.int32), start)
+  return ForcedTokens(forced_F, jnp.asarray(0 if start is None else start, jnp.int32))
+
+
+def first_token_step(state: StepState, token_ids) -> jax.Array:
+  """Per row, the first step (< state.step) whose generated token is in `token_ids`, else a
+  step no loop reaches. Useful inside a `forced_tokens_processor` start function."""
+  hit_BxN = jnp.isin(state.tokens_BxN, jnp.asarray(token_ids, jnp.int32))
+  hit_BxN &= jnp.arange(state.tokens_BxN.shape[1])[None, :] < state.step
+  n = state.tokens_BxN.shape[1]
+  return jnp.where(hit_BxN.any(-1), jnp.argmax(hit_BxN, axis=-1), _NEVER).astype(jnp.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling.
+
+
+def top_k_filter(logits_BxV: jax.Array, k: int) -> jax.Array:
+  """Keep the k largest logits per row (ties with the k-th are kept); others -> -inf."""
+  kth_Bx1 = jax.lax.top_k(logits_BxV, k)[0][:, -1:]
+  return jnp.where(logits_BxV < kth_Bx1, -jnp.inf, logits_BxV)
+
+
+def top_p_filter(logits_BxV: jax.Array, p: jax.Array) -> jax.Array:
+  """Nucleus filter (Holtzman et al. 2020, Sec. 3.1): keep the smallest set of most likely
+  tokens whose probability mass is >= p (ties at the cut are kept); others -> -inf."""
+  sorted_BxV = -jnp.sort(-logits_BxV, axis=-1)
+  probs_BxV = jax.nn.softmax(sorted_BxV, axis=-1)
+  mass_before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV
+  keep_BxV = mass_before_BxV < p  # The top token always has mass_before 0 and is kept.
+  cutoff_Bx1 = jnp.min(jnp.where(keep_BxV, sorted_BxV, jnp.inf), axis=-1, keepdims=True)
+  return jnp.where(logits_BxV < cutoff_Bx1, -jnp.inf, logits_BxV)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StaticConfig:
+  """Everything that fixes the compiled loop."""
+  max_new_tokens: int
+  greedy: bool
+  top_k: int
+  use_top_p: bool
+  cache_dtype: Any
+
+
+def _take_B(logp_BxV, token_B):
+  return jnp.take_along_axis(logp_BxV, token_B[:, None], axis=-1)[:, 0]
+
+
+def _choose(cfg: _StaticConfig, logits_BxV, temperature, top_p, rng):
+  """Processed logits -> (token_B, the logits of the distribution the token was drawn from)."""
+  if cfg.greedy:
+    token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
+    return token_B, logits_BxV
+  logits_BxV = logits_BxV / temperature
+  if cfg.top_k:
+    logits_BxV = top_k_filter(logits_BxV, cfg.top_k)
+  if cfg.use_top_p:
+    logits_BxV = top_p_filter(logits_BxV, top_p)
+  token_B = jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
+  return token_B, logits_BxV
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, prompt_BxP,
+                   mask_BxP, rng, temperature, top_p, stop_BxK, max_lengths_B, pad_id, processor,
+                   aux):
+  b, p = prompt_BxP.shape
+  n = cfg.max_new_tokens
+  mask_BxP = mask_BxP.astype(jnp.int32)
+  prompt_lengths_B = mask_BxP.sum(-1)
+  cache = cache_fn(b, p - 1 + n, cfg.cache_dtype)
+  if p > 1:  # Fill the cache with all but the last column; logits are unused (DCE'd).
+    cache = apply_fn(params, prompt_BxP[:, :-1], mask_BxP[:, :-1],
+                     tfm.positions_from_mask(mask_BxP[:, :-1]), cache).cache
+
+  def step_fn(token_B, position_B, cache):
+    out = apply_fn(params, token_B[:, None], jnp.ones((b, 1), jnp.int32), position_B[:, None],
+                   cache)
+    return out.logits[:, 0], out.hidden[:, 0], out.cache
+
+  logits_spec, hidden_spec, _ = jax.eval_shape(step_fn, prompt_BxP[:, -1], prompt_lengths_B,
+                                               cache)
+  dummy_state = StepState(jnp.zeros((), jnp.int32), jnp.zeros((b, n), jnp.int32),
+                          prompt_lengths_B, prompt_lengths_B,
+                          jnp.zeros(hidden_spec.shape, hidden_spec.dtype),
+                          jnp.zeros((b,), bool), rng, aux)
+  extras = None
+  if extra_fn is not None:
+    spec = jax.eval_shape(extra_fn, dummy_state, jnp.zeros(logits_spec.shape, jnp.float32),
+                          jnp.zeros((b,), jnp.int32))
+    extras = jax.tree.map(lambda s: jnp.zeros((s.shape[0], n) + s.shape[1:], s.dtype), spec)
+
+  carry = dict(
+      step=jnp.zeros((), jnp.int32), cache=cache, token_B=prompt_BxP[:, -1].astype(jnp.int32),
+      position_B=prompt_lengths_B - 1, tokens_BxN=jnp.full((b, n), pad_id, jnp.int32),
+      logprobs_BxN=jnp.zeros((b, n), jnp.float32),
+      processed_BxN=jnp.zeros((b, n), jnp.float32), lengths_B=jnp.zeros((b,), jnp.int32),
+      finished_B=max_lengths_B <= 0, stopped_B=jnp.zeros((b,), bool), extras=extras)
+
+  def cond(c):
+    return (c["step"] < n) & ~jnp.all(c["finished_B"])
+
+  def body(c):
+    step = c["step"]
+    logits_BxV, hidden_BxD, cache = step_fn(c["token_B"], c["position_B"], c["cache"])
+    step_rng = jax.random.fold_in(rng, step)
+    state = StepState(step, c["tokens_BxN"], c["position_B"], prompt_lengths_B, hidden_BxD,
+                      c["finished_B"], jax.random.fold_in(step_rng, 1), aux)
+    processed_BxV = logits_BxV if processor is None else processor(state, logits_BxV)
+    token_B, sampled_from_BxV = _choose(cfg, processed_BxV, temperature, top_p,
+                                        jax.random.fold_in(step_rng, 0))
+    live_B = ~c["finished_B"]
+    token_B = jnp.where(live_B, token_B, pad_id)
+    raw_lp_B = _take_B(jax.nn.log_softmax(logits_BxV), token_B)
+    proc_lp_B = raw_lp_B if sampled_from_BxV is logits_BxV else _take_B(
+        jax.nn.log_softmax(sampled_from_BxV), token_B)
+    # Finished rows write pad (tokens) or zeros (everything else) into column `step`.
+    put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x[:, None], step, axis=1)
+    put_live = lambda buf, x: put(buf, jnp.where(
+        live_B.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x)))
+    lengths_B = c["lengths_B"] + live_B
+    stop_B = live_B & (stop_BxK == token_B[:, None]).any(-1)
+    new = dict(
+        step=step + 1, cache=cache, token_B=token_B, position_B=c["position_B"] + 1,
+        tokens_BxN=put(c["tokens_BxN"], token_B),
+        logprobs_BxN=put_live(c["logprobs_BxN"], raw_lp_B),
+        processed_BxN=put_live(c["processed_BxN"], proc_lp_B),
+        lengths_B=lengths_B, stopped_B=c["stopped_B"] | stop_B,
+        finished_B=c["finished_B"] | stop_B | (lengths_B >= max_lengths_B), extras=None)
+    if extra_fn is not None:
+      new["extras"] = jax.tree.map(put_live, c["extras"], extra_fn(state, logits_BxV, token_B))
+    return new
+
+  c = jax.lax.while_loop(cond, body, carry)
+  return GenerationOutput(c["tokens_BxN"], c["logprobs_BxN"], c["processed_BxN"],
+                          c["lengths_B"], c["stopped_B"], c["extras"])
+
+
+_generate_jit = jax.jit(_generate_impl, static_argnums=(0, 1, 2, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model adapters (hashable, so that jit caches on them).
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModuleApply:
+  module: nn.Module
+
+  def __call__(self, params, tokens_BxT, mask_BxT, positions_BxT, cache):
+    return self.module.apply({"params": params}, tokens_BxT, attention_mask_BxT=mask_BxT,
+                             positions_BxT=positions_BxT, cache=cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class _CacheInit:
+  config: tfm.TransformerConfig
+
+  def __call__(self, batch_size, max_len, dtype):
+    return tfm.init_cache(self.config, batch_size, max_len, dtype)
+
+
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _validate(config, prompt_BxP, mask_BxP, max_new_tokens, temperature, top_k, top_p):
+  chex.assert_rank(prompt_BxP, 2)
+  if tuple(mask_BxP.shape) != tuple(prompt_BxP.shape):
+    raise ValueError(f"generate: prompt_mask_BxP shape {tuple(mask_BxP.shape)} != "
+                     f"prompt_tokens_BxP shape {tuple(prompt_BxP.shape)}")
+  if prompt_BxP.shape[1] < 1:
+    raise ValueError("generate: prompt_tokens_BxP has no columns; give at least one token")
+  if int(max_new_tokens) < 1:
+    raise ValueError(f"generate: max_new_tokens={max_new_tokens} must be >= 1")
+  if int(top_k) < 0 or (config is not None and top_k > config.vocab_size):
+    raise ValueError(f"generate: top_k={top_k} must be in [0, vocab_size]")
+  for name, value, ok in (("temperature", temperature, lambda t: t >= 0),
+                          ("top_p", top_p, lambda q: 0 < q <= 1)):
+    if _is_concrete(value) and not ok(float(value)):
+      raise ValueError(f"generate: {name}={float(value)} is out of range")
+  if config is not None and config.pos == "learned":
+    need = prompt_BxP.shape[1] - 1 + int(max_new_tokens)
+    if need > config.max_len:
+      raise ValueError(f"generate: prompt length {prompt_BxP.shape[1]} + max_new_tokens "
+                       f"{max_new_tokens} - 1 = {need} positions exceed the learned position "
+                       f"table (max_len={config.max_len})")
+  if _is_concrete(mask_BxP):
+    m = np.asarray(mask_BxP).astype(bool)
+    if not m[:, -1].all():
+      raise ValueError(f"generate: rows {np.flatnonzero(~m[:, -1]).tolist()} have an empty or "
+                       "right-padded prompt; prompts must be left-padded and non-empty")
+    if (m[:, 1:] < m[:, :-1]).any():
+      raise ValueError(f"generate: rows {np.flatnonzero((m[:, 1:] < m[:, :-1]).any(1)).tolist()}"
+                       " of prompt_mask_BxP are not left-padded (0s then 1s)")
+  if config is not None and _is_concrete(prompt_BxP):
+    t = np.asarray(prompt_BxP)
+    if t.size and (t.min() < 0 or t.max() >= config.vocab_size):
+      raise ValueError(f"generate: prompt token ids must be in [0, {config.vocab_size}), got "
+                       f"range [{t.min()}, {t.max()}]")
+
+
+def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None,
+             max_new_tokens: int, temperature=1.0, top_k: int = 0, top_p=1.0,
+             stop_tokens=(), max_lengths_B=None, pad_id: int = 0,
+             logit_processor: Processor | None = None, aux=None, cache_dtype=None,
+             extra_outputs: Callable | None = None,
+             config: tfm.TransformerConfig | None = None) -> GenerationOutput:
+  """Continue left-padded prompts with a jitted KV-cache decode loop.
+
+  Args:
+    model: a `Transformer` (any flax module with a `cfg` and its call signature), or a hashable
+      `apply_fn(params, tokens_BxT, attention_mask_BxT, positions_BxT, cache) -> out` returning
+      `.logits`, `.hidden` and `.cache` (then `config` is required to build the cache).
+    params: the model parameters (boxed or unboxed).
+    prompt_tokens_BxP: int prompts, left-padded.
+    prompt_mask_BxP: 1 on real prompt tokens (0s then 1s per row); None = all real.
+    rng: PRNG key; needed unless `temperature == 0`.
+    max_new_tokens: N, the number of decode steps at most (static).
+    temperature: softmax temperature; a Python 0 means greedy (argmax; top-k/top-p then do
+      nothing). A traced temperature always samples.
+    top_k: keep the k most likely tokens (0 = off; static).
+    top_p: nucleus mass (1 = off).
+    stop_tokens: ids that end a row (the stop token is emitted and counted): a sequence [K]
+      shared by all rows, or an int array [B, K] per row (pad with -1).
+    max_lengths_B: per-row cap on generated tokens (<= N); None = N for every row.
+    pad_id: emitted after a row finished.
+    logit_processor: `(StepState, logits_BxV) -> logits_BxV`, applied before temperature.
+    aux: pytree handed to processors as `step_state.aux` (e.g. value-head params).
+    cache_dtype: KV cache dtype (default: the model's compute dtype).
+    extra_outputs: optional `(StepState, raw logits_BxV, token_B) -> pytree of [B, ...]`,
+      stacked over steps into `GenerationOutput.extras` ([B, N, ...]; zeros after a row ends).
+    config: the `TransformerConfig`, only when `model` is a bare apply function.
+
+  Returns:
+    GenerationOutput.
+  """
+  if isinstance(model, nn.Module):
+    config = model.cfg
+    apply_fn = _ModuleApply(model)
+  else:
+    apply_fn = model
+    if config is None:
+      raise ValueError("generate: pass config= (a TransformerConfig) with a bare apply function")
+  if prompt_mask_BxP is None:
+    prompt_mask_BxP = jnp.ones(jnp.shape(prompt_tokens_BxP), jnp.int32)
+  _validate(config, prompt_tokens_BxP, prompt_mask_BxP, max_new_tokens, temperature, top_k,
+            top_p)
+  b = prompt_tokens_BxP.shape[0]
+  greedy = _is_concrete(temperature) and float(temperature) == 0.0
+  if rng is None:
+    if not greedy:
+      raise ValueError("generate: rng is required when sampling (temperature > 0)")
+    rng = jax.random.key(0)
+  stop = jnp.asarray(stop_tokens, jnp.int32)
+  if stop.ndim == 1:
+    stop = jnp.broadcast_to(stop[None], (b, stop.shape[0]))
+  if stop.ndim != 2 or stop.shape[0] != b:
+    raise ValueError(f"generate: stop_tokens must be [K] or [B={b}, K], got {stop.shape}")
+  # Pad K to a power of two with -1 (never a token) so that most calls share one compilation.
+  k = stop.shape[1]
+  stop = jnp.pad(stop, ((0, 0), (0, (1 << max(k - 1, 0).bit_length()) - k)), constant_values=-1)
+  if max_lengths_B is None:
+    max_lengths_B = jnp.full((b,), max_new_tokens, jnp.int32)
+  max_lengths_B = jnp.asarray(max_lengths_B, jnp.int32)
+  if max_lengths_B.shape != (b,):
+    raise ValueError(f"generate: max_lengths_B must have shape ({b},), got "
+                     f"{max_lengths_B.shape}")
+  cfg = _StaticConfig(max_new_tokens=int(max_new_tokens), greedy=greedy, top_k=int(top_k),
+                       use_top_p=not (_is_concrete(top_p) and float(top_p) >= 1.0),
+                       cache_dtype=cache_dtype and jnp.dtype(cache_dtype))
+  return _generate_jit(apply_fn, _CacheInit(config), extra_outputs, cfg, nn.meta.unbox(params),
+                       jnp.asarray(prompt_tokens_BxP, jnp.int32), prompt_mask_BxP, rng,
+                       jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
+                       stop, max_lengths_B, jnp.asarray(pad_id, jnp.int32),
+                       _as_pytree(logit_processor), aux)

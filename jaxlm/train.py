@@ -1,0 +1,350 @@
+"""Train state, optimizer, one jitted (sharded, donated) update step, and the training loop.
+
+The step is built once by `make_train_step(loss_fn, optimizer, ...)` from a pure loss
+
+    loss_fn(params, batch, rng, *, state) -> (loss, aux)
+
+where `loss` is a float32 scalar, `aux` a dict of scalar metrics (may be empty) and `state` the
+whole `TrainState` (read-only: target params, `extra`). Gradient accumulation scans over
+microbatches inside the step, so one call is one optimizer update (one step of the schedule).
+The update is AdamW (Loshchilov & Hutter 2019) after global-norm clipping (Pascanu et al. 2013),
+with linear warmup and cosine decay (Loshchilov & Hutter 2017). Algorithms with target networks
+get a Polyak average target <- (1 - tau) * target + tau * params (Lillicrap et al. 2016, Alg. 1).
+
+`train` runs the loop: progress bar with rate/ETA, periodic eval, JSONL + TensorBoard metrics,
+checkpoints every K steps (resume is bit-identical: the rng lives in the state, the data position
+is checkpointed), and a learning-curve PNG at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+import contextlib
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax.struct
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from jaxlm import sharding as sharding_lib
+
+Batch = Any
+Metrics = dict[str, Any]
+LossFn = Callable[..., tuple[jax.Array, Metrics]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training run needs to continue bit-identically.
+
+  Attributes:
+    step: int32 scalar, number of updates applied.
+    params: trained parameters (pytree).
+    opt_state: optimizer state.
+    rng: PRNG key (uint32[2]); split once per step.
+    target_params: Polyak-averaged copy of `params` (None if the algorithm has no target).
+    extra: non-trained state carried along unchanged (None if unused).
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+  target_params: Any = None
+  extra: Any = None
+
+  @classmethod
+  def create(cls, params, optimizer: optax.GradientTransformation, rng: jax.Array, *,
+             with_target: bool = False, extra: Any = None) -> "TrainState":
+    """A fresh state at step 0 (works on boxed `nn.Partitioned` params inside eval_shape)."""
+    return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+               rng=rng, target_params=jax.tree.map(jnp.copy, params) if with_target else None,
+               extra=extra)
+
+
+def make_schedule(lr: float, warmup: int, total_steps: int,
+                  final_fraction: float = 0.1) -> optax.Schedule:
+  """Linear warmup 0 -> lr over `warmup` steps, then cosine decay to lr * final_fraction."""
+  if warmup < 0 or total_steps < 1:
+    raise ValueError(f"need warmup >= 0 and total_steps >= 1, got warmup={warmup}, "
+                     f"total_steps={total_steps}")
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=lr, warmup_steps=warmup,
+      decay_steps=max(total_steps, warmup + 1), end_value=lr * final_fraction)
+
+
+def make_optimizer(lr: float, warmup: int, total_steps: int, clip: float | None = 1.0,
+                   weight_decay: float = 0.1, b1: float = 0.9, b2: float = 0.95,
+                   eps: float = 1e-8, final_fraction: float = 0.1
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Global-norm clipping + AdamW with warmup/cosine schedule.
+
+  Weight decay applies to matrices only (rank >= 2: kernels, embeddings), not biases or norms.
+
+  Returns:
+    (optimizer, schedule); pass the schedule to `make_train_step` to log the learning rate.
+  """
+  schedule = make_schedule(lr, warmup, total_steps, final_fraction)
+  decay_mask = lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+  parts = [optax.clip_by_global_norm(clip)] if clip else []
+  parts.append(optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                           mask=decay_mask))
+  return optax.chain(*parts), schedule
+
+
+def polyak_update(target: Any, online: Any, tau: float) -> Any:
+  """target <- (1 - tau) * target + tau * online (Lillicrap et al. 2016, Alg. 1)."""
+  return jax.tree.map(lambda t, o: ((1.0 - tau) * t + tau * o).astype(t.dtype), target, online)
+
+
+def _split_microbatches(batch: Batch, accum_steps: int, mesh: Mesh | None) -> Batch:
+  """[B, ...] -> [A, B/A, ...]; microbatch i takes rows i, i+A, ... so every shard contributes."""
+  def split(path, x):
+    if x.shape[0] % accum_steps:
+      raise ValueError(f"batch{jax.tree_util.keystr(path)} leading dim {x.shape[0]} is not "
+                       f"divisible by accum_steps={accum_steps}")
+    x = x.reshape(x.shape[0] // accum_steps, accum_steps, *x.shape[1:]).swapaxes(0, 1)
+    if mesh is not None:
+      x = jax.lax.with_sharding_constraint(
+          x, NamedSharding(mesh, P(None, sharding_lib.BATCH_AXES)))
+    return x
+  return jax.tree_util.tree_map_with_path(split, batch)
+
+
+def _norm(tree) -> jax.Array:
+  return optax.tree.norm(tree).astype(jnp.float32)
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
+                    schedule: optax.Schedule | None = None, mesh: Mesh | None = None,
+                    state_shardings: Any = None, batch_sharding: Any = None,
+                    target_update: float | None = None, accum_steps: int = 1,
+                    donate: bool = True) -> Callable[[TrainState, Batch],
+                                                     tuple[TrainState, Metrics]]:
+  """Builds the jitted update `step(state, batch) -> (state, metrics)`.
+
+  Args:
+    loss_fn: `loss_fn(params, batch, rng, *, state) -> (loss, aux)`; pure; `aux` is a dict of
+      scalars (averaged over microbatches).
+    optimizer: optax transformation (e.g. from `make_optimizer`).
+    schedule: learning-rate schedule, logged as `learning_rate` if given.
+    mesh: device mesh; when given, the step is jitted with explicit in/out shardings.
+    state_shardings: NamedShardings of the state (from `sharding.init_sharded`); with `mesh`.
+    batch_sharding: sharding (or pytree prefix) of the batch; default batch axis over
+      (`data`, `fsdp`).
+    target_update: Polyak tau for `state.target_params` (None: targets untouched).
+    accum_steps: microbatches per update; the batch's leading dim must be divisible by it.
+      The gradient is the mean of microbatch gradients, i.e. equal to the full-batch gradient
+      when `loss` is a mean over equally sized microbatches.
+    donate: donate the input state's buffers to the output.
+
+  Returns:
+    The jitted step. Metrics (replicated): loss, grad_norm (before clipping), param_norm,
+    update_norm, learning_rate (if `schedule`) and the loss's aux metrics.
+  """
+  if accum_steps < 1:
+    raise ValueError(f"accum_steps={accum_steps} must be >= 1")
+  if target_update is not None and not 0.0 <= target_update <= 1.0:
+    raise ValueError(f"target_update (tau)={target_update} must be in [0, 1]")
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def loss_and_grads(state, batch, rng):
+    if accum_steps == 1:
+      (loss, aux), grads = grad_fn(state.params, batch, rng, state=state)
+      return loss, aux, grads
+
+    def body(grads_acc, xs):
+      i, micro = xs
+      (loss, aux), grads = grad_fn(state.params, micro, jax.random.fold_in(rng, i), state=state)
+      return jax.tree.map(jnp.add, grads_acc, grads), (loss, aux)
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    micro = _split_microbatches(batch, accum_steps, mesh)
+    grads, (losses, auxes) = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
+    aux = jax.tree.map(lambda x: x.mean(0), auxes)
+    return losses.mean(), aux, jax.tree.map(lambda g: g / accum_steps, grads)
+
+  def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, step_rng = jax.random.split(state.rng)
+    loss, aux, grads = loss_and_grads(state, batch, step_rng)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    target = state.target_params
+    if target_update is not None and target is not None:
+      target = polyak_update(target, params, target_update)
+    metrics = {"loss": loss.astype(jnp.float32), "grad_norm": _norm(grads),
+               "param_norm": _norm(params), "update_norm": _norm(updates), **aux}
+    if schedule is not None:
+      metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng,
+                              target_params=target)
+    return new_state, metrics
+
+  donate_argnums = (0,) if donate else ()
+  if mesh is None:
+    return jax.jit(step, donate_argnums=donate_argnums)
+  if state_shardings is None:
+    raise ValueError("make_train_step(mesh=...) needs state_shardings "
+                     "(from jaxlm.sharding.init_sharded)")
+  batch_sharding = batch_sharding or sharding_lib.batch_sharding(mesh)
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
+                 donate_argnums=donate_argnums)
+
+
+class MetricWriter:
+  """Scalars to `<workdir>/metrics.jsonl` and TensorBoard event files (process 0 only)."""
+
+  def __init__(self, workdir: str | None):
+    self._active = workdir is not None and jax.process_index() == 0
+    self._jsonl = self._tb = None
+    if self._active:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._active:
+      return
+    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, float(v), int(step))
+
+  def close(self) -> None:
+    if self._active:
+      self._jsonl.close()
+      self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, float]]:
+  """Rows of `<workdir>/metrics.jsonl`."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_learning_curve(rows: list[Mapping[str, float]], path: str,
+                        keys: tuple[str, ...] = ("loss", "eval/loss")) -> None:
+  """Learning curve (one line per metric key present in `rows`) as a PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for key in keys:
+    pts = [(r["step"], r[key]) for r in rows if key in r]
+    if pts:
+      ax.plot(*zip(*pts), marker="." if key.startswith("eval") else None, label=key)
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss (nats/token)")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def _count_tokens(batch: Batch) -> int:
+  if isinstance(batch, Mapping) and "tokens" in batch:
+    return int(np.size(batch["tokens"]))
+  return int(np.shape(jax.tree.leaves(batch)[0])[0])
+
+
+def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainState, Metrics]],
+          data: Iterator[Batch], *, num_steps: int, workdir: str | None = None,
+          log_every: int = 10, eval_every: int = 0,
+          eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
+          checkpointer: Any = None, checkpoint_every: int = 0, config: Any = None,
+          put_batch: Callable[[Batch], Batch] = jax.device_put,
+          tokens_per_batch: Callable[[Batch], int] = _count_tokens,
+          transfer_guard: str | None = None, progress: bool = True
+          ) -> tuple[TrainState, list[dict[str, float]]]:
+  """Runs `step_fn` from `state.step` to `num_steps`.
+
+  Args:
+    state: initial (or restored) state.
+    step_fn: from `make_train_step`.
+    data: iterator of host batches; if it has `get_state() -> dict` its position is saved
+      with each checkpoint (restore it with `set_state` before calling `train` to resume).
+    num_steps: total number of updates (the loop stops when `state.step == num_steps`).
+    workdir: where metrics.jsonl, tb/ and learning_curve.png go (None: nothing written).
+    log_every: steps between metric fetches (the only host syncs in the loop).
+    eval_every: steps between `eval_fn(state)` calls (besides step 0 of a fresh run and the
+      last step); results logged with an `eval/` prefix.
+    checkpointer: a `jaxlm.checkpoint.Checkpointer` (None: no checkpoints).
+    checkpoint_every: steps between checkpoints (a final one is always written).
+    config: JSON-able config saved with the checkpoints.
+    put_batch: host batch -> device batch (e.g. `sharding.shard_batch` or
+      `distributed.host_local_to_global` bound to the mesh).
+    tokens_per_batch: tokens in one batch (for tokens/s); default `batch["tokens"].size`.
+    transfer_guard: e.g. "disallow": run the step under `jax.transfer_guard` so an implicit
+      host<->device copy inside the step is an error.
+    progress: show a tqdm bar.
+
+  Returns:
+    (final state, history): history rows are the logged metrics (train and eval).
+  """
+  start = int(jax.device_get(state.step))
+  writer = MetricWriter(workdir)
+  history: list[dict[str, float]] = []
+  guard = (lambda: jax.transfer_guard(transfer_guard)) if transfer_guard else (
+      contextlib.nullcontext)
+
+  def log(step, scalars):
+    history.append({"step": step, **scalars})
+    writer.write(step, scalars)
+
+  def run_eval(step):
+    if eval_fn is not None:
+      log(step, {f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
+
+  def save(step):
+    if checkpointer is not None:
+      data_state = data.get_state() if hasattr(data, "get_state") else None
+      checkpointer.save(step, state, data_state=data_state, config=config)
+
+  bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not progress,
+                  dynamic_ncols=True)
+  if start == 0:
+    run_eval(0)
+  tokens, t0, metrics = 0, time.perf_counter(), None
+  for step in range(start + 1, num_steps + 1):
+    host_batch = next(data)
+    tokens += tokens_per_batch(host_batch)
+    batch = put_batch(host_batch)
+    with guard():
+      state, metrics = step_fn(state, batch)
+    bar.update(1)
+    if step % log_every == 0 or step == num_steps:
+      scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      elapsed = time.perf_counter() - t0
+      scalars["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+      if not math.isfinite(scalars["loss"]):
+        logging.warning("step %d: non-finite loss %s", step, scalars["loss"])
+      log(step, scalars)
+      bar.set_postfix(loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}")
+      tokens, t0 = 0, time.perf_counter()
+    if eval_every and step % eval_every == 0 and step != num_steps:
+      run_eval(step)
+    if checkpoint_every and step % checkpoint_every == 0 and step != num_steps:
+      save(step)
+  bar.close()
+  if num_steps > start:
+    run_eval(num_steps)
+    save(num_steps)
+  if checkpointer is not None:
+    checkpointer.wait()
+  writer.close()
+  if workdir is not None and jax.process_index() == 0 and os.path.exists(
+      os.path.join(workdir, "metrics.jsonl")):
+    plot_learning_curve(read_metrics(workdir), os.path.join(workdir, "learning_curve.png"))
+  return state, history
