@@ -21,10 +21,7 @@ _RESUME = flags.DEFINE_bool("resume", False, "Continue the runs in --workdir.")
 def main(argv):
   del argv
   distributed.maybe_initialize()
-  config = offline.config_from_dict(ilql.Config, _CONFIG.value.to_dict())
-  results = ilql.train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value)
-  print(offline.results_table(results))
-  print(f"results: {_WORKDIR.value}/results.json")
+  offline.run_experiment(ilql, _CONFIG.value.to_dict(), _WORKDIR.value, _RESUME.value)
 
 
 if __name__ == "__main__":

@@ -79,12 +79,12 @@ class AlgosTest(absltest.TestCase):
   def test_eval_prompt_is_the_training_window_context(self):
     task = offline.TASKS["maze_fo"]()
     episode = task.build_dataset(1, 3)[0]
-    windows = to_rl_batch([episode], task.tokenizer, max_len=80)
+    windows = to_rl_batch([episode], task.tokenizer, max_len=96)
     cand_len = max(len(task.tokenizer.encode(c)) for c in task.candidates)
     history = tuple(episode.segments)
     for k, row in enumerate(windows.tokens[:5]):
       first_action = int(np.argmax(windows.action_mask[k]))
-      prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 80 - cand_len)
+      prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 96 - 2 * cand_len)
       np.testing.assert_array_equal(prompt, row[:first_action])
 
   def test_candidate_scores_are_extracted_policy_log_probs(self):

@@ -122,29 +122,35 @@ class RLBatchTest(parameterized.TestCase):
     split = to_rl_batch([ep], TOK, max_len=12)
     self.assertEqual(full.shape[0], 1)
     self.assertGreater(split.shape[0], 2)
-    # Every action token appears exactly once over the windows, in order.
+    # Every action token is trained (loss_mask) exactly once over the windows, in order.
+    trained = split.loss_mask > 0
     acts_full = full.tokens[full.action_mask > 0]
-    acts_split = split.tokens[split.action_mask > 0]
-    np.testing.assert_array_equal(acts_full, acts_split)
-    np.testing.assert_array_equal(full.rewards[full.action_mask > 0],
-                                  split.rewards[split.action_mask > 0])
-    # Monte Carlo returns with bootstrap_returns equal the unsplit episode's returns.
+    np.testing.assert_array_equal(acts_full, split.tokens[trained])
+    np.testing.assert_array_equal(full.rewards[full.action_mask > 0], split.rewards[trained])
+    np.testing.assert_array_equal(full.loss_mask, full.action_mask)  # one window: no look-ahead
+    # Monte Carlo returns with bootstrap_returns equal the unsplit episode's returns, on the
+    # trained actions and on the look-ahead ones alike.
     g_full = np.asarray(returns.batch_mc_returns(full, gamma=gamma))
     g_split = np.asarray(returns.batch_mc_returns(
         to_rl_batch([ep], TOK, max_len=12, gamma=gamma), gamma=gamma))
     mask_full = np.asarray(returns.decision_view(full).is_action) > 0
-    mask_split = np.asarray(returns.decision_view(split).is_action) > 0
-    np.testing.assert_allclose(g_split[mask_split], g_full[mask_full], atol=1e-5)
-    # Each non-final window ends right before an action (so V at its last position is the
-    # bootstrap state) and the next window repeats that observation as context.
+    view = returns.decision_view(split)
+    trains = np.asarray(view.trains) > 0
+    np.testing.assert_allclose(g_split[trains], g_full[mask_full], atol=1e-5)
+    # Each non-final window ends with a look-ahead action (action_mask 1, loss_mask 0): the
+    # action the next window trains first, after the same observation as context.
     for w in range(split.shape[0] - 1):
       n = int(split.attention_mask[w].sum())
-      self.assertEqual(split.action_mask[w, n - 1], 0)
+      ahead = (split.action_mask[w] > 0) & (split.loss_mask[w] == 0)
+      self.assertTrue(ahead[n - 1])
       nxt = split.tokens[w + 1]
-      first_act = int(np.argmax(split.action_mask[w + 1]))
+      first_act = int(np.argmax(split.loss_mask[w + 1]))
+      n_next_act = int(np.argmin(split.loss_mask[w + 1, first_act:]))
+      np.testing.assert_array_equal(split.tokens[w, ahead], nxt[first_act:first_act + n_next_act])
       ctx = nxt[1:first_act]
-      np.testing.assert_array_equal(split.tokens[w, n - len(ctx):n], ctx)
-      self.assertEqual(split.dones[w].sum(), 0)
+      start = int(np.argmax(ahead))
+      np.testing.assert_array_equal(split.tokens[w, start - len(ctx):start], ctx)
+      self.assertEqual((split.dones[w] * split.loss_mask[w]).sum(), 0)  # terminal: last row
     self.assertEqual(split.dones[-1].sum(), 1)
     self.assertEqual(split.bootstrap_returns[-1], 0.0)
 

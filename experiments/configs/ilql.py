@@ -22,7 +22,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.env = "maze_fo"               # maze_fo | maze_po
   c.num_trajectories = 1000       # offline episodes
   c.filter_fraction = 1.0         # fraction of episodes ILQL trains on
-  c.max_len = 80                  # tokens per window (one Maze transition)
+  c.max_len = 96                  # tokens per window (one Maze transition + look-ahead)
   c.gamma = 0.99                  # discount per action token
   c.model = ml_collections.ConfigDict(dict(
       d_model=128, n_layers=2, n_heads=4, d_ff=512))  # transformer (vocab/max_len from task)

@@ -4,6 +4,8 @@ from jaxlm.algos import bc
 from jaxlm.algos import ilql
 from jaxlm.algos import mc
 from jaxlm.algos import offline
+from jaxlm.algos import prm
+from jaxlm.algos import search
 from jaxlm.algos import sft
 
-__all__ = ["bc", "ilql", "mc", "offline", "sft"]
+__all__ = ["bc", "ilql", "mc", "offline", "prm", "search", "sft"]

@@ -8,6 +8,7 @@ Chen et al. 2021). The extracted policy is the LM itself, so the beta sweep has 
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import jax
@@ -52,7 +53,9 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
-                       name: str = "bc") -> dict[str, Any]:
-  """Trains BC (or filtered BC) and evaluates it in the environment."""
+                       name: str = "bc") -> dict[str, dict[str, float]]:
+  """Trains BC (or filtered BC), evaluates it in the environment: {name: result row}."""
   params, scorer, task = train(config, workdir, resume=resume, name=name)
-  return offline.evaluate_scorer(scorer, params, task, config, betas=(0.0,), name=name)[0]
+  results = {name: offline.evaluate_scorer(scorer, params, task, config, (0.0,), name)[0]}
+  offline.write_json(os.path.join(workdir, name, "results.json"), results)
+  return results

@@ -166,12 +166,13 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       results["bc"] = offline.evaluate_scorer(bc_scorer, policy, task, config, (0.0,), "bc")[0]
   if "filtered_bc" in config.compare:
     fbc = dataclasses.replace(bc_config, filter_fraction=config.filter_fraction_bc)
-    results["filtered_bc"] = bc_lib.train_and_evaluate(fbc, workdir, resume=resume,
-                                                       name="filtered_bc")
+    results.update(bc_lib.train_and_evaluate(fbc, workdir, resume=resume, name="filtered_bc"))
   if "mc" in config.compare:
-    mc_rows = mc_lib.train_and_evaluate(mc_lib.Config(**base, betas=config.betas), workdir,
-                                        resume=resume)
-    results["mc"], sweeps["mc"] = mc_rows[0], mc_rows
+    mc_config = mc_lib.Config(**base, betas=config.betas)
+    params, mc_scorer, task = mc_lib.train(mc_config, workdir, resume=resume)
+    sweeps["mc"] = offline.evaluate_scorer(mc_scorer, params, task, mc_config, config.betas,
+                                           "mc")
+    results["mc"] = sweeps["mc"][0]
   bundle, scorer, task = train(config, workdir, policy_params=policy, resume=resume)
   rows = offline.evaluate_scorer(scorer, bundle, task, config, config.betas, "ilql",
                                  config.adv_clip)

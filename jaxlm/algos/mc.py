@@ -8,6 +8,7 @@ softmax(logits_BC + beta * Q): a per-state constant (V) would not change it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import jax
@@ -66,7 +67,11 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
-                       name: str = "mc") -> list[dict[str, Any]]:
-  """Trains MC returns; returns one result row per beta."""
+                       name: str = "mc") -> dict[str, dict[str, float]]:
+  """Trains MC returns; {name: row of the first beta}; the sweep goes to beta_sweep.json."""
   params, scorer, task = train(config, workdir, resume=resume, name=name)
-  return offline.evaluate_scorer(scorer, params, task, config, config.betas, name)
+  rows = offline.evaluate_scorer(scorer, params, task, config, config.betas, name)
+  offline.write_json(os.path.join(workdir, name, "beta_sweep.json"), rows)
+  results = {name: rows[0]}
+  offline.write_json(os.path.join(workdir, name, "results.json"), results)
+  return results

@@ -65,7 +65,7 @@ class OfflineConfig:
   env: str = "maze_fo"
   num_trajectories: int = 1000
   filter_fraction: float = 1.0
-  max_len: int = 80
+  max_len: int = 96
   gamma: float = 0.99
   model: TransformerConfig = TransformerConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512)
   batch_size: int = 64
@@ -249,9 +249,10 @@ def fit(name: str, config: OfflineConfig, workdir: str, init_fn: Callable[[jax.A
 def _prompt_ids(history: envs_base.History, tokenizer, budget: int) -> list[int]:
   """BOS + the history suffix a training window would hold before the next action.
 
-  `to_rl_batch` packs (action, next observation) chunks into windows; the next observation is
-  unknown at decision time, so the current one's length stands in for it. When a window holds
-  one transition (e.g. fully observed Maze with max_len=80) this is exactly the training context.
+  `to_rl_batch` packs (action, next observation) chunks and a look-ahead action into windows;
+  the next observation is unknown at decision time, so the current one's length stands in for
+  it, and `budget` must leave room for two actions. When a window holds one transition (e.g.
+  fully observed Maze with max_len=96) this is exactly the training context.
   """
   ids = [tokenizer.encode(text) for text, _ in history]
   start, used = len(ids) - 1, 1 + 2 * len(ids[-1])  # BOS, current and next observation
@@ -303,7 +304,7 @@ def rerank_policy(score_fn, params, task: Task, max_len: int, temperature: float
   def policy(histories, variants):
     # Episodes in the same state share a prompt (fully observed Maze has 25 states): score
     # each distinct prompt once.
-    prompts = [tuple(_prompt_ids(h, tok, max_len - c_max)) for h in histories]
+    prompts = [tuple(_prompt_ids(h, tok, max_len - 2 * c_max)) for h in histories]
     index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
     unique, which = list(index), np.array([index[p] for p in prompts])
     u, c = len(unique), len(cands)
@@ -440,3 +441,13 @@ def plot_learning_curves(workdir: str, names: Sequence[str], path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def run_experiment(algo, config_dict: dict[str, Any], workdir: str, resume: bool
+                   ) -> dict[str, dict[str, float]]:
+  """What `python -m experiments.<algo>` does: config dict -> algo.Config -> results table."""
+  results = algo.train_and_evaluate(config_from_dict(algo.Config, config_dict), workdir,
+                                    resume=resume)
+  print(results_table(results))
+  print(f"results: {workdir}")
+  return results

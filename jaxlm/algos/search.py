@@ -77,7 +77,7 @@ class Config:
     num_folds: cross-validation folds of the compute-optimal selector.
   """
   seed: int = 0
-  num_numbers: tuple[int, ...] = (3, 4)
+  num_numbers: tuple[int, ...] = (4,)
   max_number: int = 9
   min_target: int = 10
   max_target: int = 40
@@ -349,12 +349,12 @@ def evaluate_strategies(config: Config, prompts: tree.Prefixes, judge: Judge,
     elif strategy.kind == "best_of_n":
       pool = run(nmax, sampler, key, num_samples=1, beam_width=1, num_groups=1)
       pools = {n: pool for n in budgets}
+    elif strategy.kind == "dvts" and not nmax % width:  # N / M subtrees = N / M width-M beams
+      pool = run(nmax // width, sampler, key, num_samples=width, beam_width=width,
+                 num_groups=1)
+      pools = {n: pool for n in budgets if n >= width}
     for b, n in enumerate(budgets):
-      if n not in pools and strategy.kind == "dvts" and n >= width and not nmax % width:
-        pools[n] = pools.get(-1) or run(nmax // width, sampler, jax.random.fold_in(key, len(budgets)),
-                                        num_samples=width, beam_width=width, num_groups=1)
-        pools[-1] = pools[n]
-      elif n not in pools:  # beam / lookahead (and DVTS below M, which is beam search)
+      if n not in pools:  # beam / lookahead (and DVTS below M, which is beam search)
         m, g = search_shape(strategy.kind, n, width)
         copies = max(1, min(config.max_repeats, nmax // n))
         pools[n] = run(copies, sampler, jax.random.fold_in(key, b), num_samples=n,

@@ -5,15 +5,19 @@ tokens[:t+1] and scores tokens[t+1]. So the Q-value of the action token at index
 q_BxTxV[:, t, tokens[:, t+1]], and V at position t is the value of the state right before token
 t+1 is chosen. The first token (index 0) is never scored; `to_rl_batch` puts BOS there.
 
-Long episodes are split into chained windows (`to_rl_batch`): every window except an episode's
-last ends right before an action segment, so the model output at its last attended position is
-the value of the state before that next action, which is exactly the bootstrap the TD target
-needs; the next window repeats the observation before that action as context and trains on the
-actions from there on. No action is trained twice and none is dropped. Context older than the
-repeated observation is not visible in the next window (fine for fully observed tasks; for
-partially observed ones choose `max_len` to fit whole episodes). Monte Carlo returns need the
+Long episodes are split into chained windows (`to_rl_batch`). A window holds an observation as
+context, then as many (action, next observation) chunks as fit, and, when the episode goes on,
+the NEXT action as look-ahead: its tokens have action_mask 1 but loss_mask 0. The look-ahead
+makes the bootstrap exact: the TD target of the window's last trained action needs V of the state
+before the next action, and that V is evaluated -- and trained by the V loss, whose target Q is
+in the window too -- in the very context and positions where it is used. (Without it, V at a
+window's end would be read at positions where it is never trained.) Q, BC and MC losses use
+loss_mask, so the look-ahead action is trained only in the next window, which repeats the
+observation before it as context: no action is trained twice and none is dropped. Context older
+than the repeated observation is not visible in the next window (fine for fully observed tasks;
+for partially observed ones choose `max_len` to fit whole episodes). Monte Carlo returns need the
 rewards after a window, so each row carries `bootstrap_returns`: the discounted return-to-go from
-the next window's first action token (0 for an episode's last window).
+the first action after the row (0 for an episode's last window).
 """
 
 from typing import Sequence
@@ -38,6 +42,8 @@ class RLBatch:
     dones: [B,T] float32, 1 on the last token of the episode's final action (terminal).
     bootstrap_returns: [B] float32 or None; discounted return-to-go after the row's last
       attended token (chained windows); None means 0.
+    loss_mask: [B,T] float32 or None (= action_mask); the action tokens trained by Q, BC and MC
+      losses (0 on look-ahead actions, which only serve V; module docstring).
   """
   tokens: jax.Array
   attention_mask: jax.Array
@@ -45,6 +51,7 @@ class RLBatch:
   rewards: jax.Array
   dones: jax.Array
   bootstrap_returns: jax.Array | None = None
+  loss_mask: jax.Array | None = None
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -84,6 +91,11 @@ class RLBatch:
     check(act[:, :1] > 0, "action_mask", "is 1 on the first token, which has no prediction")
     check((arrs["rewards"] != 0) & (act == 0), "rewards", "is non-zero on a non-action token")
     check(arrs["dones"] > act, "dones", "is 1 on a non-action token")
+    if self.loss_mask is not None:
+      loss = np.asarray(self.loss_mask)
+      if loss.shape != shape:
+        raise ValueError(f"RLBatch field 'loss_mask' has shape {loss.shape}, 'tokens' has {shape}")
+      check(loss > act, "loss_mask", "is 1 on a non-action token")
     return self
 
 
@@ -106,8 +118,8 @@ def _action_returns(traj: TextTrajectory, ids: list[list[int]], gamma: float) ->
 
 
 def _windows(traj: TextTrajectory, index: int, tok: Tokenizer, max_len: int, gamma: float,
-             add_bos: bool) -> list[tuple[list[int], list[int], list[float], list[int], float]]:
-  """Splits one trajectory into chained windows (see module docstring)."""
+             add_bos: bool) -> list[tuple[list[int], ...]]:
+  """Splits one trajectory into chained windows with a look-ahead action (module docstring)."""
   if not traj.done and traj.is_action[-1]:
     raise ValueError(f"trajectory {index}: field 'done' is False but the last segment is an "
                      "action; append the next observation so its value can be bootstrapped")
@@ -116,31 +128,37 @@ def _windows(traj: TextTrajectory, index: int, tok: Tokenizer, max_len: int, gam
   chunks = [range(s, e) for s, e in zip(starts, starts[1:] + [len(ids)])]  # action + its obs
   returns = _action_returns(traj, ids, gamma)
   last_action = starts[-1]
+  size = lambda ks: sum(len(ids[k]) for k in ks)
+  ahead = lambda c: len(ids[chunks[c + 1][0]]) if c + 1 < len(chunks) else 0
   prefix = [tok.bos_id] if add_bos else []
   rows, ctx, c = [], list(range(starts[0])), 0
   while c < len(chunks):
     segs, first = list(ctx), c
-    n_tok = len(prefix) + sum(len(ids[k]) for k in ctx)
-    while c < len(chunks) and n_tok + sum(len(ids[k]) for k in chunks[c]) <= max_len:
-      n_tok += sum(len(ids[k]) for k in chunks[c])
+    n_tok = len(prefix) + size(ctx)
+    while c < len(chunks) and n_tok + size(chunks[c]) + ahead(c) <= max_len:
+      n_tok += size(chunks[c])
       segs.extend(chunks[c])
       c += 1
     if c == first:
-      need = n_tok + sum(len(ids[k]) for k in chunks[c])
+      need = n_tok + size(chunks[c]) + ahead(c)
       raise ValueError(f"trajectory {index}: action segment {chunks[c][0]} with its context "
-                       f"needs {need} tokens > max_len={max_len}; increase max_len")
-    tokens, act, rew, done = list(prefix), [0] * len(prefix), [0.0] * len(prefix), [0] * len(prefix)
-    for k in segs:
+                       f"and the next action needs {need} tokens > max_len={max_len}; "
+                       "increase max_len")
+    lookahead = [chunks[c][0]] if c < len(chunks) else []
+    tokens, act, loss, rew, done = (list(prefix), [0] * len(prefix), [0] * len(prefix),
+                                    [0.0] * len(prefix), [0] * len(prefix))
+    for k in segs + lookahead:
       n = len(ids[k])
       tokens += ids[k]
       act += [int(traj.is_action[k])] * n
+      loss += [int(traj.is_action[k] and k not in lookahead)] * n
       rew += [0.0] * n
       done += [0] * n
       if traj.is_action[k]:  # non-empty by _encode
         rew[-1] = float(traj.rewards[k])
         done[-1] = int(traj.done and k == last_action)
-    boot = returns[chunks[c][0]] if c < len(chunks) else 0.0
-    rows.append((tokens, act, rew, done, boot))
+    boot = returns[chunks[c + 1][0]] if c + 1 < len(chunks) else 0.0
+    rows.append((tokens, act, rew, done, boot, loss))
     ctx = [k for k in chunks[c - 1] if not traj.is_action[k]]
   return rows
 
@@ -171,14 +189,14 @@ def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: i
   t_len = max_len if pad_to_max_len else max(len(r[0]) for r in rows)
   out = np.zeros((5, len(rows), t_len), np.float32)
   tokens = np.full((len(rows), t_len), tok.pad_id, np.int32)
-  for b, (toks, act, rew, done, _) in enumerate(rows):
+  for b, (toks, act, rew, done, _, loss) in enumerate(rows):
     n = len(toks)
     tokens[b, :n] = toks
     out[0, b, :n] = 1.0
-    out[1, b, :n], out[2, b, :n], out[3, b, :n] = act, rew, done
+    out[1, b, :n], out[2, b, :n], out[3, b, :n], out[4, b, :n] = act, rew, done, loss
   boot = np.array([r[4] for r in rows], np.float32)
   return RLBatch(tokens=tokens, attention_mask=out[0], action_mask=out[1], rewards=out[2],
-                 dones=out[3], bootstrap_returns=boot).validate()
+                 dones=out[3], bootstrap_returns=boot, loss_mask=out[4]).validate()
 
 
 def stack_batches(batches: Sequence[RLBatch]) -> RLBatch:

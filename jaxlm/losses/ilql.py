@@ -10,6 +10,8 @@ Per action token (decision frame of jaxlm.rl.returns; outputs at position t scor
              the AWAC term is this unweighted cross-entropy).
   loss = Q loss + V loss + cql_weight * CQL + bc_weight * BC.
 s_next skips observation tokens (the next action token's state, or the row's bootstrap state).
+Q, CQL and BC average over the trained action tokens (RLBatch.loss_mask); V over every action
+token, look-ahead ones included, so V is trained where TD targets read it (jaxlm.data.batch).
 Gradients: Q loss trains only Q_i; V loss trains only V; target Q arrays get no gradient.
 Each term is a masked mean over action tokens.
 
@@ -102,7 +104,7 @@ def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau:
   chex.assert_equal_shape([outputs.q1_BxTxV, outputs.target_q1_BxTxV])
   chex.assert_equal_shape_prefix([outputs.q1_BxTxV, outputs.v_BxT, batch.tokens], 2)
   d = decision_view(batch)
-  mask_BxT = d.is_action
+  mask_BxT = d.trains  # Q, CQL: trained actions; V also on look-ahead actions (jaxlm.data.batch)
   qs = [q for q in (outputs.q1_BxTxV, outputs.q2_BxTxV) if q is not None]
   target_qs = [q for q in (outputs.target_q1_BxTxV, outputs.target_q2_BxTxV) if q is not None]
   qa = [gather_actions(q, d.actions) for q in qs]
@@ -113,7 +115,7 @@ def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau:
   td_BxT = jax.vmap(td_targets, in_axes=(0, 0, 0, 0, 0, None))(
       d.rewards, d.dones, d.is_action, d.is_bootstrap, jax.lax.stop_gradient(v_BxT), gamma)
   q_loss = sum(masked_mean(jnp.square(q - td_BxT), mask_BxT) for q in qa)
-  v_loss = masked_mean(expectile_loss(target_qa_BxT - v_BxT, tau), mask_BxT)
+  v_loss = masked_mean(expectile_loss(target_qa_BxT - v_BxT, tau), d.is_action)
   cql = sum(masked_mean(jax.vmap(cql_penalty, in_axes=(0, 0, None))(q, d.actions,
                                                                      cql_temperature), mask_BxT)
             for q in qs)

@@ -48,7 +48,7 @@ def batch_token_nll(logits_BxTxV: jax.Array, batch: RLBatch) -> jax.Array:
 def bc_loss(outputs: LMOutputs, batch: RLBatch) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Behaviour cloning (Pomerleau 1991): cross-entropy on the agent's tokens only."""
   nll_BxT = batch_token_nll(outputs.logits_BxTxV, batch)
-  mask_BxT = decision_view(batch).is_action
+  mask_BxT = decision_view(batch).trains
   loss = masked_mean(nll_BxT, mask_BxT)
   return loss, {"bc_loss": loss, "action_tokens": jnp.sum(mask_BxT)}
 

@@ -43,7 +43,7 @@ def mc_loss(outputs: MCOutputs, batch: RLBatch, *, gamma: float = 0.99,
   chex.assert_rank(outputs.q_BxTxV, 3)
   chex.assert_equal_shape_prefix([outputs.q_BxTxV, batch.tokens], 2)
   d = decision_view(batch)
-  mask_BxT = d.is_action
+  mask_BxT = d.trains
   g_BxT = batch_mc_returns(batch, gamma=gamma)
   qa_BxT = gather_actions(outputs.q_BxTxV, d.actions)
   q_loss = masked_mean(jnp.square(qa_BxT - g_BxT), mask_BxT)

@@ -31,6 +31,7 @@ class DecisionView:
   rewards: jax.Array       # float32
   dones: jax.Array         # float32
   is_bootstrap: jax.Array  # float32
+  trains: jax.Array        # float32, is_action restricted to RLBatch.loss_mask
 
 
 def decision_view(batch: RLBatch) -> DecisionView:
@@ -46,7 +47,9 @@ def decision_view(batch: RLBatch) -> DecisionView:
       is_action=nxt(jnp.asarray(batch.action_mask, jnp.float32)),
       rewards=nxt(jnp.asarray(batch.rewards, jnp.float32)),
       dones=nxt(jnp.asarray(batch.dones, jnp.float32)),
-      is_bootstrap=attn * (1.0 - nxt(attn)))
+      is_bootstrap=attn * (1.0 - nxt(attn)),
+      trains=nxt(jnp.asarray(batch.action_mask if batch.loss_mask is None else batch.loss_mask,
+                             jnp.float32)))
 
 
 def _check(*arrays):

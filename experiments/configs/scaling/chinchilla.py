@@ -1,0 +1,37 @@
+r"""Chinchilla approach 3 (Hoffmann et al. 2022) re-fitted as Besiroglu et al. (2024).
+
+Run:
+
+  python -m experiments.fit_scaling --config experiments/configs/scaling/chinchilla.py \
+      --workdir /tmp/fit_chinchilla
+
+Expected runtime on 2 CPU cores: ~2-4 min (5400-start grid, 15 screening L-BFGS steps each,
+64 refined; 100 bootstrap refits from the 4 best optima). The `coarse` preset (243 starts)
+takes ~30 s.
+Expected result (fits.json "chinchilla"): E ~ 1.82, A ~ 478, B ~ 2140, alpha ~ 0.347,
+beta ~ 0.367 (Besiroglu et al. report 1.82, 482, 2085, 0.348, 0.366). PNG: chinchilla.png.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Preset `arg` in {None/"default", "coarse"}."""
+  c = ml_collections.ConfigDict()
+  c.kind = "chinchilla"  # which pipeline experiments.fit_scaling runs
+  c.csv = "../shared/data/chinchilla_besiroglu2024/svg_extracted_data.csv"  # from repo root
+  c.n_col = "Model Size"  # column with parameters N
+  c.flop_col = "Training FLOP"  # tokens D = FLOP / (6 N)
+  c.loss_col = "loss"  # column with final loss
+  c.drop_highest = 5  # drop the k highest-loss runs (Besiroglu et al. drop 5)
+  c.delta = 1e-3  # Huber delta on log-loss residuals
+  c.coarse_grid = False  # 3^5 = 243 starts instead of the 5400-start grid
+  c.num_bootstrap = 100  # point resamples for intervals (0 = none)
+  c.bootstrap_starts = 4  # resamples start from this many best full-data optima
+  c.interval = 0.9  # central mass of the intervals
+  c.seed = 0  # bootstrap key
+  if arg == "coarse":
+    c.coarse_grid = True
+  elif arg not in (None, "", "default"):
+    raise ValueError(f"unknown preset {arg!r}")
+  return c

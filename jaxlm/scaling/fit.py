@@ -1,0 +1,456 @@
+"""Robust multi-start fitting of parametric scaling laws.
+
+Every start of a grid (or random set) of initial points is refined by L-BFGS
+(`optax.lbfgs` with a zoom line search) for a fixed number of iterations inside
+one `jax.lax.fori_loop`; starts are `vmap`ped and the whole fit is `jit`ted.
+The best finite start wins. Bootstrap resamples are further `vmap`ped as
+per-point weights, so one compiled program fits all resamples.
+
+float64: the computation runs inside `jax.enable_x64(True)` (a context manager
+in jax 0.10), so the user's global `jax_enable_x64` flag is left unchanged; all
+results are returned as numpy float64.
+
+Positive parameters (named in `Law.positive`) are optimised as their logarithm;
+a start with a non-positive value for one of them is non-finite and masked.
+Starts whose loss or parameters end non-finite are masked, never propagated.
+
+Losses (residual r = (prediction - target) / y_scale, on y or on log y):
+  "mse"        mean r^2.
+  "huber"      mean Huber(r; delta), as in Hoffmann et al. (2022) approach 3.
+  "asymmetric" mean w(r) r^2 with w = over_weight where r > 0 (over-estimates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from typing import Any, Callable, Mapping, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Array = Any
+LOSSES = ("mse", "huber", "asymmetric")
+
+
+@dataclasses.dataclass(frozen=True)
+class Law:
+  """A parametric law y = fn(params, x).
+
+  Attributes:
+    name: short name used in reports.
+    fn: `fn(params: dict[str, Array], x) -> y_N`, params in natural units.
+    param_names: order of the parameter vector.
+    positive: names fitted as log(value) (must be > 0).
+  """
+
+  name: str
+  fn: Callable[[Mapping[str, Array], Any], Array]
+  param_names: tuple[str, ...]
+  positive: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    unknown = set(self.positive) - set(self.param_names)
+    if unknown:
+      raise ValueError(f"Law {self.name}: positive names {sorted(unknown)} "
+                       "are not in param_names.")
+
+  def to_natural(self, theta_P):
+    """Unconstrained vector -> dict of natural parameters."""
+    return {n: jnp.exp(theta_P[i]) if n in self.positive else theta_P[i]
+            for i, n in enumerate(self.param_names)}
+
+  def to_theta(self, values_SxP: np.ndarray) -> np.ndarray:
+    """Natural-unit starts -> unconstrained starts (log of positives)."""
+    values_SxP = np.asarray(values_SxP, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      return np.stack([np.log(values_SxP[:, i]) if n in self.positive
+                       else values_SxP[:, i]
+                       for i, n in enumerate(self.param_names)], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  """Outcome of `fit`.
+
+  Attributes:
+    params: best parameters, natural units.
+    loss: objective at `params` (on the full data, weights as given).
+    converged: final gradient norm below `gtol` (in the unconstrained space).
+    grad_norm: that gradient norm.
+    n_finite_starts: starts that ended with a finite loss.
+    start_losses: every start's final loss (inf where masked), if requested.
+    bootstrap: name -> (n_boot,) array of per-resample best parameters.
+    intervals: name -> (low, high) percentile interval from `bootstrap`.
+  """
+
+  params: dict[str, float]
+  loss: float
+  converged: bool
+  grad_norm: float
+  n_finite_starts: int
+  start_losses: np.ndarray | None = None
+  bootstrap: dict[str, np.ndarray] | None = None
+  intervals: dict[str, tuple[float, float]] | None = None
+
+  def to_json(self) -> dict[str, Any]:
+    """Plain-python summary (no arrays) for fits.json."""
+    out = {"params": dict(self.params), "loss": self.loss,
+           "converged": self.converged, "n_finite_starts": self.n_finite_starts}
+    if self.intervals is not None:
+      out["intervals"] = {k: list(v) for k, v in self.intervals.items()}
+    return out
+
+
+def grid_starts(law: Law, grid: Mapping[str, Sequence[float]]) -> np.ndarray:
+  """Cartesian-product starts (S, P) in natural units, `law.param_names` order."""
+  missing = set(law.param_names) - set(grid)
+  if missing:
+    raise ValueError(f"grid_starts: no grid values for {sorted(missing)}.")
+  rows = itertools.product(*[np.asarray(grid[n], np.float64)
+                             for n in law.param_names])
+  return np.array(list(rows), np.float64)
+
+
+def random_starts(law: Law, low: Mapping[str, float], high: Mapping[str, float],
+                  num: int, seed: int = 0) -> np.ndarray:
+  """Uniform random starts (S, P); positives are drawn log-uniformly."""
+  rng = np.random.default_rng(seed)
+  cols = []
+  for n in law.param_names:
+    lo, hi = float(low[n]), float(high[n])
+    if n in law.positive:
+      cols.append(np.exp(rng.uniform(np.log(lo), np.log(hi), num)))
+    else:
+      cols.append(rng.uniform(lo, hi, num))
+  return np.stack(cols, axis=1)
+
+
+def pointwise_loss(r_N, kind: str, delta: float = 1.0, over_weight: float = 1.0):
+  """Per-point loss of residuals r = prediction - target (see module doc)."""
+  if kind == "mse":
+    return r_N**2
+  if kind == "huber":
+    return optax.losses.huber_loss(r_N, delta=delta)
+  if kind == "asymmetric":
+    return jnp.where(r_N > 0, over_weight, 1.0) * r_N**2
+  raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}.")
+
+
+def make_objective(law: Law, *, loss: str = "mse", delta: float = 1.0,
+                   over_weight: float = 1.0, log_target: bool = False,
+                   y_scale: float = 1.0) -> Callable:
+  """Returns `objective(theta_P, x, y_N, w_N) -> scalar`, weighted mean loss."""
+
+  def objective(theta_P, x, y_N, w_N):
+    pred_N = law.fn(law.to_natural(theta_P), x)
+    target_N = y_N
+    if log_target:
+      pred_N, target_N = jnp.log(pred_N), jnp.log(y_N)
+    l_N = pointwise_loss((pred_N - target_N) / y_scale, loss, delta, over_weight)
+    return jnp.sum(w_N * l_N) / jnp.sum(w_N)
+
+  return objective
+
+
+def lbfgs_minimize(objective: Callable, theta0_P, num_steps: int,
+                   memory_size: int = 10, ftol: float = 1e-12):
+  """L-BFGS with zoom line search (optax), jittable and vmappable.
+
+  Stops after `num_steps` iterations, or earlier once an iteration lowers the
+  loss by less than `ftol` relative (the scipy L-BFGS-B criterion, tighter) or
+  a step is rejected. A step that would make the parameters or the loss
+  non-finite, or raise the loss, is rejected (the iterate is kept). Under vmap
+  finished lanes get a zero gradient, so their line searches end at once while
+  the other lanes continue.
+
+  Args:
+    objective: `theta_P -> scalar`.
+    theta0_P: initial point.
+    num_steps: maximum number of L-BFGS iterations.
+    memory_size: L-BFGS history length.
+    ftol: relative loss decrease below which the run stops.
+
+  Returns:
+    (theta_P, value); value is inf if the start was never finite.
+  """
+  solver = optax.lbfgs(memory_size=memory_size,
+                       linesearch=optax.scale_by_zoom_linesearch(
+                           max_linesearch_steps=25))
+  value_and_grad = optax.value_and_grad_from_state(objective)
+
+  def body(carry):
+    it, theta, value, state, done = carry
+    v, g = value_and_grad(theta, state=state)
+    g = jnp.where(jnp.isfinite(g) & ~done, g, 0.0)
+    updates, new_state = solver.update(g, state, theta, value=v, grad=g,
+                                       value_fn=objective)
+    new_theta = optax.apply_updates(theta, updates)
+    # The line search stored the loss at new_theta in its state.
+    new_value = optax.tree_utils.tree_get(new_state, "value")
+    ok = (jnp.all(jnp.isfinite(new_theta)) & jnp.isfinite(new_value)
+          & (new_value <= value) & ~done)
+    small = value - new_value <= ftol * jnp.abs(value)
+    pick = lambda a, b: jax.tree.map(lambda u, w: jnp.where(ok, u, w), a, b)
+    return (it + 1, pick(new_theta, theta), jnp.where(ok, new_value, value),
+            pick(new_state, state), done | ~ok | small)
+
+  value0 = objective(theta0_P)
+  finite0 = jnp.isfinite(value0) & jnp.all(jnp.isfinite(theta0_P))
+  carry = (0, theta0_P, jnp.where(finite0, value0, jnp.inf),
+           solver.init(theta0_P), ~finite0)
+  _, theta, value, _, _ = jax.lax.while_loop(
+      lambda c: (c[0] < num_steps) & ~c[4], body, carry)
+  return theta, value
+
+
+def multistart(objective: Callable, theta0_SxP, num_steps: int):
+  """Refines every start (vmapped); returns (theta_SxP, loss_S), inf = masked.
+
+  Non-finite starts are swapped for the best finite start before optimising
+  (so no lane runs on NaNs) and reported with loss inf.
+  """
+  value0_S = jax.vmap(objective)(theta0_SxP)
+  finite_S = jnp.isfinite(value0_S) & jnp.all(jnp.isfinite(theta0_SxP), axis=1)
+  fallback_P = theta0_SxP[jnp.argmin(jnp.where(finite_S, value0_S, jnp.inf))]
+  theta0_SxP = jnp.where(finite_S[:, None], theta0_SxP, fallback_P)
+  theta_SxP, loss_S = jax.vmap(
+      lambda t: lbfgs_minimize(objective, t, num_steps))(theta0_SxP)
+  finite_S &= jnp.isfinite(loss_S) & jnp.all(jnp.isfinite(theta_SxP), axis=1)
+  return theta_SxP, jnp.where(finite_S, loss_S, jnp.inf)
+
+
+def _best(theta_SxP, loss_S):
+  i = jnp.argmin(loss_S)
+  return theta_SxP[i], loss_S[i]
+
+
+def bootstrap_weights(key, num: int, group_N, num_groups: int):
+  """Resampling counts (num, N): groups drawn with replacement.
+
+  Efron bootstrap as count weights. With one group per point this is the plain
+  point bootstrap; with seeds as groups it resamples whole seeds.
+
+  Args:
+    key: PRNG key (fixed => reproducible).
+    num: number of resamples.
+    group_N: int group index per point in [0, num_groups).
+    num_groups: number of groups.
+
+  Returns:
+    counts (num, N) float64, each point weighted by its group's count.
+  """
+  idx_BxG = jax.random.randint(key, (num, num_groups), 0, num_groups)
+  counts_BxG = jax.vmap(lambda i: jnp.bincount(i, length=num_groups))(idx_BxG)
+  return counts_BxG[:, group_N].astype(jnp.float64)
+
+
+def _check_xy(x, y_N, weights_N):
+  y_N = np.asarray(y_N, np.float64)
+  chex.assert_rank(y_N, 1)
+  if y_N.shape[0] == 0:
+    raise ValueError("fit: y is empty.")
+  for leaf in jax.tree.leaves(x):
+    if np.shape(leaf)[:1] != y_N.shape:
+      raise ValueError(f"fit: x leading dim {np.shape(leaf)} does not match "
+                       f"y {y_N.shape}.")
+  bad = np.nonzero(~np.isfinite(y_N))[0]
+  if bad.size:
+    raise ValueError(f"fit: y has non-finite values at indices {bad[:5]}.")
+  w = np.ones_like(y_N) if weights_N is None else np.asarray(weights_N, np.float64)
+  if w.shape != y_N.shape or np.any(w < 0):
+    raise ValueError("fit: weights must be non-negative with y's shape.")
+  return y_N, w
+
+
+def _check_starts(law: Law, starts_SxP) -> np.ndarray:
+  starts_SxP = np.asarray(starts_SxP, np.float64)
+  if starts_SxP.ndim != 2 or starts_SxP.shape[1] != len(law.param_names):
+    raise ValueError(f"starts must be (S, {len(law.param_names)}) for "
+                     f"{law.param_names}, got {starts_SxP.shape}.")
+  return law.to_theta(starts_SxP)
+
+
+def screened_multistart(objective: Callable, theta0_SxP, num_steps: int,
+                        screen_steps: int = 0, screen_keep: int = 0):
+  """Optionally screens all starts with a short run, then refines the best.
+
+  With `screen_steps > 0` and `screen_keep < S`, every start first runs
+  `screen_steps` iterations; the `screen_keep` lowest-loss ones are refined for
+  `num_steps` (restarting L-BFGS memory). Large grids (e.g. the 5400-start
+  Chinchilla grid) then cost little more than their best starts.
+
+  Returns:
+    (theta_KxP, loss_K) of refined starts, loss_S of all starts after screening
+    (or after refinement when there is no screening).
+  """
+  s = theta0_SxP.shape[0]
+  if screen_steps and 0 < screen_keep < s:
+    theta_SxP, loss_S = multistart(objective, theta0_SxP, screen_steps)
+    _, keep_K = jax.lax.top_k(-loss_S, screen_keep)
+    theta_KxP, loss_K = multistart(objective, theta_SxP[keep_K], num_steps)
+    return theta_KxP, loss_K, loss_S
+  theta_SxP, loss_S = multistart(objective, theta0_SxP, num_steps)
+  return theta_SxP, loss_S, loss_S
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_fit(law, loss_cfg, steps_cfg, num_bootstrap, num_groups,
+                  bootstrap_starts):
+  """One jitted program: full-data multi-start fit + vmapped bootstrap."""
+  obj = make_objective(law, **dict(loss_cfg))
+
+  def run(theta0_SxP, x, y_N, w_N, group_N, key):
+    fn = lambda w: lambda th: obj(th, x, y_N, w)
+    solve = lambda w, starts, steps: screened_multistart(fn(w), starts, *steps)
+    boot_BxP = jnp.zeros((0, theta0_SxP.shape[1]))
+    if num_bootstrap:
+      wb_BxN = w_N * bootstrap_weights(key, num_bootstrap, group_N, num_groups)
+    if num_bootstrap and not bootstrap_starts:
+      # Full data and resamples share one vmapped solve (one compilation).
+      w_all = jnp.concatenate([w_N[None], wb_BxN])
+      th_all, l_all, ls_all = jax.vmap(
+          lambda w: solve(w, theta0_SxP, steps_cfg))(w_all)
+      theta_KxP, loss_K, loss_S = th_all[0], l_all[0], ls_all[0]
+      boot_BxP = jax.vmap(_best)(th_all[1:], l_all[1:])[0]
+    else:
+      theta_KxP, loss_K, loss_S = solve(w_N, theta0_SxP, steps_cfg)
+    if num_bootstrap and bootstrap_starts:
+      _, top = jax.lax.top_k(-loss_K, min(bootstrap_starts, loss_K.shape[0]))
+      boot_BxP = jax.vmap(lambda w: _best(*solve(
+          w, theta_KxP[top], (steps_cfg[0], 0, 0))[:2])[0])(wb_BxN)
+    theta_P, best = _best(theta_KxP, loss_K)
+    gnorm = jnp.linalg.norm(jax.grad(fn(w_N))(theta_P))
+    return theta_P, best, gnorm, loss_S, boot_BxP
+
+  return jax.jit(run)
+
+
+def fit(law: Law, x, y_N, starts_SxP, *, loss: str = "mse", delta: float = 1.0,
+        over_weight: float = 1.0, log_target: bool = False,
+        y_scale: float | None = 1.0, weights_N=None, num_steps: int = 100,
+        screen_steps: int = 0, screen_keep: int = 0, gtol: float = 1e-6, num_bootstrap: int = 0, groups_N=None,
+        bootstrap_starts: int = 0, seed: int = 0, interval: float = 0.9,
+        return_start_losses: bool = False) -> FitResult:
+  """Fits `law` to (x, y) from many starts; the best finite start wins.
+
+  Args:
+    law: the parametric form.
+    x: array (N, ...) or pytree of arrays with leading dim N, passed to law.fn.
+    y_N: targets (N,).
+    starts_SxP: initial points in natural units (see `grid_starts`).
+    loss: "mse" | "huber" | "asymmetric".
+    delta: Huber threshold (on the scaled residual).
+    over_weight: asymmetric loss weight for over-estimates.
+    log_target: compare log(prediction) with log(y).
+    y_scale: residuals are divided by it; None uses the mean |target| (x is
+      not rescaled: laws take log x or ratios x / b, see laws.py).
+    weights_N: optional per-point weights.
+    num_steps: L-BFGS iterations per start.
+    screen_steps: if > 0, all starts first run this many iterations and only
+      the best `screen_keep` are refined (see `screened_multistart`).
+    screen_keep: number of screened starts refined.
+    gtol: gradient-norm threshold for `converged`.
+    num_bootstrap: resamples (0 = none); each refits every start.
+    groups_N: optional group id per point (e.g. seed): bootstrap resamples
+      whole groups instead of points.
+    bootstrap_starts: 0 refits every resample from all starts (the same
+      grid); k > 0 starts each resample from the k best full-data optima.
+    seed: bootstrap key seed (fixed => reproducible intervals).
+    interval: central percentile mass of the bootstrap interval.
+    return_start_losses: keep all starts' final losses.
+
+  Returns:
+    FitResult.
+  """
+  if loss not in LOSSES:
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+  y_N, w_N = _check_xy(x, y_N, weights_N)
+  theta0_SxP = _check_starts(law, starts_SxP)
+  if y_scale is None:
+    y_scale = float(np.mean(np.abs(np.log(y_N) if log_target else y_N))) or 1.0
+  if groups_N is None:
+    group_N = np.arange(y_N.shape[0])
+  else:
+    _, group_N = np.unique(np.asarray(groups_N), return_inverse=True)
+  loss_cfg = (("loss", loss), ("delta", float(delta)),
+              ("over_weight", float(over_weight)),
+              ("log_target", bool(log_target)), ("y_scale", float(y_scale)))
+  steps_cfg = (int(num_steps), int(screen_steps), int(screen_keep))
+  run = _compiled_fit(law, loss_cfg, steps_cfg, int(num_bootstrap),
+                      int(group_N.max()) + 1, int(bootstrap_starts))
+  with jax.enable_x64(True):
+    out = run(jnp.asarray(theta0_SxP), _as64(x), jnp.asarray(y_N),
+              jnp.asarray(w_N), jnp.asarray(group_N), jax.random.PRNGKey(seed))
+    theta_P, best_loss, gnorm, loss_S, boot_BxP = jax.tree.map(np.asarray, out)
+  params = {k: float(v) for k, v in _natural(law, theta_P).items()}
+  boot = intervals = None
+  if num_bootstrap:
+    boot = _natural(law, boot_BxP.T)
+    q = 100 * (1 - interval) / 2
+    intervals = {k: (float(np.nanpercentile(v, q)),
+                     float(np.nanpercentile(v, 100 - q))) for k, v in boot.items()}
+  return FitResult(params=params, loss=float(best_loss),
+                   converged=bool(np.isfinite(best_loss) and gnorm < gtol),
+                   grad_norm=float(gnorm),
+                   n_finite_starts=int(np.isfinite(loss_S).sum()),
+                   start_losses=loss_S if return_start_losses else None,
+                   bootstrap=boot, intervals=intervals)
+
+
+def _as64(tree):
+  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+def _natural(law: Law, theta) -> dict[str, np.ndarray]:
+  """Unconstrained (P, ...) numpy -> natural numpy arrays per name."""
+  return {n: np.exp(theta[i]) if n in law.positive else np.asarray(theta[i])
+          for i, n in enumerate(law.param_names)}
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_many(law, loss_cfg, num_steps):
+  obj = make_objective(law, **dict(loss_cfg))
+
+  def one(theta0_SxP, x, y_N, w_N):
+    theta_SxP, loss_S = multistart(lambda th: obj(th, x, y_N, w_N),
+                                   theta0_SxP, num_steps)
+    theta_P, best = _best(theta_SxP, loss_S)
+    return theta_P, best, jnp.sum(jnp.isfinite(loss_S))
+
+  return jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0)))
+
+
+def fit_many(law: Law, x, y_KxN, starts_SxP, *, weights_KxN=None,
+             num_steps: int = 100, loss: str = "mse", delta: float = 1.0,
+             over_weight: float = 1.0, log_target: bool = False,
+             y_scale: float = 1.0):
+  """Fits K datasets sharing x in one vmapped, jitted call (best start each).
+
+  Used for per-threshold fits and for benchmarks. Loss keywords as in `fit`.
+
+  Returns:
+    (params: name -> (K,) array, loss_K, n_finite_K).
+  """
+  if loss not in LOSSES:
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+  y_KxN = np.asarray(y_KxN, np.float64)
+  chex.assert_rank(y_KxN, 2)
+  w_KxN = (np.ones_like(y_KxN) if weights_KxN is None
+           else np.asarray(weights_KxN, np.float64))
+  if w_KxN.shape != y_KxN.shape:
+    raise ValueError(f"weights {w_KxN.shape} must match y {y_KxN.shape}.")
+  theta0_SxP = _check_starts(law, starts_SxP)
+  loss_cfg = (("loss", loss), ("delta", float(delta)),
+              ("over_weight", float(over_weight)),
+              ("log_target", bool(log_target)), ("y_scale", float(y_scale)))
+  run = _compiled_many(law, loss_cfg, int(num_steps))
+  with jax.enable_x64(True):
+    out = run(jnp.asarray(theta0_SxP), _as64(x), jnp.asarray(y_KxN),
+              jnp.asarray(w_KxN))
+    theta_KxP, loss_K, nfin_K = jax.tree.map(np.asarray, out)
+  return _natural(law, theta_KxP.T), loss_K, nfin_K

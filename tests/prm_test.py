@@ -1,0 +1,123 @@
+"""Tests for jaxlm.algos.prm: Countdown text format, Monte-Carlo labels and the PRM loss."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm.algos import prm
+from jaxlm.envs import countdown
+from jaxlm.models import TransformerConfig
+from jaxlm.search import tree
+
+
+def toy_propose(rng, prefixes, n):
+  """Proposal r of every prefix appends token r + 1 and finishes the solution."""
+  del rng
+  p = prefixes.lengths.shape[0]
+  tokens = jnp.broadcast_to(jnp.arange(1, n + 1, dtype=jnp.int32), (p, n))[..., None]
+  return tree.Steps(tokens, jnp.ones((p, n), jnp.int32), jnp.ones((p, n), bool))
+
+
+def toy_reward(completions):
+  """1 when the last token is <= the first (the question's threshold)."""
+  last = np.take_along_axis(completions.tokens, completions.lengths[..., None] - 1, -1)[..., 0]
+  return (last <= completions.tokens[..., 0]).astype(np.float64)
+
+
+class MonteCarloTest(parameterized.TestCase):
+
+  def test_fractions_by_hand(self):
+    # Thresholds 0, 1, 3, 5 with R = 4 completions appending 1..4: 0/4, 1/4, 3/4, 4/4 succeed.
+    # The last prefix is already finished ([2], last token 2 <= 2): its own reward, 1.
+    prefixes = tree.Prefixes(jnp.array([[0, 0], [1, 0], [3, 0], [5, 0], [2, 0]]),
+                             jnp.ones((5,), jnp.int32),
+                             jnp.array([False, False, False, False, True]))
+    values, rewards = prm.monte_carlo_values(jax.random.PRNGKey(0), prefixes, toy_propose,
+                                             toy_reward, num_rollouts=4, max_steps=1)
+    np.testing.assert_allclose(values, [0.0, 0.25, 0.75, 1.0, 1.0])
+    np.testing.assert_array_equal(rewards[1], [1, 0, 0, 0])
+    self.assertEqual(rewards.shape, (5, 4))
+
+  def test_returns_as_targets(self):
+    # Any terminal reward: the mean return-to-go of the completions (here (r + 1) / 10).
+    prefixes = tree.Prefixes(jnp.zeros((2, 2), jnp.int32), jnp.ones((2,), jnp.int32),
+                             jnp.zeros((2,), bool))
+    values, _ = prm.monte_carlo_values(
+        jax.random.PRNGKey(0), prefixes, toy_propose,
+        lambda c: c.tokens[..., 1].astype(np.float64) / 10, num_rollouts=3, max_steps=1)
+    np.testing.assert_allclose(values, [0.2, 0.2])
+
+  def test_errors(self):
+    prefixes = tree.Prefixes(jnp.zeros((2, 2), jnp.int32), jnp.ones((2,), jnp.int32),
+                             jnp.zeros((2,), bool))
+    with self.assertRaisesRegex(ValueError, "num_rollouts"):
+      prm.monte_carlo_values(jax.random.PRNGKey(0), prefixes, toy_propose, toy_reward,
+                             num_rollouts=0, max_steps=1)
+    with self.assertRaisesRegex(ValueError, "reward_fn returned shape"):
+      prm.monte_carlo_values(jax.random.PRNGKey(0), prefixes, toy_propose,
+                             lambda c: np.zeros(2), num_rollouts=3, max_steps=1)
+
+  def test_step_ends(self):
+    tokens = np.array([2, 5, 20, 7, 20, 8, 1, 0])
+    np.testing.assert_array_equal(prm.step_ends(tokens, 2, 7, (20, 1)), [2, 4, 6])
+    np.testing.assert_array_equal(prm.step_ends(tokens, 3, 5, (20, 1)), [4])
+
+
+class FormatTest(absltest.TestCase):
+
+  def test_random_solutions_verify(self):
+    rng = np.random.default_rng(0)
+    for problem in prm.make_problems((3, 4), 6, "train", seed=0, max_number=20):
+      steps = prm.random_solution(problem, rng)
+      self.assertLen(steps, len(problem.numbers) - 1)
+      self.assertEqual(countdown.verify(problem, "\n".join(steps)), (True, "ok"))
+    with self.assertRaisesRegex(ValueError, "no solution"):
+      prm.random_solution(countdown.Problem((1, 1, 1), 99), rng)
+
+  def test_sft_batch(self):
+    problem = countdown.Problem((2, 3, 6, 25), 39)
+    batch = prm.sft_batch([problem], max_len=40, seed=0)
+    tok = prm.tokenizer()
+    prompt = prm.encode_prompt(tok, problem)
+    self.assertEqual(tok.decode(prompt), "39|2 3 6 25\n")
+    n = int(batch.attention_mask.sum())
+    self.assertEqual(batch.tokens[0, n - 1], tok.eos_id)
+    np.testing.assert_array_equal(batch.action_mask[0, :len(prompt)], 0)
+    np.testing.assert_array_equal(batch.action_mask[0, len(prompt):n], 1)
+    text = tok.decode(batch.tokens[0, len(prompt):n])
+    self.assertEqual(countdown.verify(problem, text), (True, "ok"))
+    with self.assertRaisesRegex(ValueError, "max_len=10"):
+      prm.sft_batch([problem], max_len=10, seed=0)
+
+
+class PRMTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_loss_by_hand(self):
+    # sigmoid(0) = 0.5 with y = 0.5: log 2; sigmoid(log 3) = 0.75 with y = 0.75:
+    # -(0.75 log 0.75 + 0.25 log 0.25) = 0.562335. The masked position does not count.
+    logits = jnp.array([[0.0, np.log(3.0), 5.0]])
+    batch = prm.PRMBatch(jnp.zeros((1, 3), jnp.int32), jnp.ones((1, 3)),
+                         jnp.array([[1.0, 1.0, 0.0]]), jnp.array([[0.5, 0.75, 0.0]]))
+    loss, metrics = self.variant(prm.prm_loss)(logits, batch)
+    np.testing.assert_allclose(loss, (np.log(2) + 0.562335) / 2, rtol=1e-5)
+    np.testing.assert_allclose(metrics["prm_abs_err"], 0.0, atol=1e-6)
+
+  def test_networks_copy_the_policy_trunk(self):
+    cfg = TransformerConfig(vocab_size=prm.tokenizer().vocab_size, d_model=16, n_layers=1,
+                            n_heads=2, d_ff=32, max_len=12, pos="rope")
+    init_fn, values_fn, _ = prm.prm_networks(cfg)
+    fresh = jax.tree.map(lambda x: x, init_fn(jax.random.PRNGKey(0)))
+    copied = init_fn(jax.random.PRNGKey(1), fresh["trunk"])
+    chex.assert_trees_all_equal(fresh["trunk"], copied["trunk"])
+    import flax.linen as nn  # pylint: disable=g-import-not-at-top
+    v = values_fn(nn.meta.unbox(copied), jnp.ones((2, 12), jnp.int32), jnp.ones((2, 12)))
+    self.assertEqual(v.shape, (2, 12))
+    self.assertTrue(bool(jnp.all((v > 0) & (v < 1))))
+
+
+if __name__ == "__main__":
+  absltest.main()
