@@ -17,7 +17,7 @@ setuptools.setup(
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
         "chex>=0.1.88",
-        "scipy>=1.11",
+        "scipy>=1.12",
         "numpy>=1.26",
         "absl-py>=2.0",
         "ml_collections>=0.1.1",

@@ -79,13 +79,17 @@ class AlgosTest(absltest.TestCase):
   def test_eval_prompt_is_the_training_window_context(self):
     task = offline.TASKS["maze_fo"]()
     episode = task.build_dataset(1, 3)[0]
-    windows = to_rl_batch([episode], task.tokenizer, max_len=96)
-    cand_len = max(len(task.tokenizer.encode(c)) for c in task.candidates)
+    windows = to_rl_batch([episode], task.tokenizer, max_len=192, transitions=2)
     history = tuple(episode.segments)
-    for k, row in enumerate(windows.tokens[:5]):
-      first_action = int(np.argmax(windows.action_mask[k]))
-      prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 96 - 2 * cand_len)
-      np.testing.assert_array_equal(prompt, row[:first_action])
+    k = 0  # decisions seen so far
+    for row, trained in zip(windows.tokens, windows.loss_mask):
+      # Every trained action of the window: its context is the window up to that action.
+      starts = np.flatnonzero(np.diff(np.concatenate([[0], trained])) > 0)
+      for start in starts:
+        prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 2)
+        np.testing.assert_array_equal(prompt, row[:start])
+        k += 1
+    self.assertEqual(k, len(history) // 2)
 
   def test_candidate_scores_are_extracted_policy_log_probs(self):
     rng = np.random.default_rng(0)

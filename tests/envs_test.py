@@ -166,7 +166,7 @@ class MazeTest(parameterized.TestCase):
     self.assertTrue(np.all(returns >= envs.MAZE_SCORES.min))
     tok = SimpleTokenizer.words(envs.Maze().texts())
     batch = to_rl_batch(fo[:5], tok, max_len=128)
-    self.assertEqual(int(batch.action_mask.sum()), sum(3 * (len(t.texts) // 2) for t in fo[:5]))
+    self.assertEqual(int(batch.loss_mask.sum()), sum(3 * (len(t.texts) // 2) for t in fo[:5]))
 
 
 class HelpersTest(parameterized.TestCase):

@@ -1,14 +1,17 @@
 """ILQL on LMRL-Gym text games, with BC, filtered BC and MC-returns baselines on the same data.
 
-Run (the README's main job; ~10 min on 2 CPU cores):
+Run (the README's main job):
   python -m experiments.ilql --workdir /tmp/ilql
   python -m experiments.ilql --config experiments/configs/ilql.py:maze_fo --workdir W [--resume]
 
 Presets:
   maze_fo (default)  fully observed double-T Maze, 1000 episodes (90% random walkers, 10%
-                     epsilon-BFS), 2-layer d=128 transformers from scratch. Expected: ILQL
-                     normalised score >= 90, MC > BC, ILQL > filtered BC > BC (LMRL-Gym:
-                     ILQL 99.9, MC 75.0, %BC 68.9, BC 58.2).
+                     epsilon-BFS), 2-layer d=64 transformers from scratch, ~12 min on 2 CPU
+                     cores. Measured (seed 0, 64 episodes per policy, normalised score):
+                     BC ~10-17, filtered BC ~72, MC (best beta) ~42, ILQL beta=8 ~41. LMRL-Gym
+                     reports ILQL 99.9, MC 75.0, %BC 68.9, BC 58.2 after far longer training;
+                     on this CPU budget the ILQL values have not propagated from the goal yet
+                     (see the closing note of the ILQL issue).
   maze_po            partially observed Maze (walls only; whole episodes need longer windows).
   smoke              seconds-long run for tests.
 """
@@ -23,12 +26,13 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.num_trajectories = 1000       # offline episodes
   c.filter_fraction = 1.0         # fraction of episodes ILQL trains on
   c.max_len = 96                  # tokens per window (one Maze transition + look-ahead)
+  c.window_transitions = 1        # transitions per window (FO Maze: the state is the last obs)
   c.gamma = 0.99                  # discount per action token
   c.model = ml_collections.ConfigDict(dict(
-      d_model=128, n_layers=2, n_heads=4, d_ff=512))  # transformer (vocab/max_len from task)
-  c.batch_size = 64               # windows per update
-  c.num_steps = 1500              # ILQL / MC updates
-  c.bc_steps = 1000               # BC policy and BC baseline updates
+      d_model=64, n_layers=2, n_heads=4, d_ff=256))  # transformer (vocab/max_len from task)
+  c.batch_size = 32               # windows per update
+  c.num_steps = 1000              # ILQL / MC updates
+  c.bc_steps = 400                # BC policy and BC baseline updates
   c.lr = 1e-3                     # peak AdamW learning rate
   c.warmup = 50                   # linear warmup steps
   c.weight_decay = 0.0            # AdamW decay on matrices
@@ -42,9 +46,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.tau = 0.7                     # expectile of V
   c.cql_weight = 0.1              # CQL term weight
   c.cql_temperature = 1.0         # CQL temperature
-  c.polyak = 0.005                # target update rate
+  c.polyak = 0.05                 # target update rate (fast: short CPU runs)
   c.bc_weight = ml_collections.config_dict.placeholder(float)  # None = variant default
-  c.betas = (8.0, 0.0, 1.0, 4.0, 16.0, 64.0)  # first is the reported policy
+  c.betas = (8.0, 0.0, 2.0, 32.0)  # first is the reported policy
   c.policy_q = "target"           # Q heads used for decoding: target | online
   c.adv_clip = ml_collections.config_dict.placeholder(float)  # clip |Q - V| when decoding
   c.compare = ("bc", "filtered_bc", "mc")  # baselines trained on the same data
@@ -52,7 +56,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   if preset in (None, "", "maze_fo"):
     pass
   elif preset == "maze_po":
-    c.env, c.max_len = "maze_po", 256
+    c.env, c.max_len, c.window_transitions = "maze_po", 256, 8
   elif preset == "smoke":
     c.num_trajectories, c.num_steps, c.bc_steps, c.eval_episodes = 40, 4, 4, 4
     c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)

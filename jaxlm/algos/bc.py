@@ -39,7 +39,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc
   """Trains the policy LM; returns (params, scorer, task)."""
   task = offline.TASKS[config.env]()
   trajectories = offline.load_dataset(config, task, workdir)
-  batch = to_rl_batch(trajectories, task.tokenizer, max_len=config.max_len, gamma=config.gamma)
+  batch = to_rl_batch(trajectories, task.tokenizer, max_len=config.max_len, gamma=config.gamma,
+                      transitions=config.window_transitions)
   _, init_fn, logits_fn = lm_networks(offline.model_config(config, task))
 
   def loss_fn(params, batch, rng, *, state):

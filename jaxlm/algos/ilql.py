@@ -132,7 +132,8 @@ def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bo
                      f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
   task = offline.TASKS[config.env]()
   batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
-                      max_len=config.max_len, gamma=config.gamma)
+                      max_len=config.max_len, gamma=config.gamma,
+                      transitions=config.window_transitions)
   init_value = float(mean_action_return(batch, gamma=config.gamma))
   init_fn, outputs, scorer = _networks(config, offline.model_config(config, task), init_value)
   bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight

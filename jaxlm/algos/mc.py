@@ -38,7 +38,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc
   """Trains trunk + LM head + Q head; returns (params, scorer, task)."""
   task = offline.TASKS[config.env]()
   batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
-                      max_len=config.max_len, gamma=config.gamma)
+                      max_len=config.max_len, gamma=config.gamma,
+                      transitions=config.window_transitions)
   mcfg = offline.model_config(config, task)
   model = Transformer(mcfg)
   head = MLPHead(mcfg.vocab_size, bias_init=float(mean_action_return(batch,

@@ -50,6 +50,8 @@ class OfflineConfig:
     num_trajectories: offline dataset size (episodes).
     filter_fraction: keep only the best fraction of episodes by return (1.0 = all; filtered BC).
     max_len: tokens per training window (longer episodes become chained windows).
+    window_transitions: (action, observation) chunks per window; evaluation replays the same
+      context (1 suits fully observed tasks, whose state is the last observation).
     gamma: discount per action token.
     model: the transformer (vocab_size and max_len are set from the task and max_len).
     batch_size: windows per update.
@@ -66,6 +68,7 @@ class OfflineConfig:
   num_trajectories: int = 1000
   filter_fraction: float = 1.0
   max_len: int = 96
+  window_transitions: int = 1
   gamma: float = 0.99
   model: TransformerConfig = TransformerConfig(d_model=128, n_layers=2, n_heads=4, d_ff=512)
   batch_size: int = 64
@@ -83,9 +86,14 @@ class OfflineConfig:
   def __post_init__(self):
     if self.env not in TASKS:
       raise ValueError(f"env={self.env!r}; expected one of {sorted(TASKS)}")
+    if self.env in FREE_TEXT_TASKS:
+      raise ValueError(f"env={self.env!r} needs free-text (generate-based) evaluation, which "
+                       "the offline algorithms do not have yet; its dataset builder and env "
+                       "are in jaxlm.envs")
     if not 0 < self.filter_fraction <= 1:
       raise ValueError(f"filter_fraction={self.filter_fraction} must be in (0, 1]")
-    for name in ("num_trajectories", "max_len", "batch_size", "num_steps", "eval_episodes"):
+    for name in ("num_trajectories", "max_len", "window_transitions", "batch_size", "num_steps",
+                 "eval_episodes"):
       if getattr(self, name) < 1:
         raise ValueError(f"{type(self).__name__}.{name}={getattr(self, name)} must be >= 1")
 
@@ -140,6 +148,7 @@ def _wordle_task() -> Task:
               candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed))
 
 
+FREE_TEXT_TASKS = ("wordle",)  # tasks without a fixed action set (no reranking policy)
 TASKS: dict[str, Callable[[], Task]] = {
     "maze_fo": lambda: _maze_task(True), "maze_po": lambda: _maze_task(False),
     "wordle": _wordle_task,
@@ -246,20 +255,15 @@ def fit(name: str, config: OfflineConfig, workdir: str, init_fn: Callable[[jax.A
 # Policies and evaluation.
 
 
-def _prompt_ids(history: envs_base.History, tokenizer, budget: int) -> list[int]:
-  """BOS + the history suffix a training window would hold before the next action.
+def _prompt_ids(history: envs_base.History, tokenizer, transitions: int) -> list[int]:
+  """BOS + the context a training window holds before the next action.
 
-  `to_rl_batch` packs (action, next observation) chunks and a look-ahead action into windows;
-  the next observation is unknown at decision time, so the current one's length stands in for
-  it, and `budget` must leave room for two actions. When a window holds one transition (e.g.
-  fully observed Maze with max_len=96) this is exactly the training context.
+  Windows hold `transitions` (action, observation) chunks each (`to_rl_batch(...,
+  transitions=)`), so decision k is preceded by observations k - k % transitions .. k.
   """
-  ids = [tokenizer.encode(text) for text, _ in history]
-  start, used = len(ids) - 1, 1 + 2 * len(ids[-1])  # BOS, current and next observation
-  while start >= 2 and used + len(ids[start - 2]) + len(ids[start - 1]) <= budget:
-    used += len(ids[start - 2]) + len(ids[start - 1])
-    start -= 2  # one (observation, action) pair further back
-  return [tokenizer.bos_id] + [t for x in ids[start:] for t in x][-(budget - 1):]
+  k = len(history) // 2  # decisions already taken
+  first = 2 * (k - k % transitions)
+  return [tokenizer.bos_id] + [t for text, _ in history[first:] for t in tokenizer.encode(text)]
 
 
 def make_candidate_scorer(scorer: Scorer, betas: Sequence[float], temperature: float,
@@ -291,8 +295,8 @@ def make_candidate_scorer(scorer: Scorer, betas: Sequence[float], temperature: f
   return score
 
 
-def rerank_policy(score_fn, params, task: Task, max_len: int, temperature: float,
-                  rng: np.random.Generator, num_variants: int):
+def rerank_policy(score_fn, params, task: Task, max_len: int, transitions: int,
+                  temperature: float, rng: np.random.Generator, num_variants: int):
   """Policy over `task.candidates` for each (history, variant) pair; see make_candidate_scorer.
 
   Returns `policy(histories, variants) -> actions` where variants[i] picks the beta index.
@@ -304,7 +308,7 @@ def rerank_policy(score_fn, params, task: Task, max_len: int, temperature: float
   def policy(histories, variants):
     # Episodes in the same state share a prompt (fully observed Maze has 25 states): score
     # each distinct prompt once.
-    prompts = [tuple(_prompt_ids(h, tok, max_len - 2 * c_max)) for h in histories]
+    prompts = [tuple(_prompt_ids(h, tok, transitions)) for h in histories]
     index = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
     unique, which = list(index), np.array([index[p] for p in prompts])
     u, c = len(unique), len(cands)
@@ -372,8 +376,8 @@ def evaluate_scorer(scorer: Scorer, params: Any, task: Task, config: OfflineConf
   if task.candidates is None:
     raise NotImplementedError(f"{task.name}: free-text evaluation needs generation_policy")
   score_fn = make_candidate_scorer(scorer, betas, config.eval_temperature, adv_clip)
-  policy = rerank_policy(score_fn, params, task, config.max_len, config.eval_temperature,
-                         np.random.default_rng(config.seed), len(betas))
+  policy = rerank_policy(score_fn, params, task, config.max_len, config.window_transitions,
+                         config.eval_temperature, np.random.default_rng(config.seed), len(betas))
   t0 = time.perf_counter()
   rows = evaluate(policy, task, len(betas), config.eval_episodes, config.seed)
   for beta, row in zip(betas, rows):

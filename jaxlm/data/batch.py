@@ -118,7 +118,7 @@ def _action_returns(traj: TextTrajectory, ids: list[list[int]], gamma: float) ->
 
 
 def _windows(traj: TextTrajectory, index: int, tok: Tokenizer, max_len: int, gamma: float,
-             add_bos: bool) -> list[tuple[list[int], ...]]:
+             add_bos: bool, transitions: int | None) -> list[tuple[list[int], ...]]:
   """Splits one trajectory into chained windows with a look-ahead action (module docstring)."""
   if not traj.done and traj.is_action[-1]:
     raise ValueError(f"trajectory {index}: field 'done' is False but the last segment is an "
@@ -135,10 +135,15 @@ def _windows(traj: TextTrajectory, index: int, tok: Tokenizer, max_len: int, gam
   while c < len(chunks):
     segs, first = list(ctx), c
     n_tok = len(prefix) + size(ctx)
-    while c < len(chunks) and n_tok + size(chunks[c]) + ahead(c) <= max_len:
+    while (c < len(chunks) and c - first != transitions
+           and n_tok + size(chunks[c]) + ahead(c) <= max_len):
       n_tok += size(chunks[c])
       segs.extend(chunks[c])
       c += 1
+    if transitions and c < len(chunks) and c - first < transitions:
+      raise ValueError(f"trajectory {index}: {transitions} transitions after segment "
+                       f"{chunks[first][0]} need more than max_len={max_len} tokens; increase "
+                       "max_len")
     if c == first:
       need = n_tok + size(chunks[c]) + ahead(c)
       raise ValueError(f"trajectory {index}: action segment {chunks[c][0]} with its context "
@@ -165,7 +170,7 @@ def _windows(traj: TextTrajectory, index: int, tok: Tokenizer, max_len: int, gam
 
 def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: int,
                 gamma: float = 1.0, pad_to_max_len: bool = True,
-                add_bos: bool = True) -> RLBatch:
+                add_bos: bool = True, transitions: int | None = None) -> RLBatch:
   """Tokenizes trajectories into an `RLBatch`, one row per window (see module docstring).
 
   Args:
@@ -175,6 +180,9 @@ def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: i
     gamma: per-action-token discount used only for `bootstrap_returns` (match the MC loss).
     pad_to_max_len: pad every row to max_len (fixed shapes for jit) instead of the longest row.
     add_bos: put the tokenizer's BOS first (the first token of a row is never scored).
+    transitions: exactly this many (action, observation) chunks per window (the last window
+      of an episode may hold fewer), so the context of decision k is known in advance:
+      observations k - k % transitions .. k (what evaluation replays). None: as many as fit.
 
   Returns:
     RLBatch with numpy arrays (B = number of windows); call `jax.device_put` to move it.
@@ -183,7 +191,7 @@ def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: i
   rows = []
   for i, traj in enumerate(trajectories):
     traj.validate(i)
-    rows.extend(_windows(traj, i, tok, max_len, gamma, add_bos))
+    rows.extend(_windows(traj, i, tok, max_len, gamma, add_bos, transitions))
   if not rows:
     raise ValueError("no trajectories given")
   t_len = max_len if pad_to_max_len else max(len(r[0]) for r in rows)

@@ -24,7 +24,7 @@ def plot_data_efficiency(result, path=None, title: str = ""):
   """Normalised steps-to-threshold vs UTD with the fitted D_J(sigma) curves.
 
   Rybkin et al. (2025) Fig. "data efficiency": one colour per threshold J;
-  bands are the seed-bootstrap range of D_J when `result.intervals` is set.
+  bands are pointwise 5-95% of the seed-bootstrap curves when available.
   """
   fit = result.fit
   sig = np.logspace(np.log10(result.utds.min()), np.log10(result.utds.max()), 100)
@@ -34,13 +34,11 @@ def plot_data_efficiency(result, path=None, title: str = ""):
   for j, thr in enumerate(fit.thresholds):
     ax.plot(result.utds, result.normalised_UxJ[:, j], "o", color=colors[j], ms=4)
     ax.plot(sig, curves[j], "-", color=colors[j], label=f"J={thr:.0f}")
-    if result.intervals is not None:
-      band = [laws.POWER_LAW.fn({"a": result.intervals["alpha"][j, s],
-                                 "b": result.intervals["beta"][j, s],
-                                 "c": result.intervals["d_min"][j, s]}, sig)
-              for s in (0, 1)]
-      ax.fill_between(sig, np.minimum(*band), np.maximum(*band),
-                      color=colors[j], alpha=0.12, lw=0)
+    if result.bootstrap is not None:
+      boot = {n: result.bootstrap[k][:, j, None]
+              for n, k in (("a", "alpha"), ("b", "beta"), ("c", "d_min"))}
+      lo, hi = np.nanpercentile(laws.POWER_LAW.fn(boot, sig[None]), [5, 95], 0)
+      ax.fill_between(sig, lo, hi, color=colors[j], alpha=0.15, lw=0)
   ax.set(xscale="log", yscale="log", xlabel="UTD sigma",
          ylabel="env steps to J / median", title=title or "D_J(sigma)")
   ax.legend(fontsize=6, ncol=2)

@@ -376,6 +376,7 @@ class ValueRLResult:
   intervals: dict[str, np.ndarray] | None  # name -> (J, 2) bootstrap bands.
   budget: BudgetOptimum | None
   sigma_star: dict | None
+  bootstrap: dict[str, np.ndarray] | None = None  # name -> (B, J) samples.
 
 
 def result_to_json(result: ValueRLResult) -> dict:
@@ -445,20 +446,22 @@ def run_pipeline(runs: Mapping, max_return: Mapping[str, float], *,
   envs, utds, times = curves_to_times(runs, thr, max_return)
   norm_UxJ, _, mm = median_normalise(times)
   de = fit_data_efficiency(utds, norm_UxJ, thr)
-  intervals = None
+  intervals = boot = None
   if num_bootstrap:
-    intervals = _bootstrap_fit(runs, envs, utds, thr, max_return, num_bootstrap,
-                               seed, interval)
+    boot = _bootstrap_fit(runs, envs, utds, thr, max_return, num_bootstrap, seed)
+    q = 100 * (1 - interval) / 2
+    intervals = {k: np.nanpercentile(v, [q, 100 - q], axis=0).T
+                 for k, v in boot.items()}
   budget = star = None
   if hfit is not None:
     budget = budget_optimal_utd(de, mm, hfit, n_params=n_params, delta=delta)
     star = fit_sigma_star(budget.budget_star, budget.sigma_star, num_fit)
   return ValueRLResult(envs, utds, times, norm_UxJ, mm, de, intervals, budget,
-                       star)
+                       star, boot)
 
 
-def _bootstrap_fit(runs, envs, utds, thr, max_return, num, seed, interval):
-  """Seed bootstrap of crossing times -> refit -> percentile bands (J, 2)."""
+def _bootstrap_fit(runs, envs, utds, thr, max_return, num, seed):
+  """Seed bootstrap of crossing times -> refit; name -> (num, J) samples."""
   times_BxExUxJ = np.full((num, len(envs), len(utds), len(thr)), np.nan)
   for (env, utd, _, _), arr in runs.items():
     i, j = envs.index(env), int(np.searchsorted(utds, utd))
@@ -471,7 +474,5 @@ def _bootstrap_fit(runs, envs, utds, thr, max_return, num, seed, interval):
   starts = fit_lib.grid_starts(laws.POWER_LAW, REFERENCE_GRID)
   p, _, _ = fit_lib.fit_many(laws.POWER_LAW, utds, np.where(finite, y_KxU, 0.0),
                              starts, weights_KxN=finite.astype(np.float64))
-  q = 100 * (1 - interval) / 2
-  return {name: np.nanpercentile(p[key].reshape(num, len(thr)), [q, 100 - q],
-                                 axis=0).T
+  return {name: p[key].reshape(num, len(thr))
           for name, key in (("alpha", "a"), ("beta", "b"), ("d_min", "c"))}
