@@ -184,5 +184,4 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
     offline.plot_beta_sweep(sweeps, os.path.join(workdir, "beta_sweep.png"), task.name)
     offline.plot_learning_curves(workdir, list(results), os.path.join(workdir,
                                                                       "learning_curves.png"))
-  logging.info("\n%s", offline.results_table(results))
   return results
