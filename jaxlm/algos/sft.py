@@ -28,6 +28,7 @@ import optax
 from jaxlm import checkpoint as checkpoint_lib
 from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
+from jaxlm.algos import offline
 from jaxlm.models import Transformer, TransformerConfig
 
 ALPHABET = "\n0123456789+-*=."  # id 0 ("\n") separates lines.
@@ -93,23 +94,11 @@ class Config:
   def from_dict(cls, d: dict[str, Any]) -> "Config":
     """From a (ConfigDict-style) nested dict; unknown keys raise ValueError naming them."""
     d = dict(d)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-      raise ValueError(f"unknown sft config key(s) {unknown}; known: {sorted(fields)}")
-    if isinstance(d.get("model"), dict):
-      model_fields = {f.name for f in dataclasses.fields(TransformerConfig)}
-      bad = sorted(set(d["model"]) - model_fields)
-      if bad:
-        raise ValueError(f"unknown model config key(s) {bad}")
-      d["model"] = TransformerConfig(**d["model"])
     if isinstance(d.get("mesh"), dict):
       d["mesh"] = tuple(d["mesh"][k] for k in sharding_lib.MESH_AXES)
-    if "mesh" in d:
-      d["mesh"] = tuple(d["mesh"])
     if "sharding_rules" in d:
       d["sharding_rules"] = sharding_lib.rules_from_config(d["sharding_rules"])
-    return cls(**d)
+    return offline.config_from_dict(cls, d)
 
 
 def encode(text: str) -> np.ndarray:
