@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxlm.algos import offline
-from jaxlm.data import to_rl_batch
 from jaxlm.losses import LMOutputs, bc_loss
 from jaxlm.models import Transformer, TransformerConfig
 
@@ -37,10 +36,7 @@ def lm_networks(mcfg: TransformerConfig):
 def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc"
           ) -> tuple[Any, offline.Scorer, offline.Task]:
   """Trains the policy LM; returns (params, scorer, task)."""
-  task = offline.TASKS[config.env]()
-  trajectories = offline.load_dataset(config, task, workdir)
-  batch = to_rl_batch(trajectories, task.tokenizer, max_len=config.max_len, gamma=config.gamma,
-                      transitions=config.window_transitions)
+  task, batch = offline.task_and_batch(config, workdir)
   _, init_fn, logits_fn = lm_networks(offline.model_config(config, task))
 
   def loss_fn(params, batch, rng, *, state):

@@ -31,7 +31,6 @@ import jax.numpy as jnp
 from jaxlm.algos import bc as bc_lib
 from jaxlm.algos import mc as mc_lib
 from jaxlm.algos import offline
-from jaxlm.data import to_rl_batch
 from jaxlm.losses import ILQL_VARIANTS, ILQLOutputs, ilql_loss
 from jaxlm.models import Transformer
 from jaxlm.models.heads import ILQLHeads
@@ -130,10 +129,7 @@ def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bo
   if (variant.policy == "frozen") != (policy_params is not None):
     raise ValueError(f"variant {config.variant!r} "
                      f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
-  task = offline.TASKS[config.env]()
-  batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
-                      max_len=config.max_len, gamma=config.gamma,
-                      transitions=config.window_transitions)
+  task, batch = offline.task_and_batch(config, workdir)
   init_value = float(mean_action_return(batch, gamma=config.gamma))
   init_fn, outputs, scorer = _networks(config, offline.model_config(config, task), init_value)
   bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight

@@ -15,7 +15,6 @@ import jax
 
 from jaxlm.algos import bc as bc_lib
 from jaxlm.algos import offline
-from jaxlm.data import to_rl_batch
 from jaxlm.losses import MCOutputs, mc_loss
 from jaxlm.models import Transformer
 from jaxlm.models.heads import MLPHead
@@ -36,10 +35,7 @@ class Config(offline.OfflineConfig):
 
 def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc"):
   """Trains trunk + LM head + Q head; returns (params, scorer, task)."""
-  task = offline.TASKS[config.env]()
-  batch = to_rl_batch(offline.load_dataset(config, task, workdir), task.tokenizer,
-                      max_len=config.max_len, gamma=config.gamma,
-                      transitions=config.window_transitions)
+  task, batch = offline.task_and_batch(config, workdir)
   mcfg = offline.model_config(config, task)
   model = Transformer(mcfg)
   head = MLPHead(mcfg.vocab_size, bias_init=float(mean_action_return(batch,

@@ -18,6 +18,7 @@ with `jaxlm.generate` (see `generation_policy`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -31,7 +32,8 @@ import numpy as np
 from jaxlm import checkpoint as checkpoint_lib
 from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
-from jaxlm.data import RLBatch, SimpleTokenizer, TextTrajectory, to_rl_batch
+from jaxlm.data import (RLBatch, SimpleTokenizer, TextTrajectory, read_jsonl, to_rl_batch,
+                        top_fraction_by_return, write_jsonl)
 from jaxlm.envs import base as envs_base
 from jaxlm.envs import maze as maze_lib
 from jaxlm.envs import wordle as wordle_lib
@@ -157,7 +159,6 @@ TASKS: dict[str, Callable[[], Task]] = {
 
 def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list[TextTrajectory]:
   """The task's offline episodes (cached as JSONL in `workdir`), filtered by return."""
-  from jaxlm.data import read_jsonl, top_fraction_by_return, write_jsonl  # pylint: disable=g-import-not-at-top
   path = workdir and os.path.join(workdir, f"{task.name}_{config.num_trajectories}_"
                                   f"{config.seed}.jsonl")
   if path and os.path.exists(path):
@@ -175,6 +176,25 @@ def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list
   if config.filter_fraction < 1:
     trajectories = top_fraction_by_return(trajectories, config.filter_fraction)
   return trajectories
+
+
+@functools.lru_cache(maxsize=2)  # full and filtered data of one experiment
+def _task_and_batch(env: str, num_trajectories: int, seed: int, filter_fraction: float,
+                    max_len: int, gamma: float, transitions: int, workdir: str | None):
+  task = TASKS[env]()
+  config = OfflineConfig(env=env, num_trajectories=num_trajectories, seed=seed,
+                         filter_fraction=filter_fraction)
+  batch = to_rl_batch(load_dataset(config, task, workdir), task.tokenizer, max_len=max_len,
+                      gamma=gamma, transitions=transitions)
+  return task, batch
+
+
+def task_and_batch(config: OfflineConfig, workdir: str | None) -> tuple[Task, RLBatch]:
+  """The task and its tokenised offline data; built once per data setting and reused by the
+  algorithms of one experiment (BC, filtered BC, MC and ILQL share it)."""
+  return _task_and_batch(config.env, config.num_trajectories, config.seed,
+                         config.filter_fraction, config.max_len, config.gamma,
+                         config.window_transitions, workdir)
 
 
 def model_config(config: OfflineConfig, task: Task) -> TransformerConfig:
