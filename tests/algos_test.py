@@ -53,6 +53,39 @@ class AlgosTest(absltest.TestCase):
     with open(os.path.join(workdir, "beta_sweep.json")) as f:
       self.assertEqual([r["beta"] for r in json.load(f)["ilql"]], [4.0, 0.0])
 
+  def test_hf_checkpoint_initialises_every_transformer(self):
+    # A tiny random GPT-2 with a word-level tokenizer over Maze text, saved like a Hub model.
+    import torch  # pylint: disable=g-import-not-at-top
+    import transformers  # pylint: disable=g-import-not-at-top
+    from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
+    words = sorted({w for t in maze.Maze(True).texts() for w in t.replace(".", " . ")
+                    .replace(",", " , ").split()})
+    vocab = {w: i for i, w in enumerate(["<eos>", "[UNK]"] + words)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>")
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=len(vocab), n_positions=128, n_embd=32, n_layer=2, n_head=2)).eval()
+    ckpt = self._tmp()
+    hf.save_pretrained(ckpt)
+    hf_tok.save_pretrained(ckpt)
+    config = _config(hf_model=ckpt, max_len=128, num_steps=1, lr=0.0, warmup=1, compare=())
+    params, scorer, task = bc.train(bc.Config(**{
+        f.name: getattr(config, f.name) for f in dataclasses.fields(offline.OfflineConfig)}),
+                                    self._tmp())
+    self.assertEqual(task.tokenizer.vocab_size, len(vocab))
+    ids = [task.tokenizer.bos_id] + task.tokenizer.encode(maze.Maze(True).texts()[5])
+    logits, _ = scorer(params, jnp.asarray([ids]), jnp.ones((1, len(ids)), jnp.int32))
+    with torch.no_grad():
+      want = hf(torch.tensor([ids])).logits.numpy()
+    np.testing.assert_allclose(np.asarray(logits), want, atol=1e-4)  # lr 0: the checkpoint
+    bundle, _, _ = ilql.train(config, self._tmp(), policy_params=params)
+    np.testing.assert_array_equal(bundle[0]["trunk"]["embed"]["embedding"],
+                                  params["embed"]["embedding"])  # value trunk starts there too
+    with self.assertRaisesRegex(ValueError, "config.json"):
+      _config(hf_model=self._tmp())
+
   def test_killed_run_resumes_to_the_same_params(self):
     config = _config(variant="trlx", compare=())
     straight, _, _ = ilql.train(config, self._tmp())
@@ -77,7 +110,7 @@ class AlgosTest(absltest.TestCase):
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
 
   def test_eval_prompt_is_the_training_window_context(self):
-    task = offline.TASKS["maze_fo"]()
+    task = offline.make_task("maze_fo", "word")
     episode = task.build_dataset(1, 3)[0]
     windows = to_rl_batch([episode], task.tokenizer, max_len=192, transitions=2)
     history = tuple(episode.segments)

@@ -4,11 +4,13 @@ import json
 import os
 import tempfile
 
+import jax
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from jaxlm.data import (HFTokenizer, RLBatch, SimpleTokenizer, TextTrajectory, read_jsonl,
-                        stack_batches, to_rl_batch, top_fraction_by_return, write_jsonl)
+from jaxlm.data import (HFTokenizer, RLBatch, SimpleTokenizer, TextTrajectory, next_window_rows,
+                        read_jsonl, stack_batches, to_rl_batch, top_fraction_by_return,
+                        write_jsonl)
 from jaxlm.rl import returns
 
 TOK = SimpleTokenizer.chars("abcdefgh.\n")  # ids: pad 0, eos 1, bos 2, 'a' 3, ..., '\n' 12
@@ -47,6 +49,19 @@ class TokenizerTest(parameterized.TestCase):
     self.assertEqual(a.split("move up\n"), ["move", " up", "\n"])
     for text in texts + ["unseen words 12!\n"]:  # unseen words fall back to characters
       self.assertEqual(a.decode(a.encode(text)), text)
+
+  def test_phrase_level(self):
+    tok = SimpleTokenizer.phrases([" move up", " 1 0", "The goal"], ["The goal is 1 0 move up"])
+    text = "The goal is 1 0. move up move upward 1 2"
+    pieces = tok.split(text)
+    self.assertEqual(pieces[:4], ["The goal", " is", " 1 0", "."])
+    self.assertEqual(pieces[4:7], [" move up", " move up", "w"])  # longest phrase first
+    self.assertEqual(tok.decode(tok.encode(text)), text)
+    self.assertEqual(len(set(tok.pieces)), tok.vocab_size)
+    with self.assertRaisesRegex(ValueError, "non-empty"):
+      SimpleTokenizer.phrases(["", "x"])
+    with self.assertRaisesRegex(ValueError, "not in the vocabulary.*zz"):
+      SimpleTokenizer(["a"], "word", phrases=["zz"])
 
   def test_hf_adapter(self):
     from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
@@ -153,6 +168,23 @@ class RLBatchTest(parameterized.TestCase):
       self.assertEqual((split.dones[w] * split.loss_mask[w]).sum(), 0)  # terminal: last row
     self.assertEqual(split.dones[-1].sum(), 1)
     self.assertEqual(split.bootstrap_returns[-1], 0.0)
+
+  def test_next_window_rows_pair_each_window_with_its_successor(self):
+    eps = [long_episode(steps=6, done=True), long_episode(steps=4, done=True)]
+    b = to_rl_batch(eps, TOK, max_len=12)
+    nxt = next_window_rows(b)
+    n_first = to_rl_batch(eps[:1], TOK, max_len=12).shape[0]
+    # Within an episode row w continues in w + 1; an episode's last window has none.
+    want = [w + 1 for w in range(b.shape[0])]
+    want[n_first - 1] = want[-1] = -1
+    np.testing.assert_array_equal(nxt, want)
+    for w in np.flatnonzero(nxt >= 0):
+      ahead = (b.action_mask[w] > 0) & (b.loss_mask[w] == 0)
+      first = int(np.argmax(b.loss_mask[nxt[w]]))  # successor's first trained token
+      self.assertEqual(b.tokens[w, ahead][0], b.tokens[nxt[w], first])
+    with self.assertRaisesRegex(ValueError, "no successor"):
+      next_window_rows(jax.tree.map(lambda x: x[:1], b))
+    np.testing.assert_array_equal(next_window_rows(to_rl_batch(eps, TOK, max_len=64)), [-1, -1])
 
   def test_window_too_small_and_unbootstrappable(self):
     with self.assertRaisesRegex(ValueError, r"trajectory 1: action segment 1 .* > max_len=5"):

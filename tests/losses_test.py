@@ -109,6 +109,21 @@ class ILQLTest(parameterized.TestCase):
     np.testing.assert_allclose(loss, q_loss + v_loss + 0.5 * cql, rtol=1e-5)
     np.testing.assert_allclose(m["td_target_mean"], (0.99 + 1.0) / 2, rtol=1e-5)
 
+  def test_bootstrap_from_the_next_window(self):
+    # Same row, but token 3 is a look-ahead action (loss_mask 0) of a non-terminal window:
+    # token 2's target reads the next window's V (2.0) instead of V at position 2 (1.1), and V
+    # is trained at position 1 only.
+    b = tiny_batch().replace(dones=np.zeros((1, 4), np.float32),
+                             loss_mask=np.array([[0, 0, 1, 0]], np.float32))
+    _, m = losses.ilql_loss(tiny_outputs(), b, gamma=0.9, tau=0.7, cql_weight=0.0,
+                            bootstrap_v_B=jnp.array([2.0]))
+    np.testing.assert_allclose(m["td_target_mean"], 0.9 * 2.0, rtol=1e-6)
+    np.testing.assert_allclose(m["q_loss"], (0.5 - 1.8) ** 2 + (0.3 - 1.8) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(m["v_loss"], 0.7 * 0.1 ** 2, rtol=1e-5)
+    _, m = losses.ilql_loss(tiny_outputs(), b, gamma=0.9, tau=0.7, cql_weight=0.0)
+    np.testing.assert_allclose(m["td_target_mean"], 0.9 * 1.1, rtol=1e-6)  # in-window V
+    np.testing.assert_allclose(m["v_loss"], (0.7 * 0.1 ** 2 + 0.3 * 0.2 ** 2) / 2, rtol=1e-5)
+
   def test_cql_temperature(self):
     _, m = losses.ilql_loss(tiny_outputs(), tiny_batch(), gamma=0.9, cql_temperature=0.5)
     cql = ((lse(0.0, 1.0) - 1.0) + (lse(1.6, 0.4) - 1.6)) / 2 + (

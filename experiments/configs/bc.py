@@ -12,9 +12,8 @@ from experiments.configs import ilql
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   base = ilql.get_config("smoke" if preset == "smoke" else None)
-  keep = ("seed", "env", "num_trajectories", "filter_fraction", "max_len", "window_transitions",
-          "gamma", "model",
-          "batch_size", "lr", "warmup", "weight_decay", "clip", "eval_episodes",
+  keep = ("seed", "env", "tokenizer", "num_trajectories", "filter_fraction", "max_len",
+          "window_transitions", "gamma", "model", "hf_model", "batch_size", "lr", "warmup", "weight_decay", "clip", "eval_episodes",
           "eval_temperature", "log_every", "checkpoint_every", "mesh")
   c = ml_collections.ConfigDict({k: base[k] for k in keep})
   c.num_steps = base.bc_steps     # BC updates

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -24,10 +25,23 @@ class Config(offline.OfflineConfig):
   """BC configuration: the shared offline fields (set filter_fraction < 1 for filtered BC)."""
 
 
-def lm_networks(mcfg: TransformerConfig):
-  """(model, init_fn, logits_fn) of a policy LM; shared by every algorithm with a policy."""
+def lm_networks(mcfg: TransformerConfig, pretrained: Any = None):
+  """(model, init_fn, logits_fn) of a transformer LM; shared by every algorithm.
+
+  With `pretrained` params (e.g. `offline.pretrained_params`), init_fn returns them, keeping the
+  logical-axis boxes of a fresh init so that they are sharded the same way.
+  """
   model = Transformer(mcfg)
-  init_fn = lambda key: model.init(key, jnp.zeros((1, mcfg.max_len), jnp.int32))["params"]
+
+  def init_fn(key):
+    fresh = model.init(key, jnp.zeros((1, min(mcfg.max_len, 8)), jnp.int32))["params"]
+    if pretrained is None:
+      return fresh
+    return jax.tree.map(
+        lambda box, w: box.replace_boxed(jnp.asarray(w, box.unbox().dtype))
+        if isinstance(box, nn.Partitioned) else jnp.asarray(w, box.dtype), fresh, pretrained,
+        is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
   logits_fn = lambda params, tokens, mask: model.apply({"params": params}, tokens,
                                                        attention_mask_BxT=mask).logits
   return model, init_fn, logits_fn
@@ -37,7 +51,8 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc
           ) -> tuple[Any, offline.Scorer, offline.Task]:
   """Trains the policy LM; returns (params, scorer, task)."""
   task, batch = offline.task_and_batch(config, workdir)
-  _, init_fn, logits_fn = lm_networks(offline.model_config(config, task))
+  _, init_fn, logits_fn = lm_networks(offline.model_config(config, task),
+                                      offline.pretrained_params(config))
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state

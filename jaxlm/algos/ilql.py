@@ -34,7 +34,7 @@ from jaxlm.algos import offline
 from jaxlm.losses import ILQL_VARIANTS, ILQLOutputs, ilql_loss
 from jaxlm.models import Transformer
 from jaxlm.models.heads import ILQLHeads
-from jaxlm.rl.returns import mean_action_return
+from jaxlm.rl.returns import decision_view, mean_action_return
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _networks(config: Config, mcfg, init_value: float):
   """(init_fn, outputs_fn, scorer) for the configured variant."""
   variant = ILQL_VARIANTS[config.variant]
   model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value)
-  _, lm_init, lm_logits = bc_lib.lm_networks(mcfg)
+  _, lm_init, lm_logits = bc_lib.lm_networks(mcfg, offline.pretrained_params(config))
 
   def init_fn(key):
     k_trunk, k_heads, k_policy = jax.random.split(key, 3)
@@ -119,7 +119,13 @@ def _networks(config: Config, mcfg, init_value: float):
     logits = o.logits_BxTxV if policy is None else lm_logits(policy, tokens, mask)
     return logits, jnp.minimum(q1, q2) - o.v_BxT[..., None]
 
-  return init_fn, outputs, scorer
+  def bootstrap_v(params, successors):
+    """V (no gradient) of each successor window at its first trained action (jaxlm.data)."""
+    _, h = forward(params, successors.tokens, successors.attention_mask)
+    first_B = jnp.argmax(decision_view(successors).trains > 0, axis=-1)
+    return jax.lax.stop_gradient(jnp.take_along_axis(h.v, first_B[:, None], 1)[:, 0])
+
+  return init_fn, outputs, scorer, bootstrap_v
 
 
 def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bool = False,
@@ -131,17 +137,21 @@ def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bo
                      f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
   task, batch = offline.task_and_batch(config, workdir)
   init_value = float(mean_action_return(batch, gamma=config.gamma))
-  init_fn, outputs, scorer = _networks(config, offline.model_config(config, task), init_value)
+  init_fn, outputs, scorer, bootstrap_v = _networks(config, offline.model_config(config, task),
+                                                    init_value)
   bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight
 
-  def loss_fn(params, batch, rng, *, state):
+  def loss_fn(params, windows, rng, *, state):
     del rng
+    batch, successors = windows
     return ilql_loss(outputs(params, state.target_params, batch.tokens, batch.attention_mask),
                      batch, gamma=config.gamma, tau=config.tau, cql_weight=config.cql_weight,
-                     cql_temperature=config.cql_temperature, bc_weight=bc_weight)
+                     cql_temperature=config.cql_temperature, bc_weight=bc_weight,
+                     bootstrap_v_B=bootstrap_v(params, successors))
 
   state = offline.fit(name, config, workdir, init_fn, loss_fn,
-                      offline.RandomBatches(batch, config.batch_size, config.seed),
+                      offline.RandomBatches(batch, config.batch_size, config.seed,
+                                            with_next=True),
                       resume=resume, target_update=config.polyak)
   return (state.params, state.target_params, policy_params), scorer, task
 

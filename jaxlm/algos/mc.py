@@ -40,7 +40,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc
   model = Transformer(mcfg)
   head = MLPHead(mcfg.vocab_size, bias_init=float(mean_action_return(batch,
                                                                      gamma=config.gamma)))
-  _, lm_init, _ = bc_lib.lm_networks(mcfg)
+  _, lm_init, _ = bc_lib.lm_networks(mcfg, offline.pretrained_params(config))
 
   def init_fn(key):
     k1, k2 = jax.random.split(key)

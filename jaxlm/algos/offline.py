@@ -32,12 +32,13 @@ import numpy as np
 from jaxlm import checkpoint as checkpoint_lib
 from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
-from jaxlm.data import (RLBatch, SimpleTokenizer, TextTrajectory, read_jsonl, to_rl_batch,
-                        top_fraction_by_return, write_jsonl)
+from jaxlm.data import (HFTokenizer, RLBatch, SimpleTokenizer, TextTrajectory, next_window_rows, read_jsonl,
+                        to_rl_batch, top_fraction_by_return, write_jsonl)
 from jaxlm.envs import base as envs_base
 from jaxlm.envs import maze as maze_lib
 from jaxlm.envs import wordle as wordle_lib
 from jaxlm.models import TransformerConfig
+from jaxlm.models import convert
 
 Scorer = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
 
@@ -49,6 +50,8 @@ class OfflineConfig:
   Attributes:
     seed: seeds the dataset, data order, initialisation and evaluation episodes.
     env: "maze_fo", "maze_po" (LMRL-Gym Maze, fully/partially observed) or "wordle".
+    tokenizer: "phrase" (Maze: moves and fixed sentences are single tokens; see
+      `jaxlm.data.tokenizer`), "word" (Maze) or "char" (Wordle); "" = the task's default.
     num_trajectories: offline dataset size (episodes).
     filter_fraction: keep only the best fraction of episodes by return (1.0 = all; filtered BC).
     max_len: tokens per training window (longer episodes become chained windows).
@@ -64,9 +67,15 @@ class OfflineConfig:
     log_every: steps between logged metrics.
     checkpoint_every: steps between checkpoints (a final one is always written).
     mesh: (data, fsdp, tensor) sizes; -1 fills with the remaining devices.
+    hf_model: a local Hugging Face checkpoint directory (config.json, *.safetensors and tokenizer
+      files, e.g. `save_pretrained` of "gpt2"); when set, every transformer (policy LM and value
+      trunks) starts from its weights (`jaxlm.models.from_hf`), its tokenizer replaces the
+      task's, and `model` is ignored (value heads stay freshly initialised). Needs the `hf`
+      extra; meant for accelerators (LMRL-Gym's GPT-2 setup).
   """
   seed: int = 0
   env: str = "maze_fo"
+  tokenizer: str = ""
   num_trajectories: int = 1000
   filter_fraction: float = 1.0
   max_len: int = 96
@@ -84,10 +93,17 @@ class OfflineConfig:
   log_every: int = 50
   checkpoint_every: int = 500
   mesh: tuple[int, int, int] = (-1, 1, 1)
+  hf_model: str = ""
 
   def __post_init__(self):
     if self.env not in TASKS:
       raise ValueError(f"env={self.env!r}; expected one of {sorted(TASKS)}")
+    if self.tokenizer and self.tokenizer not in TOKENIZERS[self.env]:
+      raise ValueError(f"tokenizer={self.tokenizer!r} for env={self.env!r}; expected one of "
+                       f"{TOKENIZERS[self.env]}")
+    if self.hf_model and not os.path.isfile(os.path.join(self.hf_model, "config.json")):
+      raise ValueError(f"hf_model={self.hf_model!r} is not a checkpoint directory with "
+                       "config.json (save one with save_pretrained)")
     if self.env in FREE_TEXT_TASKS:
       raise ValueError(f"env={self.env!r} needs free-text (generate-based) evaluation, which "
                        "the offline algorithms do not have yet; its dataset builder and env "
@@ -133,28 +149,38 @@ class Task:
   build_dataset: Callable[[int, int], list[TextTrajectory]]
 
 
-def _maze_task(fully_observed: bool) -> Task:
+def _maze_task(fully_observed: bool, tokenizer: str) -> Task:
   env = maze_lib.Maze(fully_observed)
   return Task(
       name="maze_fo" if fully_observed else "maze_po",
-      make_env=lambda: maze_lib.Maze(fully_observed), tokenizer=SimpleTokenizer.words(
-          env.texts()), scores=maze_lib.MAZE_SCORES, max_steps=env.max_steps,
+      make_env=lambda: maze_lib.Maze(fully_observed),
+      tokenizer=(SimpleTokenizer.phrases(maze_lib.PHRASES, env.texts()) if tokenizer == "phrase"
+                 else SimpleTokenizer.words(env.texts())),
+      scores=maze_lib.MAZE_SCORES, max_steps=env.max_steps,
       candidates=tuple(m + "\n" for m in maze_lib.MOVES),
       build_dataset=lambda n, seed: maze_lib.maze_dataset(n, seed,
                                                           fully_observed=fully_observed))
 
 
-def _wordle_task() -> Task:
+def _wordle_task(tokenizer: str) -> Task:
+  del tokenizer  # characters only
   return Task(name="wordle", make_env=wordle_lib.Wordle, tokenizer=SimpleTokenizer.chars(),
               scores=wordle_lib.WORDLE_SCORES, max_steps=wordle_lib.MAX_GUESSES,
               candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed))
 
 
 FREE_TEXT_TASKS = ("wordle",)  # tasks without a fixed action set (no reranking policy)
-TASKS: dict[str, Callable[[], Task]] = {
-    "maze_fo": lambda: _maze_task(True), "maze_po": lambda: _maze_task(False),
+TASKS: dict[str, Callable[[str], Task]] = {  # env -> Task of a tokenizer level
+    "maze_fo": functools.partial(_maze_task, True),
+    "maze_po": functools.partial(_maze_task, False),
     "wordle": _wordle_task,
 }
+TOKENIZERS = {"maze_fo": ("phrase", "word"), "maze_po": ("phrase", "word"), "wordle": ("char",)}
+
+
+def make_task(env: str, tokenizer: str = "") -> Task:
+  """The task `env` with its tokenizer level (first of TOKENIZERS[env] when empty)."""
+  return TASKS[env](tokenizer or TOKENIZERS[env][0])
 
 
 def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list[TextTrajectory]:
@@ -179,9 +205,14 @@ def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list
 
 
 @functools.lru_cache(maxsize=2)  # full and filtered data of one experiment
-def _task_and_batch(env: str, num_trajectories: int, seed: int, filter_fraction: float,
-                    max_len: int, gamma: float, transitions: int, workdir: str | None):
-  task = TASKS[env]()
+def _task_and_batch(env: str, tokenizer: str, hf_model: str, num_trajectories: int, seed: int,
+                    filter_fraction: float, max_len: int, gamma: float, transitions: int,
+                    workdir: str | None):
+  task = make_task(env, tokenizer)
+  if hf_model:
+    from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
+    task = dataclasses.replace(task, tokenizer=HFTokenizer(AutoTokenizer.from_pretrained(
+        hf_model)))
   config = OfflineConfig(env=env, num_trajectories=num_trajectories, seed=seed,
                          filter_fraction=filter_fraction)
   batch = to_rl_batch(load_dataset(config, task, workdir), task.tokenizer, max_len=max_len,
@@ -192,13 +223,31 @@ def _task_and_batch(env: str, num_trajectories: int, seed: int, filter_fraction:
 def task_and_batch(config: OfflineConfig, workdir: str | None) -> tuple[Task, RLBatch]:
   """The task and its tokenised offline data; built once per data setting and reused by the
   algorithms of one experiment (BC, filtered BC, MC and ILQL share it)."""
-  return _task_and_batch(config.env, config.num_trajectories, config.seed,
+  return _task_and_batch(config.env, config.tokenizer, config.hf_model,
+                         config.num_trajectories, config.seed,
                          config.filter_fraction, config.max_len, config.gamma,
                          config.window_transitions, workdir)
 
 
+@functools.lru_cache(maxsize=1)
+def _pretrained(hf_model: str) -> tuple[TransformerConfig, Any]:
+  return convert.from_hf(hf_model)
+
+
 def model_config(config: OfflineConfig, task: Task) -> TransformerConfig:
+  """The transformer of every network: `config.model` sized to the task, or the checkpoint's."""
+  if config.hf_model:
+    mcfg = _pretrained(config.hf_model)[0]
+    if mcfg.pos == "learned" and config.max_len > mcfg.max_len:
+      raise ValueError(f"max_len={config.max_len} exceeds {config.hf_model}'s position table "
+                       f"({mcfg.max_len})")
+    return mcfg
   return config.model.replace(vocab_size=task.tokenizer.vocab_size, max_len=config.max_len)
+
+
+def pretrained_params(config: OfflineConfig) -> Any:
+  """The checkpoint's transformer params (None without `hf_model`); see `bc.lm_networks`."""
+  return _pretrained(config.hf_model)[1] if config.hf_model else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,20 +255,30 @@ def model_config(config: OfflineConfig, task: Task) -> TransformerConfig:
 
 
 class RandomBatches:
-  """Minibatches of windows; batch `i` depends only on (seed, i), so its state is one int."""
+  """Minibatches of windows; batch `i` depends only on (seed, i), so its state is one int.
 
-  def __init__(self, batch: RLBatch, batch_size: int, seed: int):
+  With `with_next`, each item is `(windows, successors)`: the same episode's next window of
+  every sampled row (the row itself where the episode ends; `jaxlm.data.next_window_rows`),
+  for losses that bootstrap from the next window's value (ILQL).
+  """
+
+  def __init__(self, batch: RLBatch, batch_size: int, seed: int, with_next: bool = False):
     self.batch, self.batch_size, self.seed, self.index = batch, batch_size, seed, 0
     self.size = batch.tokens.shape[0]
+    self.next_rows = None
+    if with_next:
+      nxt = next_window_rows(batch)
+      self.next_rows = np.where(nxt < 0, np.arange(self.size), nxt)
 
   def __iter__(self):
     return self
 
-  def __next__(self) -> RLBatch:
+  def __next__(self) -> RLBatch | tuple[RLBatch, RLBatch]:
     rows = np.random.default_rng((self.seed, self.index)).integers(0, self.size,
                                                                    self.batch_size)
     self.index += 1
-    return jax.tree.map(lambda x: x[rows], self.batch)
+    take = lambda r: jax.tree.map(lambda x: x[r], self.batch)
+    return take(rows) if self.next_rows is None else (take(rows), take(self.next_rows[rows]))
 
   def get_state(self) -> dict[str, int]:
     return {"index": self.index}
@@ -266,7 +325,8 @@ def fit(name: str, config: OfflineConfig, workdir: str, init_fn: Callable[[jax.A
       log_every=config.log_every, checkpointer=checkpointer,
       checkpoint_every=config.checkpoint_every, config=config,
       put_batch=lambda b: sharding_lib.shard_batch(b, mesh),
-      tokens_per_batch=lambda b: int(b.attention_mask.sum()))
+      tokens_per_batch=lambda b: sum(int(x.attention_mask.sum()) for x in
+                                     (b if isinstance(b, tuple) else (b,))))
   checkpointer.close()
   return state
 

@@ -7,17 +7,18 @@ t+1 is chosen. The first token (index 0) is never scored; `to_rl_batch` puts BOS
 
 Long episodes are split into chained windows (`to_rl_batch`). A window holds an observation as
 context, then as many (action, next observation) chunks as fit, and, when the episode goes on,
-the NEXT action as look-ahead: its tokens have action_mask 1 but loss_mask 0. The look-ahead
-makes the bootstrap exact: the TD target of the window's last trained action needs V of the state
-before the next action, and that V is evaluated -- and trained by the V loss, whose target Q is
-in the window too -- in the very context and positions where it is used. (Without it, V at a
-window's end would be read at positions where it is never trained.) Q, BC and MC losses use
-loss_mask, so the look-ahead action is trained only in the next window, which repeats the
-observation before it as context: no action is trained twice and none is dropped. Context older
-than the repeated observation is not visible in the next window (fine for fully observed tasks;
-for partially observed ones choose `max_len` to fit whole episodes). Monte Carlo returns need the
-rewards after a window, so each row carries `bootstrap_returns`: the discounted return-to-go from
-the first action after the row (0 for an episode's last window).
+the NEXT action as look-ahead: its tokens have action_mask 1 but loss_mask 0. Q, BC and MC
+losses use loss_mask, so the look-ahead action is trained only in the next window, which is the
+next row and repeats the observation before it as context: no action is trained twice and none
+is dropped. The TD target of a window's last trained action needs V of the state before the
+look-ahead action. Read inside this window, that V would sit in a context (and at positions)
+where Q is never trained, so its expectile target would be an untrained Q; the exact bootstrap
+reads V in the next window instead, at its first trained action, where Q and V are trained on
+the same context (`next_window_rows` pairs each row with its successor; ILQL does this).
+Context older than the repeated observation is not visible in the next window (fine for fully
+observed tasks; for partially observed ones choose `max_len` to fit whole episodes). Monte Carlo
+returns need the rewards after a window, so each row carries `bootstrap_returns`: the
+discounted return-to-go from the first action after the row (0 for an episode's last window).
 """
 
 from typing import Sequence
@@ -205,6 +206,21 @@ def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: i
   boot = np.array([r[4] for r in rows], np.float32)
   return RLBatch(tokens=tokens, attention_mask=out[0], action_mask=out[1], rewards=out[2],
                  dones=out[3], bootstrap_returns=boot, loss_mask=out[4]).validate()
+
+
+def next_window_rows(batch: RLBatch) -> np.ndarray:
+  """Row of each window's successor (the same episode's next window), -1 for an episode's last.
+
+  `to_rl_batch` emits an episode's windows in order, and a window continues exactly when it
+  ends with a look-ahead action (action_mask 1, loss_mask 0), so the successor is the next row.
+  """
+  if batch.loss_mask is None:
+    return np.full(batch.tokens.shape[0], -1, np.int64)
+  ahead = (np.asarray(batch.action_mask) > np.asarray(batch.loss_mask)).any(-1)
+  if ahead[-1:].any():
+    raise ValueError("the last row has a look-ahead action but no successor row")
+  rows = np.arange(len(ahead))
+  return np.where(ahead, rows + 1, -1)
 
 
 def stack_batches(batches: Sequence[RLBatch]) -> RLBatch:

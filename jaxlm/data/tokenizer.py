@@ -1,9 +1,13 @@
 """Tokenizers for the token-level RL batch.
 
 `SimpleTokenizer` is a tiny deterministic tokenizer for tests and for small from-scratch models
-on Maze and Wordle: character level (`SimpleTokenizer.chars()`) or word level
+on Maze and Wordle: character level (`SimpleTokenizer.chars()`), word level
 (`SimpleTokenizer.words(texts)`: runs of letters, single digits and single punctuation marks,
-each with an optional leading space, and single whitespace characters, so decoding is lossless).
+each with an optional leading space, and single whitespace characters, so decoding is lossless)
+or phrase level (`SimpleTokenizer.phrases(phrases, texts)`: given multi-word phrases are one
+token each, matched longest first, the rest is split into words). Phrase tokens play the role of
+BPE merges for a task's fixed sentences: a Maze move is one token, so one environment step is one
+Bellman backup instead of three, and an observation is ~16 tokens instead of ~30.
 `HFTokenizer` adapts a Hugging Face tokenizer object to the same interface. Both encode one text
 segment at a time without adding special tokens; `to_rl_batch` adds BOS itself.
 """
@@ -30,9 +34,9 @@ class Tokenizer(Protocol):
 
 
 class SimpleTokenizer:
-  """Deterministic char- or word-level tokenizer; ids 0, 1, 2 are pad, eos, bos."""
+  """Deterministic char-, word- or phrase-level tokenizer; ids 0, 1, 2 are pad, eos, bos."""
 
-  def __init__(self, pieces: Sequence[str], level: str):
+  def __init__(self, pieces: Sequence[str], level: str, phrases: Sequence[str] = ()):
     if level not in ("char", "word"):
       raise ValueError(f"level must be 'char' or 'word', got {level!r}")
     if len(set(pieces)) != len(pieces):
@@ -40,7 +44,13 @@ class SimpleTokenizer:
     clash = set(pieces) & set(SPECIAL_PIECES)
     if clash:
       raise ValueError(f"pieces {sorted(clash)} clash with the special tokens")
+    missing = sorted(set(phrases) - set(pieces))
+    if missing or (phrases and level != "word"):
+      raise ValueError(f"phrases must be word-level pieces; not in the vocabulary: {missing}")
     self.level = level
+    # Phrases first (longest first: regex alternation takes the first match), then words.
+    self._split_re = re.compile("|".join(
+        [re.escape(p) for p in sorted(phrases, key=len, reverse=True)] + [_WORD_RE.pattern]))
     self.pieces = tuple(SPECIAL_PIECES) + tuple(pieces)
     self._ids = {p: i for i, p in enumerate(self.pieces)}
     self.pad_id, self.eos_id, self.bos_id = 0, 1, 2
@@ -62,11 +72,22 @@ class SimpleTokenizer:
     pieces |= {" " + c for c in extra if not c.isspace()}
     return cls(sorted(pieces), level="word")
 
+  @classmethod
+  def phrases(cls, phrases: Sequence[str], texts: Sequence[str] = (),
+              extra: str = DEFAULT_ALPHABET) -> "SimpleTokenizer":
+    """`words(texts, extra)` plus each of `phrases` as a single token (matched first, longest
+    first, anywhere in a text: include a phrase's leading space if it has one)."""
+    phrases = sorted(set(phrases))
+    if not phrases or not all(phrases):
+      raise ValueError("phrases must be non-empty strings")
+    words = cls.words(texts, extra).pieces[len(SPECIAL_PIECES):]
+    return cls(sorted(set(words) | set(phrases)), level="word", phrases=phrases)
+
   def split(self, text: str) -> list[str]:
     if self.level == "char":
       return list(text)
     pieces = []
-    for word in _WORD_RE.findall(text):  # unknown words fall back to characters
+    for word in self._split_re.findall(text):  # unknown words fall back to characters
       pieces.extend([word] if word in self._ids else list(word))
     return pieces
 

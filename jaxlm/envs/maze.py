@@ -44,11 +44,19 @@ DOUBLE_T_GOAL = (8, 6)
 MOVES = {"move up": (-1, 0), "move down": (1, 0), "move left": (0, -1), "move right": (0, 1)}
 _WALL_WORDS = (("to your right", (0, 1)), ("to your left", (0, -1)), ("above you", (-1, 0)),
                ("below you", (1, 0)))
-_POS_RE = re.compile(r"current position is at position ([\d ]+), ([\d ]+)\.")
-
-
+# The sentences of Maze text, as phrase tokens (`SimpleTokenizer.phrases`): a move is one token,
+# and so is each coordinate (" 1 0" is ten), so a position reads as two tokens.
 def _digits(n: int) -> str:
   return " ".join(str(n))
+
+
+# Wall sentences open partially observed observations and follow a space in fully observed ones.
+_WALL_SENTENCES = ("There are walls", "There is a wall", "There are no walls near you.")
+PHRASES = tuple(m + "\n" for m in MOVES) + (
+    "The goal is at position", " Your current position is at position", "Success\n",
+    "Failure\n") + _WALL_SENTENCES + tuple(" " + s for s in _WALL_SENTENCES) + tuple(
+        " " + w for w, _ in _WALL_WORDS) + tuple(" " + _digits(n) for n in range(10, 100))
+_POS_RE = re.compile(r"current position is at position ([\d ]+), ([\d ]+)\.")
 
 
 def describe_walls(walls: Sequence[str]) -> str:

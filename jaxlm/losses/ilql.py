@@ -10,8 +10,10 @@ Per action token (decision frame of jaxlm.rl.returns; outputs at position t scor
              the AWAC term is this unweighted cross-entropy).
   loss = Q loss + V loss + cql_weight * CQL + bc_weight * BC.
 s_next skips observation tokens (the next action token's state, or the row's bootstrap state).
-Q, CQL and BC average over the trained action tokens (RLBatch.loss_mask); V over every action
-token, look-ahead ones included, so V is trained where TD targets read it (jaxlm.data.batch).
+Q, CQL and BC average over the trained action tokens (RLBatch.loss_mask). For chained windows
+(jaxlm.data.batch) pass `bootstrap_v_B`, V of the next window at its first trained action: it
+replaces V at the look-ahead action, where Q is never trained, and V is then trained on trained
+actions only. Without it V is also trained on look-ahead actions, toward target Q there.
 Gradients: Q loss trains only Q_i; V loss trains only V; target Q arrays get no gradient.
 Each term is a masked mean over action tokens.
 
@@ -98,7 +100,8 @@ def cql_penalty(q_TxV: jax.Array, actions_T: jax.Array, temperature: float) -> j
 
 def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau: float = 0.7,
               cql_weight: float = 0.1, cql_temperature: float = 1.0,
-              bc_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+              bc_weight: float = 0.0, bootstrap_v_B: jax.Array | None = None
+              ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """ILQL loss (module docstring); returns (scalar loss, metrics)."""
   chex.assert_rank([outputs.q1_BxTxV, outputs.target_q1_BxTxV, outputs.v_BxT], [3, 3, 2])
   chex.assert_equal_shape([outputs.q1_BxTxV, outputs.target_q1_BxTxV])
@@ -111,11 +114,17 @@ def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau:
   target_qa_BxT = jax.lax.stop_gradient(
       jnp.min(jnp.stack([gather_actions(q, d.actions) for q in target_qs]), 0))
   v_BxT = outputs.v_BxT.astype(jnp.float32)
+  v_next_BxT, v_mask_BxT = v_BxT, d.is_action
+  if bootstrap_v_B is not None:
+    chex.assert_shape(bootstrap_v_B, v_BxT.shape[:1])
+    lookahead_BxT = d.is_action * (1.0 - mask_BxT)
+    v_next_BxT = jnp.where(lookahead_BxT > 0, bootstrap_v_B[:, None].astype(jnp.float32), v_BxT)
+    v_mask_BxT = mask_BxT
 
   td_BxT = jax.vmap(td_targets, in_axes=(0, 0, 0, 0, 0, None))(
-      d.rewards, d.dones, d.is_action, d.is_bootstrap, jax.lax.stop_gradient(v_BxT), gamma)
+      d.rewards, d.dones, d.is_action, d.is_bootstrap, jax.lax.stop_gradient(v_next_BxT), gamma)
   q_loss = sum(masked_mean(jnp.square(q - td_BxT), mask_BxT) for q in qa)
-  v_loss = masked_mean(expectile_loss(target_qa_BxT - v_BxT, tau), d.is_action)
+  v_loss = masked_mean(expectile_loss(target_qa_BxT - v_BxT, tau), v_mask_BxT)
   cql = sum(masked_mean(jax.vmap(cql_penalty, in_axes=(0, 0, None))(q, d.actions,
                                                                      cql_temperature), mask_BxT)
             for q in qs)
