@@ -23,10 +23,7 @@ def main(argv):
   distributed.maybe_initialize()
   config = search.config_from_dict(_CONFIG.value.to_dict())
   results = search.train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value)
-  budgets = sorted(next(iter(results.values())))
-  print(f"{'strategy':<30}" + "".join(f"{'N=' + str(n):>8}" for n in budgets))
-  for name, curve in results.items():
-    print(f"{name:<30}" + "".join(f"{curve[n]:>8.3f}" for n in budgets))
+  print(search.results_table(results))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,37 @@ class FormatTest(absltest.TestCase):
       prm.sft_batch([problem], max_len=10, seed=0)
 
 
+  def test_trace_completion(self):
+    problem = countdown.Problem((2, 3, 6), 12)
+    text = prm.trace_completion(problem)
+    think, answer = text.split(prm.THINK_CLOSE)
+    self.assertTrue(answer.startswith(prm.ANSWER_PREFIX))
+    self.assertNotIn(countdown.ANSWER_MARKER, think)
+    self.assertTrue(think.startswith("Goal 12 from [2 3 6]\n#0 [2 3 6]"))
+    self.assertEqual(countdown.verify(problem, text), (True, "ok"))
+    self.assertEqual(answer[len(prm.ANSWER_PREFIX):].splitlines(),
+                     list(countdown.search_trace(problem).solution))
+    self.assertIsNone(prm.trace_completion(countdown.Problem((1, 1, 1), 99)))
+
+  def test_trace_sft_batch_drops_long_rows(self):
+    tok = prm.trace_tokenizer()
+    short, long = countdown.Problem((2, 3, 6), 12), countdown.Problem((7, 9, 11, 12), 48)
+    lengths = [len(prm.encode_prompt(tok, p)) + 1 + len(tok.encode(prm.trace_completion(p))) + 1
+               for p in (short, long)]
+    self.assertLess(lengths[0], lengths[1])
+    batch = prm.trace_sft_batch([short, long], max_len=lengths[0])
+    self.assertEqual(batch.tokens.shape, (1, lengths[0]))
+    prompt = prm.encode_prompt(tok, short) + tok.encode(prm.THINK_OPEN)
+    np.testing.assert_array_equal(batch.tokens[0, :len(prompt)], prompt)
+    np.testing.assert_array_equal(batch.action_mask[0, :len(prompt)], 0)
+    np.testing.assert_array_equal(batch.action_mask[0, len(prompt):], 1)
+    self.assertEqual(batch.tokens[0, -1], tok.eos_id)
+    self.assertEqual(tok.decode(batch.tokens[0, len(prompt):]), prm.trace_completion(short))
+    self.assertEqual(prm.trace_sft_batch([short, long], max_len=lengths[1]).tokens.shape[0], 2)
+    with self.assertRaisesRegex(ValueError, "fits max_len=20"):
+      prm.trace_sft_batch([short], max_len=20)
+
+
 class PRMTest(parameterized.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)

@@ -1,5 +1,6 @@
 """Tests for jaxlm.algos.search: transformer propose/score, judging, and a smoke experiment."""
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlm import generation
 from jaxlm.algos import prm
 from jaxlm.algos import search
 from jaxlm.envs import countdown
@@ -110,6 +112,75 @@ class ProposeScoreTest(absltest.TestCase):
     np.testing.assert_allclose(v[0], direct[0, 9], rtol=1e-5)
 
 
+TTOK = prm.trace_tokenizer()
+
+
+class BudgetForcingTest(absltest.TestCase):
+  """Budget forcing and NoThinking through the real jitted decode, against a reference built
+  from single-row greedy ``generation.generate`` calls."""
+
+  def setUp(self):
+    super().setUp()
+    self.cfg = dataclasses.replace(tiny_model_config(), vocab_size=TTOK.vocab_size, max_len=40)
+    self.params = tiny_params(self.cfg)["trunk"]
+    self.problems = [countdown.Problem((2, 3, 6), 12), countdown.Problem((4, 5, 9, 10), 40)]
+    self.sampler = search.make_thinking_sampler(self.cfg, self.params, answer_len=5,
+                                                temperature=0.0)
+
+  def greedy(self, ids, n, stop):
+    out = generation.generate(search.Transformer(self.cfg), self.params, jnp.asarray([ids]),
+                              max_new_tokens=n, temperature=0.0, stop_tokens=stop)
+    return list(np.asarray(out.tokens_BxN[0, :int(out.lengths_B[0])]))
+
+  def check(self, seqs, spent, prompts, expected_continuations):
+    for b, cont in enumerate(expected_continuations):
+      start, end = int(prompts.lengths[b]), int(seqs.lengths[b])
+      np.testing.assert_array_equal(seqs.tokens[b, :start], prompts.tokens[b, :start])
+      self.assertEqual(list(np.asarray(seqs.tokens[b, start:end])), cont, msg=f"row {b}")
+      self.assertEqual(int(spent[b]), len(cont), msg=f"row {b}")
+
+  def test_thinking_forced_and_self_closed(self):
+    budget, s = 3, self.sampler
+    prompts = search.encode_prompts(self.problems, 16, tok=TTOK, suffix=prm.THINK_OPEN)
+    prompt_ids = [list(np.asarray(prompts.tokens[b, :prompts.lengths[b]])) for b in range(2)]
+    first = self.greedy(prompt_ids[0], 1, ())[0]
+    # Run 1: "}" as the close token (the random model does not emit it: both rows forced).
+    # Run 2: row 0's first greedy token plays the close token, so row 0 closes by itself.
+    for close in (s.think_close, int(first)):
+      sampler = s.replace(think_close=close)
+      think = jax.jit(search.ThinkingSampler.thinking, static_argnums=3)
+      seqs, spent, forced = think(sampler, jax.random.PRNGKey(0), prompts, budget)
+      expected, expected_forced = [], []
+      for ids in prompt_ids:
+        gen = self.greedy(ids, budget, (close, TTOK.eos_id))
+        cut = close not in gen and TTOK.eos_id not in gen
+        prefix = gen[:budget] + (list(s.forced_ids) if cut else [])
+        answer = [] if TTOK.eos_id in gen else self.greedy(ids + prefix, 5, (TTOK.eos_id,))
+        expected.append(prefix + answer)
+        expected_forced.append(cut)
+      np.testing.assert_array_equal(forced, expected_forced)
+      self.check(seqs, spent, prompts, expected)
+      if close == s.think_close:
+        self.assertTrue(all(expected_forced))
+        self.assertEqual(TTOK.decode(expected[0][budget:budget + len(s.forced_ids)]),
+                         prm.THINK_CLOSE + prm.ANSWER_PREFIX)
+      else:
+        self.assertEqual(expected_forced[0], False)
+        self.assertEqual(expected[0][0], first)
+
+  def test_nothinking_prefill(self):
+    prompts = search.encode_prompts(self.problems, 16, tok=TTOK)
+    seqs, spent = jax.jit(search.ThinkingSampler.nothinking)(
+        self.sampler, jax.random.PRNGKey(0), prompts)
+    prefill = list(self.sampler.prefill_ids)
+    self.assertEqual(TTOK.decode(prefill), "{}Answer:\n")
+    expected = []
+    for b in range(2):
+      ids = list(np.asarray(prompts.tokens[b, :prompts.lengths[b]]))
+      expected.append(prefill + self.greedy(ids + prefill, 5, (TTOK.eos_id,)))
+    self.check(seqs, spent, prompts, expected)
+
+
 class EndToEndTest(absltest.TestCase):
 
   def test_smoke_preset(self):
@@ -134,6 +205,26 @@ class EndToEndTest(absltest.TestCase):
       self.assertEqual(sum(report["bin_sizes"]), config.eval_problems)
       with self.assertRaisesRegex(ValueError, "already holds checkpoints"):
         search.train_and_evaluate(config, workdir)
+
+  def test_smoke_budget_forcing_only(self):
+    d = search_configs.get_config("smoke").to_dict()
+    d.update(strategies=(), thinking_budgets=(2, 6), thinking_samples=2, num_numbers=(3,),
+             trace_max_len=320)
+    config = search.config_from_dict(d)
+    with tempfile.TemporaryDirectory() as workdir:
+      self.assertEqual(search.train_and_evaluate(config, workdir), {})
+      self.assertFalse(os.path.exists(os.path.join(workdir, "results.json")))
+      with open(os.path.join(workdir, "budget_forcing.json")) as f:
+        out = json.load(f)
+    self.assertEqual(sorted(out["thinking"]), ["2", "6"])
+    self.assertEqual(sorted(out["nothinking"]["pass@k"]), ["1", "2"])
+    prefill = len(prm.THINK_OPEN + prm.THINK_CLOSE + prm.ANSWER_PREFIX)
+    self.assertGreaterEqual(out["nothinking"]["tokens"], prefill)
+    for b, entry in out["thinking"].items():  # at most B thinking tokens + forced + answer
+      self.assertLessEqual(entry["tokens"], int(b) + 2 * prefill + 2 * config.step_len)
+      self.assertTrue(0.0 <= entry["forced"] <= 1.0)
+    self.assertIn(out["equal_tokens"]["2"]["nothinking_samples"], (1, 2))
+    self.assertGreater(out["trace_rows"], 0)
 
   def test_config_errors(self):
     with self.assertRaisesRegex(ValueError, "strategies"):

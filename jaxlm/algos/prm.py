@@ -51,6 +51,11 @@ from jaxlm.search import tree
 
 ALPHABET = "0123456789+-*/=| \n"
 STEP_DELIMITER = "\n"
+# Search-trace format (budget forcing): "{" opens the thinking span (the trace of
+# ``countdown.search_trace``), "}" closes it, then ``ANSWER_PREFIX`` and the solution lines.
+THINK_OPEN, THINK_CLOSE = "{", "}"
+ANSWER_PREFIX = countdown.ANSWER_MARKER + STEP_DELIMITER
+TRACE_ALPHABET = ALPHABET + "{}#[]>:.AGN" + "abcdefghijklmnopqrstuvwxyz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,13 +139,54 @@ def make_problems(num_numbers: Sequence[int], count: int, split: str, seed: int,
   return out
 
 
+def trace_tokenizer() -> SimpleTokenizer:
+  """Character tokenizer over TRACE_ALPHABET (search traces, think delimiters)."""
+  return SimpleTokenizer.chars(TRACE_ALPHABET)
+
+
+def trace_completion(problem: countdown.Problem, max_expansions: int = 100) -> str | None:
+  """The search-trace target after the prompt's THINK_OPEN, or None if the search gave up.
+
+  ``"<trace>}Answer:\n<solution lines>"``: the thinking span is the best-first search trace of
+  ``countdown.search_trace`` (nodes, children, backtracking) up to its answer marker.
+  """
+  result = countdown.search_trace(problem, max_expansions)
+  if result.solution is None:
+    return None
+  think = result.trace.rsplit(countdown.ANSWER_MARKER, 1)[0].rstrip(STEP_DELIMITER)
+  return think + THINK_CLOSE + ANSWER_PREFIX + STEP_DELIMITER.join(result.solution)
+
+
 def sft_batch(problems: Sequence[countdown.Problem], max_len: int, seed: int,
               solutions_per_problem: int = 1) -> RLBatch:
   """Behaviour-cloning rows: the prompt is observation, the solution (with <eos>) the action."""
   tok, rng = tokenizer(), np.random.default_rng(seed)
   rows = [(encode_prompt(tok, p), encode_solution(tok, random_solution(p, rng)))
           for p in problems for _ in range(solutions_per_problem)]
-  tokens = np.full((len(rows), max_len), tok.pad_id, np.int32)
+  return lm_batch(rows, max_len, tok.pad_id)
+
+
+def trace_sft_batch(problems: Sequence[countdown.Problem], max_len: int,
+                    max_expansions: int = 100) -> RLBatch:
+  """Rows "<prompt>{" -> "<trace>}Answer:\n<solution>" <eos>; rows longer than max_len are
+  dropped (long k >= 4 traces), as are problems the search gave up on."""
+  tok = trace_tokenizer()
+  rows = []
+  for p in problems:
+    text = trace_completion(p, max_expansions)
+    if text is not None:
+      row = (encode_prompt(tok, p) + tok.encode(THINK_OPEN), tok.encode(text) + [tok.eos_id])
+      if len(row[0]) + len(row[1]) <= max_len:
+        rows.append(row)
+  if not rows:
+    raise ValueError(f"no search trace of {len(problems)} problems fits max_len={max_len}")
+  logging.info("trace SFT: %d of %d problems fit max_len=%d", len(rows), len(problems), max_len)
+  return lm_batch(rows, max_len, tok.pad_id)
+
+
+def lm_batch(rows: Sequence[tuple[list[int], list[int]]], max_len: int, pad_id: int) -> RLBatch:
+  """(observation ids, action ids) rows -> a right-padded RLBatch, loss on the actions."""
+  tokens = np.full((len(rows), max_len), pad_id, np.int32)
   attn, act = np.zeros((2, len(rows), max_len), np.float32)
   for b, (prompt, solution) in enumerate(rows):
     n = len(prompt) + len(solution)
@@ -156,14 +202,20 @@ def train_policy(model_config: TransformerConfig, train: TrainConfig,
                  problems: Sequence[countdown.Problem], max_len: int, workdir: str, *,
                  resume: bool = False, solutions_per_problem: int = 4) -> Any:
   """Behaviour cloning of solver solutions; checkpoints in ``workdir/policy``. Returns params."""
+  batch = sft_batch(problems, max_len, train.seed, solutions_per_problem)
+  return fit_lm("policy", model_config, train, batch, workdir, resume=resume)
+
+
+def fit_lm(name: str, model_config: TransformerConfig, train: TrainConfig, batch: RLBatch,
+           workdir: str, *, resume: bool = False) -> Any:
+  """Behaviour cloning of ``batch``'s actions; checkpoints in ``workdir/name``. Returns params."""
   _, init_fn, logits_fn = bc_lib.lm_networks(model_config)
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
     return bc_loss(LMOutputs(logits_fn(params, batch.tokens, batch.attention_mask)), batch)
 
-  batch = sft_batch(problems, max_len, train.seed, solutions_per_problem)
-  state = offline.fit("policy", train, workdir, init_fn, loss_fn,
+  state = offline.fit(name, train, workdir, init_fn, loss_fn,
                       offline.RandomBatches(batch, train.batch_size, train.seed), resume=resume)
   return state.params
 

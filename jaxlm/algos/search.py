@@ -14,6 +14,11 @@ This module plugs the models of ``jaxlm.algos.prm`` into the model-free search o
   runs the cross-validated compute-optimal selector (``jaxlm.search.compute_optimal``) and
   writes ``results.json`` ({strategy: {N: accuracy}}), ``report.json`` (per-bin tables,
   coverage, timings) and accuracy-vs-budget plots.
+* ``ThinkingSampler`` / ``budget_forcing_experiment``: a policy trained on search traces
+  ("{<trace>}Answer:\n<solution>", ``prm_lib.trace_sft_batch``) decoded with budget forcing
+  (``tree.budget_force``: at most B thinking tokens, then "}Answer:\n" is forced) and with
+  NoThinking (``tree.nothinking_prefill`` of "{}Answer:\n"), Ma et al. 2025; pass@k of both and
+  their token costs go to ``budget_forcing.json``.
 
 A budget N is the number of samples (best-of-N) or beams (beam search, DVTS) per question, the
 per-round generation budget of Snell et al.; lookahead spends k extra greedy steps per scored
@@ -42,7 +47,7 @@ from jaxlm.algos import offline
 from jaxlm.algos import prm as prm_lib
 from jaxlm.envs import countdown
 from jaxlm.models import Transformer, TransformerConfig
-from jaxlm.search import compute_optimal, select, synthetic, tree
+from jaxlm.search import compute_optimal, passk, select, synthetic, tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,14 @@ class Config:
     max_rows: candidate rows per search call (questions are chunked).
     num_bins: difficulty bins (bin 0 is the hardest).
     num_folds: cross-validation folds of the compute-optimal selector.
+    difficulty_samples: policy samples per validation question, independent of the evaluated
+      ones, whose mean correctness (oracle pass@1) bins the questions by difficulty; 0 reuses
+      the best-of-N pool (then a bin's best-of-N accuracy is biased by its own definition).
+    thinking_budgets: thinking-token budgets B of budget forcing; empty skips the search-trace
+      policy and the budget-forcing / NoThinking evaluation.
+    thinking_samples: samples per validation question in that evaluation (pass@k, k <= this).
+    trace_max_len: buffer of a search-trace training row (longer traces are dropped).
+    trace_policy: training run of the search-trace policy.
   """
   seed: int = 0
   num_numbers: tuple[int, ...] = (4,)
@@ -102,11 +115,20 @@ class Config:
   max_rows: int = 2048
   num_bins: int = 5
   num_folds: int = 5
+  difficulty_samples: int = 32
+  thinking_budgets: tuple[int, ...] = ()
+  thinking_samples: int = 8
+  trace_max_len: int = 352
+  trace_policy: prm_lib.TrainConfig = prm_lib.TrainConfig(batch_size=32)
 
   def __post_init__(self):
     unknown = sorted(set(self.strategies) - set(STRATEGIES))
     if unknown:
       raise ValueError(f"strategies {unknown} unknown; choose from {sorted(STRATEGIES)}")
+    if self.thinking_budgets and min(self.thinking_budgets) < 1:
+      raise ValueError(f"thinking_budgets must be positive, got {self.thinking_budgets}")
+    if self.thinking_samples < 1:
+      raise ValueError(f"thinking_samples must be >= 1, got {self.thinking_samples}")
     if not self.budgets or min(self.budgets) < 1:
       raise ValueError(f"budgets must be positive, got {self.budgets}")
     if self.eval_problems < max(self.num_bins, self.num_folds):
@@ -125,10 +147,12 @@ class Config:
 # propose and score.
 
 
-def encode_prompts(problems: Sequence[countdown.Problem], max_len: int) -> tree.Prefixes:
-  """Right-padded prompt buffers [Q, max_len]."""
-  tok = prm_lib.tokenizer()
-  ids = [prm_lib.encode_prompt(tok, p) for p in problems]
+def encode_prompts(problems: Sequence[countdown.Problem], max_len: int, *, tok=None,
+                   suffix: str = "") -> tree.Prefixes:
+  """Right-padded prompt buffers [Q, max_len] (``tok`` defaults to ``prm_lib.tokenizer()``;
+  ``suffix`` is appended, e.g. THINK_OPEN for the search-trace policy)."""
+  tok = tok or prm_lib.tokenizer()
+  ids = [prm_lib.encode_prompt(tok, p) + tok.encode(suffix) for p in problems]
   if max(map(len, ids)) >= max_len:
     raise ValueError(f"a prompt needs {max(map(len, ids))} tokens; max_len={max_len} is too small")
   tokens = np.full((len(ids), max_len), tok.pad_id, np.int32)
@@ -376,6 +400,157 @@ def evaluate_strategies(config: Config, prompts: tree.Prefixes, judge: Judge,
 
 
 # ---------------------------------------------------------------------------------------------
+# Budget forcing and NoThinking (Ma et al. 2025) with a search-trace policy.
+
+
+@flax.struct.dataclass
+class ThinkingSampler:
+  """Budget-forced decoding of a policy trained on "<prompt>{<trace>}Answer:\n<solution>".
+
+  ``thinking`` (prompts end with THINK_OPEN): decode at most ``budget`` thinking tokens, stopping
+  at THINK_CLOSE; where the span is still open, ``tree.budget_force`` writes THINK_CLOSE and the
+  answer prefix; then decode the answer. ``nothinking``: ``tree.nothinking_prefill`` appends a
+  closed thinking span and the answer prefix to prompts without THINK_OPEN, then decodes the
+  answer. Both return the full sequences and the tokens generated per row (forced tokens
+  included), the token cost that Ma et al. match between the two modes.
+
+  Attributes:
+    params: policy parameters.
+    model: the policy Transformer.
+    answer_len: most answer tokens after the answer prefix.
+    temperature: sampling temperature (0: greedy).
+    think_open, think_close, eos_id, pad_id: token ids.
+    forced_ids: THINK_CLOSE + answer prefix, written by budget forcing.
+    prefill_ids: THINK_OPEN + THINK_CLOSE + answer prefix, the NoThinking pre-fill.
+  """
+  params: Any
+  model: Transformer = flax.struct.field(pytree_node=False)
+  answer_len: int = flax.struct.field(pytree_node=False)
+  temperature: float = flax.struct.field(pytree_node=False)
+  think_open: int = flax.struct.field(pytree_node=False)
+  think_close: int = flax.struct.field(pytree_node=False)
+  eos_id: int = flax.struct.field(pytree_node=False)
+  pad_id: int = flax.struct.field(pytree_node=False)
+  forced_ids: tuple[int, ...] = flax.struct.field(pytree_node=False)
+  prefill_ids: tuple[int, ...] = flax.struct.field(pytree_node=False)
+
+  def _continue(self, rng, prefixes: tree.Prefixes, max_new: int, stop: tuple[int, ...]):
+    """Decode up to max_new tokens after each prefix; returns the generated tokens [B, max_new]
+    and lengths (0 for rows already done)."""
+    left_BxL, mask_BxL = left_align(prefixes.tokens, prefixes.lengths)
+    out = generation.generate(
+        self.model, self.params, left_BxL, mask_BxL, rng=rng, max_new_tokens=max_new,
+        temperature=self.temperature, stop_tokens=stop, pad_id=self.pad_id,
+        max_lengths_B=jnp.where(prefixes.done, 0, max_new))
+    return out.tokens_BxN, out.lengths_B
+
+  def _answer(self, rng, tokens_BxL, lengths_B, done_B, spent_B):
+    tokens_BxL = jnp.pad(tokens_BxL, ((0, 0), (0, self.answer_len)), constant_values=self.pad_id)
+    new_BxN, new_B = self._continue(rng, tree.Prefixes(tokens_BxL, lengths_B, done_B),
+                                    self.answer_len, (self.eos_id,))
+    tokens_BxL, lengths_B = tree.write_tokens(tokens_BxL, lengths_B, new_BxN, new_B)
+    return tree.Prefixes(tokens_BxL, lengths_B, jnp.ones_like(done_B)), spent_B + new_B
+
+  def thinking(self, rng: jax.Array, prompts: tree.Prefixes, budget: int
+               ) -> tuple[tree.Prefixes, jax.Array, jax.Array]:
+    """Prompts [B] (right-padded, ending with THINK_OPEN) -> (sequences, generated tokens [B],
+    forced [B])."""
+    chex.assert_rank(prompts.tokens, 2)
+    k_think, k_answer = jax.random.split(rng)
+    f = len(self.forced_ids)
+    think_BxN, think_B = self._continue(k_think, prompts, budget, (self.think_close, self.eos_id))
+    think_BxN = jnp.pad(think_BxN, ((0, 0), (0, f)), constant_values=self.pad_id)
+    # A row that wrote <eos> inside its thinking has ended: it is neither forced nor answered.
+    ended_B = prompts.done | jnp.any(think_BxN == self.eos_id, axis=1)
+    forced_BxN, forced_len_B, forced_B = tree.budget_force(
+        think_BxN, think_B, budget=budget, think_open=self.think_open,
+        think_close=self.think_close, forced_ids=self.forced_ids, pad_id=self.pad_id)
+    think_BxN = jnp.where(ended_B[:, None], think_BxN, forced_BxN)
+    think_B = jnp.where(ended_B, think_B, forced_len_B)
+    tokens_BxL = jnp.pad(prompts.tokens, ((0, 0), (0, budget + f)), constant_values=self.pad_id)
+    tokens_BxL, lengths_B = tree.write_tokens(tokens_BxL, prompts.lengths, think_BxN, think_B)
+    seqs, spent_B = self._answer(k_answer, tokens_BxL, lengths_B, ended_B, think_B)
+    return seqs, spent_B, forced_B & ~ended_B
+
+  def nothinking(self, rng: jax.Array, prompts: tree.Prefixes) -> tuple[tree.Prefixes, jax.Array]:
+    """Prompts [B] without THINK_OPEN -> (sequences, generated tokens [B], pre-fill included)."""
+    chex.assert_rank(prompts.tokens, 2)
+    f = len(self.prefill_ids)
+    tokens_BxL = jnp.pad(prompts.tokens, ((0, 0), (0, f)), constant_values=self.pad_id)
+    tokens_BxL, lengths_B = tree.nothinking_prefill(tokens_BxL, prompts.lengths,
+                                                    self.prefill_ids)
+    return self._answer(rng, tokens_BxL, lengths_B, prompts.done,
+                        jnp.full(lengths_B.shape, f, jnp.int32))
+
+
+def make_thinking_sampler(model_config: TransformerConfig, params: Any, answer_len: int,
+                          temperature: float) -> ThinkingSampler:
+  """A ThinkingSampler with the ids of ``prm_lib.trace_tokenizer``."""
+  tok = prm_lib.trace_tokenizer()
+  ids = lambda text: tuple(tok.encode(text))
+  close_answer = ids(prm_lib.THINK_CLOSE + prm_lib.ANSWER_PREFIX)
+  return ThinkingSampler(params, Transformer(model_config), answer_len, temperature,
+                         ids(prm_lib.THINK_OPEN)[0], ids(prm_lib.THINK_CLOSE)[0], tok.eos_id,
+                         tok.pad_id, close_answer, ids(prm_lib.THINK_OPEN) + close_answer)
+
+
+def evaluate_thinking(sampler: ThinkingSampler, problems: Sequence[countdown.Problem],
+                      budgets: Sequence[int], num_samples: int, rng: jax.Array, *,
+                      max_len: int, max_rows: int) -> dict[str, Any]:
+  """pass@k of budget forcing at each thinking budget B and of NoThinking (Ma et al. 2025).
+
+  Every question gets ``num_samples`` samples per mode; pass@k is the unbiased estimator for
+  k = 1, 2, 4, ... <= num_samples. "tokens" is the mean number of generated tokens per sample
+  (forced and pre-filled tokens included). "equal_tokens" compares, per budget B, thinking's
+  pass@1 with NoThinking's pass@k at the largest k whose k NoThinking samples cost no more
+  tokens than one thinking sample (Ma et al. compare the modes at matched token budgets).
+
+  Returns:
+    {"nothinking": entry, "thinking": {B: entry}, "equal_tokens": {B: {...}}}; an entry is
+    {"tokens", "forced" (fraction of samples whose thinking was cut), "pass@k": {k: value}}.
+  """
+  tok = prm_lib.trace_tokenizer()
+  modes = [(None, encode_prompts(problems, max_len, tok=tok))]
+  thinking_prompts = encode_prompts(problems, max_len, tok=tok, suffix=prm_lib.THINK_OPEN)
+  modes += [(int(b), thinking_prompts) for b in budgets]
+  questions = np.repeat(np.arange(len(problems)), num_samples)
+  ks = [1 << i for i in range(num_samples.bit_length())]
+  think_fn = jax.jit(ThinkingSampler.thinking, static_argnums=3)
+  nothink_fn = jax.jit(ThinkingSampler.nothinking)
+  pass_k = lambda c_Q, k: float(passk.pass_at_k(jnp.asarray(c_Q), num_samples, k).mean())
+  entries, counts = {}, {}
+  for m, (budget, prompts) in enumerate(modes):
+    t0, correct, spent, forced = time.perf_counter(), [], [], []
+    for start in range(0, len(questions), max_rows):
+      rows = questions[start:start + max_rows]
+      part = jax.tree.map(lambda x: x[rows], prompts)
+      key = jax.random.fold_in(jax.random.fold_in(rng, m), start)
+      if budget is None:
+        seqs, cost = nothink_fn(sampler, key, part)
+        cut = np.zeros(len(rows), bool)
+      else:
+        seqs, cost, cut = think_fn(sampler, key, part, budget)
+      seqs = jax.tree.map(np.asarray, seqs)
+      correct += [countdown.verify(problems[q], tok.decode(
+          seqs.tokens[i, part.lengths[i]:seqs.lengths[i]]))[0] for i, q in enumerate(rows)]
+      spent.append(np.asarray(cost))
+      forced.append(np.asarray(cut))
+    counts[budget] = np.reshape(correct, (len(problems), num_samples)).sum(1)
+    entries[budget] = {"tokens": float(np.concatenate(spent).mean()),
+                       "forced": float(np.concatenate(forced).mean()),
+                       "pass@k": {k: pass_k(counts[budget], k) for k in ks}}
+    logging.info("%s: %s (%.0fs)", "NoThinking" if budget is None else f"thinking B={budget}",
+                 entries[budget], time.perf_counter() - t0)
+  base = entries.pop(None)
+  equal = {}
+  for b, entry in entries.items():
+    k = max(1, min(num_samples, int(entry["tokens"] // max(base["tokens"], 1.0))))
+    equal[b] = {"thinking_pass@1": entry["pass@k"][1], "nothinking_samples": k,
+                "nothinking_pass@k": pass_k(counts[None], k)}
+  return {"nothinking": base, "thinking": entries, "equal_tokens": equal}
+
+
+# ---------------------------------------------------------------------------------------------
 # The experiment.
 
 
@@ -384,10 +559,14 @@ def _problem_sets(config: Config):
             max_target=config.max_target)
   train = prm_lib.make_problems(config.num_numbers, config.train_problems, "train", config.seed,
                                 **kw)
+  # PRM questions: training-split problems the policy did not see first, then (small k has few
+  # problems) the policy's own; validation stays disjoint either way.
   seen = set(train)
   extra = prm_lib.make_problems(config.num_numbers, 2 * config.prm_problems, "train",
                                 config.seed + 1, **kw)
   prm_set = [p for p in extra if p not in seen][:config.prm_problems]
+  order = np.random.default_rng(config.seed + 1).permutation(len(train))
+  prm_set += [train[i] for i in order[:config.prm_problems - len(prm_set)]]
   val = prm_lib.make_problems(config.num_numbers, config.eval_problems, "validation",
                               config.seed + 2, **kw)
   return train, prm_set, val
@@ -433,6 +612,28 @@ def train_models(config: Config, workdir: str, *, resume: bool = False):
   return sampler, greedy, PRMScorer(prm_params, values_fn), stats
 
 
+def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = False
+                              ) -> dict[str, Any]:
+  """Trains (or loads) the search-trace policy, evaluates budget forcing and NoThinking."""
+  train, _, val = _problem_sets(config)
+  t0 = time.perf_counter()
+  mcfg = dataclasses.replace(config.model_config(), max_len=config.trace_max_len,
+                             vocab_size=prm_lib.trace_tokenizer().vocab_size)
+  batch = prm_lib.trace_sft_batch(train, config.trace_max_len)
+  params = prm_lib.fit_lm("trace_policy", mcfg, config.trace_policy, batch, workdir,
+                          resume=resume)
+  t1 = time.perf_counter()
+  # A self-closed span writes the answer prefix itself: room for it and every step.
+  answer_len = len(prm_lib.ANSWER_PREFIX) + config.max_steps * config.step_len
+  sampler = make_thinking_sampler(mcfg, params, answer_len, config.temperature)
+  out = evaluate_thinking(sampler, val, config.thinking_budgets, config.thinking_samples,
+                          jax.random.PRNGKey(config.seed + 13), max_len=config.max_len,
+                          max_rows=config.max_rows)
+  out.update(trace_rows=int(batch.tokens.shape[0]),
+             seconds={"train": t1 - t0, "evaluate": time.perf_counter() - t1})
+  return out
+
+
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                        ) -> dict[str, dict[int, float]]:
   """Trains the models, runs every strategy at every budget, selects compute-optimally.
@@ -440,8 +641,21 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   Writes ``results.json`` ({name: {N: accuracy}} for every strategy/selection, plus
   "compute_optimal", "best_single" and "gain_over_best_of_n_weighted"), ``report.json`` (the
   same per difficulty bin, best-of-N coverage, PRM label stats, timings), and the plots
-  ``accuracy_vs_budget.png`` and ``accuracy_vs_budget_hard.png`` (bin 0).
+  ``accuracy_vs_budget.png`` and ``accuracy_vs_budget_hard.png`` (bin 0). With
+  ``config.thinking_budgets`` it also writes ``budget_forcing.json``
+  (``budget_forcing_experiment``). With no strategies only that part runs.
   """
+  results = search_experiment(config, workdir, resume=resume) if config.strategies else {}
+  if config.thinking_budgets:
+    os.makedirs(workdir, exist_ok=True)
+    offline.write_json(os.path.join(workdir, "budget_forcing.json"),
+                       budget_forcing_experiment(config, workdir, resume=resume))
+  return results
+
+
+def search_experiment(config: Config, workdir: str, *, resume: bool = False
+                      ) -> dict[str, dict[int, float]]:
+  """The search part of ``train_and_evaluate``: results.json, report.json and the plots."""
   t0 = time.perf_counter()
   sampler, greedy, scorer, stats = train_models(config, workdir, resume=resume)
   _, _, val = _problem_sets(config)
@@ -453,10 +667,17 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   budgets = sorted(config.budgets)
   names = list(acc)
   acc_QxCxB = np.stack([acc[k] for k in names], axis=1)
-  if extras["pass1_QxB"] is not None:  # oracle difficulty: mean correctness of the samples
+  if config.difficulty_samples:  # oracle pass@1 from samples independent of the evaluation
+    difficulty = run_pool(config, prompts, judge, config.difficulty_samples, sampler,
+                          jax.random.PRNGKey(config.seed + 17), scorer=scorer, rollout=greedy,
+                          num_samples=1, beam_width=1, num_groups=1).correct.mean(axis=1)
+  elif extras["pass1_QxB"] is not None:  # the best-of-N pool itself (biased bins)
     difficulty = extras["pass1_QxB"].mean(axis=1)
   else:
     difficulty = acc_QxCxB.mean(axis=(1, 2))
+  ks = np.array([len(p.numbers) for p in val])
+  stats["policy_pass1"] = {"all": float(difficulty.mean()),
+                           **{f"k={k}": float(difficulty[ks == k].mean()) for k in set(ks)}}
   baseline = "best_of_n_weighted" if "best_of_n_weighted" in names else names[0]
   results = compute_optimal.compute_optimal_report(
       acc_QxCxB, difficulty, names, budgets, baseline=baseline, num_bins=config.num_bins,
@@ -483,6 +704,17 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       os.path.join(workdir, "accuracy_vs_budget_hard.png"),
       title="Countdown, hardest bin: accuracy vs budget")
   return results
+
+
+def results_table(results: dict[str, dict[int, float]]) -> str:
+  """Plain-text accuracy table: one row per strategy, one column per budget N."""
+  if not results:
+    return "(no search strategies run)"
+  budgets = sorted(next(iter(results.values())))
+  lines = [f"{'strategy':<30}" + "".join(f"{'N=' + str(n):>8}" for n in budgets)]
+  lines += [f"{name:<30}" + "".join(f"{curve[n]:>8.3f}" for n in budgets)
+            for name, curve in results.items()]
+  return "\n".join(lines)
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
