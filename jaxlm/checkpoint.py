@@ -9,16 +9,30 @@ temporary directories are removed on start-up). Only the last `keep` steps are k
 Restoring takes a target state (concrete or `jax.ShapeDtypeStruct`s, optionally with shardings)
 and checks every saved array's shape against it first, so a checkpoint from a different model
 config fails with a ValueError naming the parameter rather than a tensorstore error.
+
+Orbax reports every save step by step at INFO level; those records are dropped here (warnings
+and errors pass), so a training log shows our own progress lines.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class _DropOrbaxInfo(logging.Filter):
+  """Passes warnings and errors, and INFO records that do not come from orbax's modules."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+logging.getLogger("absl").addFilter(_DropOrbaxInfo())
 
 
 class CheckpointNotFoundError(FileNotFoundError, ValueError):

@@ -361,6 +361,15 @@ class _CacheInit:
     return tfm.init_cache(self.config, batch_size, max_len, dtype)
 
 
+@dataclasses.dataclass(frozen=True)
+class _OwnCacheInit:
+  """The cache of a model that brings its own (`model.init_cache`), hashed by the model."""
+  model: Any
+
+  def __call__(self, batch_size, max_len, dtype):
+    return self.model.init_cache(batch_size, max_len, dtype)
+
+
 def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
@@ -412,7 +421,10 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
   Args:
     model: a `Transformer` (any flax module with a `cfg` and its call signature), or a hashable
       `apply_fn(params, tokens_BxT, attention_mask_BxT, positions_BxT, cache) -> out` returning
-      `.logits`, `.hidden` and `.cache` (then `config` is required to build the cache).
+      `.logits`, `.hidden` and `.cache`. A bare apply function builds its cache with
+      `model.init_cache(batch_size, max_len, dtype)` when it has that method (the cache is then
+      any pytree, e.g. one KV cache per transformer of a joint decoder), else with
+      `tfm.init_cache(config, ...)`.
     params: the model parameters (boxed or unboxed).
     prompt_tokens_BxP: int prompts, left-padded.
     prompt_mask_BxP: 1 on real prompt tokens (0s then 1s per row); None = all real.
@@ -431,18 +443,23 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
     cache_dtype: KV cache dtype (default: the model's compute dtype).
     extra_outputs: optional `(StepState, raw logits_BxV, token_B) -> pytree of [B, ...]`,
       stacked over steps into `GenerationOutput.extras` ([B, N, ...]; zeros after a row ends).
-    config: the `TransformerConfig`, only when `model` is a bare apply function.
+    config: the `TransformerConfig`, only when `model` is a bare apply function: required to
+      build its cache unless it has `init_cache`; when given, prompts are checked against it.
 
   Returns:
     GenerationOutput.
   """
   if isinstance(model, nn.Module):
     config = model.cfg
-    apply_fn = _ModuleApply(model)
+    apply_fn, cache_fn = _ModuleApply(model), _CacheInit(model.cfg)
+  elif callable(getattr(model, "init_cache", None)):
+    apply_fn, cache_fn = model, _OwnCacheInit(model)
   else:
     apply_fn = model
     if config is None:
-      raise ValueError("generate: pass config= (a TransformerConfig) with a bare apply function")
+      raise ValueError("generate: pass config= (a TransformerConfig) with a bare apply function "
+                       "that has no init_cache method")
+    cache_fn = _CacheInit(config)
   if prompt_mask_BxP is None:
     prompt_mask_BxP = jnp.ones(jnp.shape(prompt_tokens_BxP), jnp.int32)
   _validate(config, prompt_tokens_BxP, prompt_mask_BxP, max_new_tokens, temperature, top_k,
@@ -470,7 +487,7 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
   cfg = _StaticConfig(max_new_tokens=int(max_new_tokens), greedy=greedy, top_k=int(top_k),
                        use_top_p=not (_is_concrete(top_p) and float(top_p) >= 1.0),
                        cache_dtype=cache_dtype and jnp.dtype(cache_dtype))
-  return _generate_jit(apply_fn, _CacheInit(config), extra_outputs, cfg, nn.meta.unbox(params),
+  return _generate_jit(apply_fn, cache_fn, extra_outputs, cfg, nn.meta.unbox(params),
                        jnp.asarray(prompt_tokens_BxP, jnp.int32), prompt_mask_BxP, rng,
                        jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
                        stop, max_lengths_B, jnp.asarray(pad_id, jnp.int32),

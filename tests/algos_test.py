@@ -1,4 +1,4 @@
-"""Offline RL algorithms end to end on tiny Maze runs: results, resume, policy extraction."""
+"""Offline RL algorithms end to end on tiny Maze and Wordle runs: results, resume, policies."""
 
 import dataclasses
 import json
@@ -10,12 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.configs import ilql as ilql_configs
 from jaxlm.algos import bc
+from jaxlm.algos import decoding
 from jaxlm.algos import ilql
 from jaxlm.algos import offline
 from jaxlm.data import to_rl_batch
 from jaxlm.envs import maze
-from jaxlm.models import TransformerConfig
+from jaxlm.models import Transformer, TransformerConfig
 
 TINY = TransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
 
@@ -110,19 +112,22 @@ class AlgosTest(absltest.TestCase):
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
 
   def test_eval_prompt_is_the_training_window_context(self):
-    task = offline.make_task("maze_fo", "word")
-    episode = task.build_dataset(1, 3)[0]
-    windows = to_rl_batch([episode], task.tokenizer, max_len=192, transitions=2)
-    history = tuple(episode.segments)
-    k = 0  # decisions seen so far
-    for row, trained in zip(windows.tokens, windows.loss_mask):
-      # Every trained action of the window: its context is the window up to that action.
-      starts = np.flatnonzero(np.diff(np.concatenate([[0], trained])) > 0)
-      for start in starts:
-        prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, 2)
-        np.testing.assert_array_equal(prompt, row[:start])
-        k += 1
-    self.assertEqual(k, len(history) // 2)
+    # Maze: chained windows of 2 transitions; Wordle: the whole episode in one window.
+    for env, tokenizer, max_len, transitions in (("maze_fo", "word", 192, 2),
+                                                 ("wordle", "char", 136, 6)):
+      task = offline.make_task(env, tokenizer)
+      episode = task.build_dataset(1, 3)[0]
+      windows = to_rl_batch([episode], task.tokenizer, max_len=max_len, transitions=transitions)
+      history = tuple(episode.segments)
+      k = 0  # decisions seen so far
+      for row, trained in zip(windows.tokens, windows.loss_mask):
+        # Every trained action of the window: its context is the window up to that action.
+        starts = np.flatnonzero(np.diff(np.concatenate([[0], trained])) > 0)
+        for start in starts:
+          prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, transitions)
+          np.testing.assert_array_equal(prompt, row[:start])
+          k += 1
+      self.assertEqual(k, len(history) // 2, env)
 
   def test_candidate_scores_are_extracted_policy_log_probs(self):
     rng = np.random.default_rng(0)
@@ -139,6 +144,50 @@ class AlgosTest(absltest.TestCase):
       for r in range(3):
         want = sum(logp[r, t - 1, tokens[r, t]] for t in range(1, 5) if cand[r, t])
         self.assertAlmostEqual(got[k, r], want / 0.5, places=4)
+
+  def test_generation_policy_decodes_each_row_with_its_beta(self):
+    task = offline.make_task("wordle")
+    tok, nl = task.tokenizer, task.tokenizer.encode("\n")[0]
+    model = Transformer(TINY.replace(vocab_size=tok.vocab_size, max_len=136))
+    params = jax.tree.map(jnp.asarray, bc.lm_networks(model.cfg)[1](jax.random.key(0)))
+    # Advantage +100 on "\n" only: beta 1 ends the action at once, beta 0 is the plain LM.
+    ends = lambda heads, outs: (outs[0].logits, 100.0 * jax.nn.one_hot(
+        jnp.full(outs[0].logits.shape[:2], nl), tok.vocab_size))
+    policy = decoding.Policy(None, decoding.JointDecoder((model,), ends),
+                             lambda p: {"models": (p,), "heads": None})
+    act = offline.generation_policy(policy, params, task, (0.0, 1.0), transitions=6,
+                                    temperature=0.0, seed=0)
+    short = (("Wordle:\n", False),)
+    long = short + (("c r a n e\n", True), ("b y g b b\n", False))
+    actions = act([short, long, long], [0, 1, 0])
+    self.assertEqual(actions[1], "\n")
+    for history, action in ((short, actions[0]), (long, actions[2])):
+      seq = offline._prompt_ids(history, tok, 6)
+      for _ in range(task.max_action_tokens):  # greedy decoding by full forward passes
+        seq.append(int(np.argmax(model.apply({"params": params}, jnp.asarray([seq])).logits[0, -1])))
+        if seq[-1] == nl:
+          break
+      self.assertEqual(action, tok.decode(seq[len(offline._prompt_ids(history, tok, 6)):]))
+    self.assertEqual(act.stats["actions"].tolist(), [2, 1])
+    self.assertEqual(act.stats["cut"][1], 0)
+    with self.assertRaisesRegex(TypeError, "decoding.Policy"):
+      offline.evaluate_scorer(policy.scorer, params, task, _config(env="wordle"), (0.0,), "x")
+
+  def test_wordle_bc_and_ilql_end_to_end(self):
+    workdir = self._tmp()
+    config = offline.config_from_dict(ilql.Config, {
+        **ilql_configs.get_config("wordle_smoke").to_dict(), "compare": ("bc",)})
+    ilql.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "results.json")) as f:
+      results = json.load(f)
+    self.assertEqual(set(results), {"bc", "ilql"})
+    for algo, row in results.items():
+      self.assertContainsSubset({"return", "return_ci", "normalized", "success", "episodes",
+                                 "beta", "cut_actions"}, set(row), algo)
+      self.assertTrue(np.isfinite(row["return"]) and -6 <= row["return"] <= 0, (algo, row))
+      self.assertEqual(row["episodes"], 2, algo)
+    with open(os.path.join(workdir, "beta_sweep.json")) as f:
+      self.assertEqual([r["beta"] for r in json.load(f)["ilql"]], [4.0, 0.0])
 
   def test_config_errors_name_the_field(self):
     with self.assertRaisesRegex(ValueError, "variant"):

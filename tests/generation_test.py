@@ -1,5 +1,7 @@
 """Tests for KV-cache generation: HF parity, padding, sampling filters, stops, processors."""
 
+import dataclasses
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import flax.linen as nn
@@ -69,6 +71,22 @@ class _FixedLogits:
 
   def __call__(self, state, logits_BxV):
     return jnp.broadcast_to(self.logits_V, logits_BxV.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SumOfTwo:
+  """Two transformers on the same tokens, logits summed; brings its own (tuple) cache."""
+  model: tfm.Transformer
+
+  def init_cache(self, batch_size, max_len, dtype):
+    one = lambda: tfm.init_cache(self.model.cfg, batch_size, max_len, dtype)
+    return (one(), one())
+
+  def __call__(self, params, tokens_BxT, mask_BxT, positions_BxT, cache):
+    outs = [self.model.apply({"params": p}, tokens_BxT, attention_mask_BxT=mask_BxT,
+                             positions_BxT=positions_BxT, cache=c) for p, c in zip(params, cache)]
+    return tfm.TransformerOutput(logits=outs[0].logits + outs[1].logits, hidden=outs[0].hidden,
+                                 cache=(outs[0].cache, outs[1].cache))
 
 
 def _sample_counts(logits_V, n_rows=1024, n_new=4, **kw):
@@ -242,6 +260,23 @@ class GenerationTest(parameterized.TestCase):
     np.testing.assert_array_equal(out.extras["step"], np.tile(np.arange(6), (2, 1)))
     perturbed = full.logits[:, 3:-1] + 4.0 * (hidden @ aux["q"] - (hidden @ aux["v"])[..., None])
     np.testing.assert_array_equal(out.tokens_BxN, np.argmax(perturbed, -1))
+
+  def test_model_with_its_own_cache(self):
+    model, p0 = _params(CFG)
+    _, p1 = _params(CFG, seed=1)
+    tokens, mask = _left_pad([[5, 9, 2], [7, 1, 3, 8]])
+    out = gen.generate(_SumOfTwo(model), (p0, p1), tokens, mask, max_new_tokens=6,
+                       temperature=0)  # no config=: the model builds its cache
+    seq = np.concatenate([tokens, out.tokens_BxN], 1)
+    full_mask = np.concatenate([mask, np.ones((2, 6), int)], 1)
+    logits = sum(model.apply({"params": p}, seq, attention_mask_BxT=full_mask).logits
+                 for p in (p0, p1))[:, 3:-1]
+    np.testing.assert_array_equal(out.tokens_BxN, np.argmax(logits, -1))
+    np.testing.assert_allclose(out.logprobs_BxN, np.take_along_axis(
+        jax.nn.log_softmax(logits), np.asarray(out.tokens_BxN)[..., None], -1)[..., 0],
+                               atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "config="):
+      gen.generate(gen._ModuleApply(model), p0, tokens, mask, max_new_tokens=2, temperature=0)
 
   def test_repeated_calls_do_not_retrace_and_outer_jit_works(self):
     model, params = _params(CFG)

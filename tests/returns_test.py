@@ -163,11 +163,13 @@ class ReturnsTest(parameterized.TestCase):
     np.testing.assert_allclose(returns.batch_td_targets(jnp.asarray(v), b, gamma=0.8), g,
                                rtol=1e-5, atol=1e-6)
 
-  def test_mean_action_return(self):
+  def test_action_return_stats(self):
     mc = expected_mc()
-    want = mc.sum() / 8.0  # 8 action decisions in the fixture
-    self.assertAlmostEqual(float(returns.mean_action_return(fixture_batch(), gamma=GAMMA)),
-                           want, places=5)
+    is_action = np.asarray(returns.decision_view(fixture_batch()).is_action) > 0
+    self.assertEqual(is_action.sum(), 8)  # 8 action decisions in the fixture
+    mean, std = returns.action_return_stats(fixture_batch(), gamma=GAMMA)
+    self.assertAlmostEqual(float(mean), mc[is_action].mean(), places=5)
+    self.assertAlmostEqual(float(std), mc[is_action].std(), places=5)
 
   def test_rank_checked(self):
     with self.assertRaises(AssertionError):

@@ -2,6 +2,7 @@
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -129,7 +130,7 @@ class TransformerTest(parameterized.TestCase):
       tfm.TransformerConfig(d_model=30, n_heads=4)
 
   def test_ilql_heads_shapes_and_bias_init(self):
-    module = heads.ILQLHeads(vocab_size=11, init_value=-3.0)
+    module = heads.ILQLHeads(vocab_size=11, init_value=-3.0, value_scale=10.0)
     hidden = jnp.ones((2, 5, 8))
     variables = module.init(jax.random.key(0), hidden)
     out = module.apply(variables, jnp.zeros((2, 5, 8)))
@@ -138,6 +139,10 @@ class TransformerTest(parameterized.TestCase):
     # Zero input: the ReLU layer outputs 0, so every head returns its bias, the initial value.
     np.testing.assert_allclose(out.q2, -3.0)
     np.testing.assert_allclose(out.v, -3.0)
+    # The MLP's output is multiplied by value_scale before the offset is added.
+    bumped = flax.core.unfreeze(nn.meta.unbox(variables))
+    bumped["params"]["v"]["out"]["bias"] = jnp.ones((1,))
+    np.testing.assert_allclose(module.apply(bumped, jnp.zeros((2, 5, 8))).v, 7.0)
 
 
 if __name__ == "__main__":

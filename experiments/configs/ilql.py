@@ -7,24 +7,36 @@ Run (the README's main job):
 Presets:
   maze_fo (default)  fully observed double-T Maze, 1000 episodes (90% random walkers, 10%
                      epsilon-BFS), phrase tokens (a move or a coordinate is one token), 2-layer
-                     d=64 transformers from scratch; 4m08s on one idle CPU core. Measured (seed
-                     0, 64 episodes per policy, normalised score +- 95% CI): BC 17.0 +- 8.3,
-                     filtered BC 82.6 +- 7.1, MC 9.7 +- 7.6 (flat in beta), ILQL 57.1 +- 8.8
-                     (beta 8; 19.1 / 27.6 / 40.3 at beta 0 / 2 / 32). LMRL-Gym reports ILQL 99.9,
-                     MC 75.0, %BC 68.9, BC 58.2 after far longer training. What limits ILQL here
-                     (per-cell Q/V check): the value net keys on the wall sentence and largely
-                     ignores the row/column tokens, so cells with the same walls share values.
-  maze_fo_long       d=128 transformers, 3000 ILQL updates, beta 2 reported; ~18 min on one CPU
-                     core. Measured (normalised, 64 episodes): seed 0: ILQL 92.1 +- 2.6 (beta 1:
-                     92.0, success 1.00; beta 8: 75.1), from the same ILQL run in a script;
-                     seed 1 (full preset): BC 22.9, filtered BC 83.2, MC 82.7 (beta 2),
-                     ILQL 25.0 (beta 1: 47.0). ILQL >= 90 is reached on one seed, not robustly.
+                     d=64 transformers from scratch, 5000 MC and ILQL updates (value heads in
+                     units of the data's return std, jaxlm.models.heads). 5m53s on 2 CPU cores,
+                     8m53s on one core. Measured (64 episodes per policy, normalised score +- 95%
+                     CI, beta 2 reported):
+                       seed 0: BC 17.0 +- 8.3, filtered BC 82.6 +- 7.1, MC 39.0 +- 11.5,
+                               ILQL 99.1 +- 0.6 (success 1.00; beta 8 / 32: 99.3 / 99.3)
+                       seed 1: BC 27.4, filtered BC 92.6, MC 85.5, ILQL 100.0 (beta 8: 100.1)
+                       seed 2 (ILQL only): beta 2 / 8: 100.1 / 100.2
+                     LMRL-Gym reports ILQL 99.9, MC 75.0, %BC 68.9, BC 58.2. ILQL needs about
+                     22 Bellman backups to carry the goal to the far cells (tabular expectile
+                     iteration on this data); at batch 32 that took ~4000 updates: with 1000 the
+                     far cells' values were still flat (ILQL ~10-57).
   maze_po            partially observed Maze (walls only; whole episodes need longer windows).
   lmrl_gym_gpt2      GPT-2 small from a local HF checkpoint (--config.hf_model=DIR), BPE
   lmrl_gym_gpt2_po   tokens, 12 transitions per 1024-token window, batch 128, lr 1e-4, 20k
                      updates (FO / PO Maze). For accelerators (hours on a GPU/TPU host; not
                      runnable on a laptop CPU); these are our settings at LMRL-Gym's scale,
                      not numbers copied from their repository. Not measured here.
+  wordle             LMRL-Gym Wordle (free-text guesses decoded token by token with
+                     jaxlm.generate), char tokens, whole episodes in one 136-token window,
+                     10k episodes, d=128 transformers from scratch, 600 BC / 500 MC and ILQL
+                     updates. `python -m experiments.ilql --config
+                     experiments/configs/ilql.py:wordle --workdir W`: 14m32s on one CPU core.
+                     Measured (seed 0, 64 episodes per policy): BC, filtered BC, MC (every beta)
+                     and ILQL (every beta) all -6.00 +- 0.00, success 0.00. Not an RL result: at
+                     this budget the char model has not learned the 2,943-word list (only 10-37%
+                     of guesses are valid words, mostly the solver's opener "raise"; 14-39% of
+                     actions are cut at 10 tokens), so no policy wins. LMRL-Gym (GPT-2, far more
+                     compute) reports ILQL -2.04, MC -2.16, BC -2.81; the scripted solver -2.58.
+  wordle_smoke       the wordle settings at smoke size (tests).
   smoke              seconds-long run for tests.
 """
 
@@ -34,17 +46,17 @@ import ml_collections
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                      # dataset, data order, init and evaluation episodes
-  c.env = "maze_fo"               # maze_fo | maze_po
-  c.tokenizer = "phrase"          # phrase (a move, a coordinate = one token) | word
+  c.env = "maze_fo"               # maze_fo | maze_po | wordle
+  c.tokenizer = "phrase"          # phrase (a move, a coordinate = one token) | word | char
   c.num_trajectories = 1000       # offline episodes
   c.filter_fraction = 1.0         # fraction of episodes ILQL trains on
-  c.max_len = 48                  # tokens per window (one Maze transition + look-ahead)
+  c.max_len = 40                  # tokens per window (one Maze transition + look-ahead)
   c.window_transitions = 1        # transitions per window (FO Maze: the state is the last obs)
   c.gamma = 0.99                  # discount per action token
   c.model = ml_collections.ConfigDict(dict(
       d_model=64, n_layers=2, n_heads=4, d_ff=256))  # transformer (vocab/max_len from task)
   c.batch_size = 32               # windows per update
-  c.num_steps = 1000              # ILQL / MC updates
+  c.num_steps = 5000              # ILQL / MC updates
   c.bc_steps = 400                # BC policy and BC baseline updates
   c.lr = 1e-3                     # peak AdamW learning rate
   c.warmup = 50                   # linear warmup steps
@@ -62,16 +74,13 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.polyak = 0.05                 # target update rate (fast: short CPU runs)
   c.hf_model = ""                 # HF checkpoint dir: start every transformer from it
   c.bc_weight = ml_collections.config_dict.placeholder(float)  # None = variant default
-  c.betas = (8.0, 0.0, 2.0, 32.0)  # first is the reported policy
+  c.betas = (2.0, 0.0, 8.0, 32.0)  # first is the reported policy
   c.policy_q = "target"           # Q heads used for decoding: target | online
   c.adv_clip = ml_collections.config_dict.placeholder(float)  # clip |Q - V| when decoding
   c.compare = ("bc", "filtered_bc", "mc")  # baselines trained on the same data
   c.filter_fraction_bc = 0.1      # episodes kept by filtered BC
   if preset in (None, "", "maze_fo"):
     pass
-  elif preset == "maze_fo_long":
-    c.model.update(d_model=128, d_ff=512)
-    c.num_steps, c.betas = 3000, (2.0, 0.0, 1.0, 8.0, 32.0)
   elif preset == "maze_po":
     c.env, c.max_len, c.window_transitions = "maze_po", 96, 8
   elif preset in ("lmrl_gym_gpt2", "lmrl_gym_gpt2_po"):
@@ -83,11 +92,23 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size, c.num_steps, c.bc_steps, c.lr, c.warmup = 128, 20_000, 5_000, 1e-4, 500
     c.polyak, c.cql_weight, c.tau, c.betas = 0.005, 0.01, 0.7, (16.0, 0.0, 4.0, 64.0)
     c.log_every, c.checkpoint_every, c.eval_episodes = 200, 2000, 256
+  elif preset in ("wordle", "wordle_smoke"):
+    # Whole episodes per window: BOS + "Wordle:\n" + 6 x ("c r a n e\n" + "b y g b b\n") = 129.
+    c.env, c.tokenizer, c.max_len, c.window_transitions = "wordle", "char", 136, 6
+    c.num_trajectories, c.batch_size = 10_000, 32
+    c.model.update(d_model=128, d_ff=512)
+    c.num_steps, c.bc_steps, c.checkpoint_every = 500, 600, 1000
+    c.lr, c.warmup, c.polyak, c.tau, c.cql_weight = 1e-3, 50, 0.05, 0.7, 0.1
+    c.eval_temperature, c.betas = 1.0, (1.0, 0.0, 4.0, 16.0)
+    if preset == "wordle_smoke":
+      c.num_trajectories, c.num_steps, c.bc_steps, c.eval_episodes = 10, 2, 2, 2
+      c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)
+      c.batch_size, c.log_every, c.betas = 8, 1, (4.0, 0.0)
   elif preset == "smoke":
     c.num_trajectories, c.num_steps, c.bc_steps, c.eval_episodes = 40, 4, 4, 4
     c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)
     c.batch_size, c.log_every, c.betas = 8, 2, (4.0, 0.0)
   else:
-    raise ValueError(f"unknown ilql preset {preset!r}; expected maze_fo, maze_fo_long, maze_po, "
-                     "lmrl_gym_gpt2, lmrl_gym_gpt2_po or smoke")
+    raise ValueError(f"unknown ilql preset {preset!r}; expected maze_fo, maze_po, "
+                     "lmrl_gym_gpt2, lmrl_gym_gpt2_po, wordle, wordle_smoke or smoke")
   return c

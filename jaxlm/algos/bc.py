@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlm.algos import decoding
 from jaxlm.algos import offline
 from jaxlm.losses import LMOutputs, bc_loss
 from jaxlm.models import Transformer, TransformerConfig
@@ -48,11 +49,11 @@ def lm_networks(mcfg: TransformerConfig, pretrained: Any = None):
 
 
 def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc"
-          ) -> tuple[Any, offline.Scorer, offline.Task]:
-  """Trains the policy LM; returns (params, scorer, task)."""
+          ) -> tuple[Any, decoding.Policy, offline.Task]:
+  """Trains the policy LM; returns (params, policy, task)."""
   task, batch = offline.task_and_batch(config, workdir)
-  _, init_fn, logits_fn = lm_networks(offline.model_config(config, task),
-                                      offline.pretrained_params(config))
+  model, init_fn, logits_fn = lm_networks(offline.model_config(config, task),
+                                          offline.pretrained_params(config))
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
@@ -61,13 +62,13 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc
   state = offline.fit(name, config, workdir, init_fn, loss_fn,
                       offline.RandomBatches(batch, config.batch_size, config.seed),
                       resume=resume)
-  return state.params, lambda p, t, m: (logits_fn(p, t, m), None), task
+  return state.params, decoding.lm_policy(model, logits_fn), task
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
                        name: str = "bc") -> dict[str, dict[str, float]]:
   """Trains BC (or filtered BC), evaluates it in the environment: {name: result row}."""
-  params, scorer, task = train(config, workdir, resume=resume, name=name)
-  results = {name: offline.evaluate_scorer(scorer, params, task, config, (0.0,), name)[0]}
+  params, policy, task = train(config, workdir, resume=resume, name=name)
+  results = {name: offline.evaluate_scorer(policy, params, task, config, (0.0,), name)[0]}
   offline.write_json(os.path.join(workdir, name, "results.json"), results)
   return results

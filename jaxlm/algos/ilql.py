@@ -29,12 +29,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import decoding
 from jaxlm.algos import mc as mc_lib
 from jaxlm.algos import offline
 from jaxlm.losses import ILQL_VARIANTS, ILQLOutputs, ilql_loss
 from jaxlm.models import Transformer
 from jaxlm.models.heads import ILQLHeads
-from jaxlm.rl.returns import decision_view, mean_action_return
+from jaxlm.rl.returns import action_return_stats, decision_view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +82,11 @@ class Config(offline.OfflineConfig):
       raise ValueError(f"tau={self.tau} must be in [0.5, 1)")
 
 
-def _networks(config: Config, mcfg, init_value: float):
+def _networks(config: Config, mcfg, init_value: float, value_scale: float):
   """(init_fn, outputs_fn, scorer) for the configured variant."""
   variant = ILQL_VARIANTS[config.variant]
-  model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value)
+  model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value,
+                                                value_scale=value_scale)
   _, lm_init, lm_logits = bc_lib.lm_networks(mcfg, offline.pretrained_params(config))
 
   def init_fn(key):
@@ -128,17 +130,50 @@ def _networks(config: Config, mcfg, init_value: float):
   return init_fn, outputs, scorer, bootstrap_v
 
 
+def _decoder(config: Config, mcfg, init_value: float, value_scale: float
+             ) -> tuple[decoding.JointDecoder, Any]:
+  """The extracted policy of `_networks`'s scorer, step by step: (decoder, decoder_params).
+
+  logits_pi_beta + beta * (min(Q1, Q2) - V) (Snell et al. 2022, Eq. 6) with the configured
+  Q heads. Transformers run: the policy LM unless it is the value trunk's own LM head ("trlx"),
+  the value trunk, and its target copy when target Q heads read it ("lmrl_gym", "original").
+  Takes the same head settings as `_networks`; `decoder_params` maps the bundle `train` returns.
+  """
+  variant = ILQL_VARIANTS[config.variant]
+  model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value,
+                                                value_scale=value_scale)
+  own_policy = variant.policy != "shared"
+  target_trunk = variant.target_trunk and config.policy_q == "target"
+
+  def combine(head_params, outs):
+    policy_out, value_out = outs[0], outs[int(own_policy)]
+    h = heads.apply({"params": head_params["online"]}, value_out.hidden)
+    q = h if config.policy_q == "online" else heads.apply({"params": head_params["target"]},
+                                                         outs[-1].hidden)
+    return policy_out.logits, jnp.minimum(q.q1, q.q2) - h.v[..., None]
+
+  def decoder_params(bundle):
+    params, target, policy = bundle
+    models = (({"frozen": policy, "joint": params.get("policy")}[variant.policy],)
+              if own_policy else ()) + (params["trunk"],)
+    models += (target["trunk"],) if target_trunk else ()
+    return {"models": models, "heads": {"online": params["heads"], "target": target["heads"]}}
+
+  n = int(own_policy) + 1 + int(target_trunk)
+  return decoding.JointDecoder((model,) * n, combine), decoder_params
+
+
 def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bool = False,
           name: str = "ilql"):
-  """Trains the ILQL networks; returns (bundle for the scorer, scorer, task)."""
+  """Trains the ILQL networks; returns (bundle for the scorer, decoding.Policy, task)."""
   variant = ILQL_VARIANTS[config.variant]
   if (variant.policy == "frozen") != (policy_params is not None):
     raise ValueError(f"variant {config.variant!r} "
                      f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
   task, batch = offline.task_and_batch(config, workdir)
-  init_value = float(mean_action_return(batch, gamma=config.gamma))
-  init_fn, outputs, scorer, bootstrap_v = _networks(config, offline.model_config(config, task),
-                                                    init_value)
+  mean, std = map(float, action_return_stats(batch, gamma=config.gamma))
+  mcfg, value_scale = offline.model_config(config, task), max(std, 1e-3)
+  init_fn, outputs, scorer, bootstrap_v = _networks(config, mcfg, mean, value_scale)
   bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight
 
   def loss_fn(params, windows, rng, *, state):
@@ -153,7 +188,8 @@ def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bo
                       offline.RandomBatches(batch, config.batch_size, config.seed,
                                             with_next=True),
                       resume=resume, target_update=config.polyak)
-  return (state.params, state.target_params, policy_params), scorer, task
+  policy = decoding.Policy(scorer, *_decoder(config, mcfg, mean, value_scale))
+  return (state.params, state.target_params, policy_params), policy, task
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False

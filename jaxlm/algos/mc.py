@@ -14,11 +14,12 @@ from typing import Any
 import jax
 
 from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import decoding
 from jaxlm.algos import offline
 from jaxlm.losses import MCOutputs, mc_loss
 from jaxlm.models import Transformer
 from jaxlm.models.heads import MLPHead
-from jaxlm.rl.returns import mean_action_return
+from jaxlm.rl.returns import action_return_stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +35,12 @@ class Config(offline.OfflineConfig):
 
 
 def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc"):
-  """Trains trunk + LM head + Q head; returns (params, scorer, task)."""
+  """Trains trunk + LM head + Q head; returns (params, policy, task)."""
   task, batch = offline.task_and_batch(config, workdir)
   mcfg = offline.model_config(config, task)
   model = Transformer(mcfg)
-  head = MLPHead(mcfg.vocab_size, bias_init=float(mean_action_return(batch,
-                                                                     gamma=config.gamma)))
+  mean, std = map(float, action_return_stats(batch, gamma=config.gamma))
+  head = MLPHead(mcfg.vocab_size, bias_init=mean, scale=max(std, 1e-3))
   _, lm_init, _ = bc_lib.lm_networks(mcfg, offline.pretrained_params(config))
 
   def init_fn(key):
@@ -47,9 +48,7 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc
     hidden = jax.numpy.zeros((1, 1, mcfg.d_model))
     return {"lm": lm_init(k1), "q": head.init(k2, hidden)["params"]}
 
-  def outputs(params, tokens, mask):
-    out = model.apply({"params": params["lm"]}, tokens, attention_mask_BxT=mask)
-    return out.logits, head.apply({"params": params["q"]}, out.hidden)
+  outputs = _outputs(model, head)
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
@@ -60,14 +59,30 @@ def train(config: Config, workdir: str, *, resume: bool = False, name: str = "mc
   state = offline.fit(name, config, workdir, init_fn, loss_fn,
                       offline.RandomBatches(batch, config.batch_size, config.seed),
                       resume=resume)
-  return state.params, outputs, task
+  return state.params, _policy(model, head), task
+
+
+def _outputs(model: Transformer, head: MLPHead):
+  """(params, tokens, mask) -> (LM logits, Q over the vocabulary) at every position."""
+  def outputs(params, tokens, mask):
+    out = model.apply({"params": params["lm"]}, tokens, attention_mask_BxT=mask)
+    return out.logits, head.apply({"params": params["q"]}, out.hidden)
+  return outputs
+
+
+def _policy(model: Transformer, head: MLPHead) -> decoding.Policy:
+  """logits + beta * Q; when decoding, Q reads the step's hidden state of the same trunk."""
+  combine = lambda q_params, outs: (outs[0].logits,
+                                    head.apply({"params": q_params}, outs[0].hidden))
+  return decoding.Policy(_outputs(model, head), decoding.JointDecoder((model,), combine),
+                         lambda p: {"models": (p["lm"],), "heads": p["q"]})
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
                        name: str = "mc") -> dict[str, dict[str, float]]:
   """Trains MC returns; {name: row of the first beta}; the sweep goes to beta_sweep.json."""
-  params, scorer, task = train(config, workdir, resume=resume, name=name)
-  rows = offline.evaluate_scorer(scorer, params, task, config, config.betas, name)
+  params, policy, task = train(config, workdir, resume=resume, name=name)
+  rows = offline.evaluate_scorer(policy, params, task, config, config.betas, name)
   offline.write_json(os.path.join(workdir, name, "beta_sweep.json"), rows)
   results = {name: rows[0]}
   offline.write_json(os.path.join(workdir, name, "results.json"), results)

@@ -5,9 +5,10 @@ An algorithm module (bc.py, mc.py, ilql.py) supplies three pure pieces and calls
 
 * `init_fn(key) -> params` (may hold `nn.Partitioned` boxes: `fit` shards them),
 * `loss_fn(params, batch, rng, *, state) -> (loss, metrics)` for `jaxlm.train.make_train_step`,
-* `scorer(params, tokens_BxT, mask_BxT) -> (logits_BxTxV, advantage_BxTxV | None)`: the
-  extracted policy is softmax(logits + beta * advantage) at every position; BC has no advantage,
-  MC returns use Q, ILQL uses Q - V (Snell et al. 2022, Eq. 6).
+* a `decoding.Policy` from `train`: the full-sequence scorer `(params, tokens_BxT, mask_BxT) ->
+  (logits_BxTxV, advantage_BxTxV | None)` and the same policy as a step decoder for
+  `jaxlm.generate`; the extracted policy is softmax(logits + beta * advantage) at every
+  position; BC has no advantage, MC returns use Q, ILQL uses Q - V (Snell et al. 2022, Eq. 6).
 
 Evaluation rolls the policy out in the environment for every beta of a sweep in one batched
 pass. On tasks with a fixed action set (Maze) the policy reranks the candidate actions by their
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import time
@@ -30,8 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import checkpoint as checkpoint_lib
+from jaxlm import generation
 from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
+from jaxlm.algos import decoding
 from jaxlm.data import (HFTokenizer, RLBatch, SimpleTokenizer, TextTrajectory, next_window_rows, read_jsonl,
                         to_rl_batch, top_fraction_by_return, write_jsonl)
 from jaxlm.envs import base as envs_base
@@ -49,7 +53,9 @@ class OfflineConfig:
 
   Attributes:
     seed: seeds the dataset, data order, initialisation and evaluation episodes.
-    env: "maze_fo", "maze_po" (LMRL-Gym Maze, fully/partially observed) or "wordle".
+    env: "maze_fo", "maze_po" (LMRL-Gym Maze, fully/partially observed) or "wordle" (free-text
+      guesses decoded with `jaxlm.generate`; whole episodes fit in max_len=136 char tokens with
+      window_transitions=6).
     tokenizer: "phrase" (Maze: moves and fixed sentences are single tokens; see
       `jaxlm.data.tokenizer`), "word" (Maze) or "char" (Wordle); "" = the task's default.
     num_trajectories: offline dataset size (episodes).
@@ -104,10 +110,6 @@ class OfflineConfig:
     if self.hf_model and not os.path.isfile(os.path.join(self.hf_model, "config.json")):
       raise ValueError(f"hf_model={self.hf_model!r} is not a checkpoint directory with "
                        "config.json (save one with save_pretrained)")
-    if self.env in FREE_TEXT_TASKS:
-      raise ValueError(f"env={self.env!r} needs free-text (generate-based) evaluation, which "
-                       "the offline algorithms do not have yet; its dataset builder and env "
-                       "are in jaxlm.envs")
     if not 0 < self.filter_fraction <= 1:
       raise ValueError(f"filter_fraction={self.filter_fraction} must be in (0, 1]")
     for name in ("num_trajectories", "max_len", "window_transitions", "batch_size", "num_steps",
@@ -147,6 +149,8 @@ class Task:
   max_steps: int
   candidates: tuple[str, ...] | None  # fixed action texts (reranking), None = free text
   build_dataset: Callable[[int, int], list[TextTrajectory]]
+  max_action_tokens: int | None = None  # free text: cap on an action's generated tokens
+  action_end: str = "\n"  # free text: the (one-token) text that ends every action
 
 
 def _maze_task(fully_observed: bool, tokenizer: str) -> Task:
@@ -166,10 +170,10 @@ def _wordle_task(tokenizer: str) -> Task:
   del tokenizer  # characters only
   return Task(name="wordle", make_env=wordle_lib.Wordle, tokenizer=SimpleTokenizer.chars(),
               scores=wordle_lib.WORDLE_SCORES, max_steps=wordle_lib.MAX_GUESSES,
-              candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed))
+              candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed),
+              max_action_tokens=len(wordle_lib.format_guess("a" * wordle_lib.N_LETTERS)))
 
 
-FREE_TEXT_TASKS = ("wordle",)  # tasks without a fixed action set (no reranking policy)
 TASKS: dict[str, Callable[[str], Task]] = {  # env -> Task of a tokenizer level
     "maze_fo": functools.partial(_maze_task, True),
     "maze_po": functools.partial(_maze_task, False),
@@ -196,7 +200,7 @@ def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list
                  time.perf_counter() - t0)
     if path:
       os.makedirs(workdir, exist_ok=True)
-      tmp = path + ".tmp"
+      tmp = f"{path}.{os.getpid()}.tmp"  # private to this process: concurrent runs may race
       write_jsonl(tmp, trajectories)
       os.replace(tmp, path)  # atomic: a killed run never leaves a half-written dataset
   if config.filter_fraction < 1:
@@ -259,16 +263,22 @@ class RandomBatches:
 
   With `with_next`, each item is `(windows, successors)`: the same episode's next window of
   every sampled row (the row itself where the episode ends; `jaxlm.data.next_window_rows`),
-  for losses that bootstrap from the next window's value (ILQL).
+  for losses that bootstrap from the next window's value (ILQL). Such a loss reads the
+  successor's value at its first trained action only, and a causal model's output there does
+  not depend on later tokens, so successors are cut after the latest first trained action of
+  the dataset (rounded up to a multiple of 8): the same values for a fraction of the compute.
   """
 
   def __init__(self, batch: RLBatch, batch_size: int, seed: int, with_next: bool = False):
     self.batch, self.batch_size, self.seed, self.index = batch, batch_size, seed, 0
-    self.size = batch.tokens.shape[0]
-    self.next_rows = None
+    self.size, length = batch.tokens.shape
+    self.next_rows, self.next_len = None, length
     if with_next:
       nxt = next_window_rows(batch)
       self.next_rows = np.where(nxt < 0, np.arange(self.size), nxt)
+      trained = np.asarray(batch.action_mask if batch.loss_mask is None else batch.loss_mask)
+      first = int(np.argmax(trained > 0, axis=1).max())
+      self.next_len = min(length, -(-(first + 1) // 8) * 8)
 
   def __iter__(self):
     return self
@@ -277,8 +287,11 @@ class RandomBatches:
     rows = np.random.default_rng((self.seed, self.index)).integers(0, self.size,
                                                                    self.batch_size)
     self.index += 1
-    take = lambda r: jax.tree.map(lambda x: x[r], self.batch)
-    return take(rows) if self.next_rows is None else (take(rows), take(self.next_rows[rows]))
+    take = lambda r, n: jax.tree.map(lambda x: x[r, :n] if x.ndim == 2 else x[r], self.batch)
+    windows = take(rows, None)
+    if self.next_rows is None:
+      return windows
+    return windows, take(self.next_rows[rows], self.next_len)
 
   def get_state(self) -> dict[str, int]:
     return {"index": self.index}
@@ -416,6 +429,66 @@ def rerank_policy(score_fn, params, task: Task, max_len: int, transitions: int,
   return policy
 
 
+_MIN_COLS = 64  # Narrowest prompt: padding a short prompt costs less than another compile.
+
+
+def generation_policy(policy: decoding.Policy, params, task: Task, betas: Sequence[float],
+                      transitions: int, temperature: float, seed: int,
+                      adv_clip: float | None = None):
+  """Free-text policy: each action decoded token by token by `jaxlm.generate`.
+
+  Prompts are the training windows' context (`_prompt_ids`), left-padded. One `generate` call
+  per environment step decodes every (history, variant) row through `policy.decoder`, with the
+  row's beta as data, so one compiled loop serves the whole sweep. A row stops at
+  `task.action_end` or after `task.max_action_tokens` tokens; a row cut by the cap is returned
+  as it is (the environment judges it). Rows are padded to a power of two (padding rows
+  generate nothing) and prompt columns to a power of two >= _MIN_COLS (capped by the position
+  table), so an evaluation compiles a handful of loops.
+
+  Returns:
+    `act(histories, variants) -> action texts`, variants[i] picking the beta index of row i;
+    `act.stats` counts actions and cut actions per variant ({"actions": [K], "cut": [K]}).
+  """
+  tok = task.tokenizer
+  if task.max_action_tokens is None or task.max_action_tokens < 1:
+    raise ValueError(f"{task.name}: free-text decoding needs Task.max_action_tokens >= 1 (the "
+                     f"cap on an action's tokens), got {task.max_action_tokens}")
+  stop = tok.encode(task.action_end)
+  if len(stop) != 1:
+    raise ValueError(f"{task.name}: action_end {task.action_end!r} must be one token, the "
+                     f"tokenizer gives {stop}")
+  n_new, mcfg = task.max_action_tokens, policy.decoder.cfg
+  betas_K = np.asarray(betas, np.float32)
+  key, calls = jax.random.key(seed), itertools.count()
+  stats = {"actions": np.zeros(len(betas_K), np.int64), "cut": np.zeros(len(betas_K), np.int64)}
+
+  def act(histories, variants):
+    prompts = [_prompt_ids(h, tok, transitions) for h in histories]
+    n, longest = len(prompts), max(map(len, prompts))
+    rows = 1 << max(0, (n - 1).bit_length())
+    cols = max(longest, min(1 << max(longest - 1, _MIN_COLS - 1).bit_length(),
+                            mcfg.max_len + 1 - n_new))
+    tokens = np.full((rows, cols), tok.pad_id, np.int32)
+    mask = np.zeros((rows, cols), np.int32)
+    tokens[:, -1], mask[:, -1] = tok.bos_id, 1  # padding rows: a lone BOS, length limit 0
+    for i, prompt in enumerate(prompts):
+      tokens[i, cols - len(prompt):], mask[i, cols - len(prompt):] = prompt, 1
+    variants = np.asarray(variants)
+    beta_B, limit_B = np.zeros(rows, np.float32), np.zeros(rows, np.int32)
+    beta_B[:n], limit_B[:n] = betas_K[variants], n_new
+    out = generation.generate(
+        policy.decoder, policy.step_params(params, beta_B, adv_clip), tokens, mask,
+        rng=jax.random.fold_in(key, next(calls)), max_new_tokens=n_new, temperature=temperature,
+        stop_tokens=stop, max_lengths_B=limit_B, pad_id=tok.pad_id, config=mcfg)
+    new_BxN, lengths_B = np.asarray(out.tokens_BxN), np.asarray(out.lengths_B)
+    np.add.at(stats["actions"], variants, 1)
+    np.add.at(stats["cut"], variants, ~np.asarray(out.done_B)[:n])
+    return [tok.decode(new_BxN[i, :lengths_B[i]].tolist()) for i in range(n)]
+
+  act.stats = stats
+  return act
+
+
 def evaluate(policy, task: Task, num_variants: int, episodes: int, seed: int
              ) -> list[dict[str, float]]:
   """Rolls `policy` out for every variant on the same `episodes` seeds in one batched pass.
@@ -449,19 +522,34 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def evaluate_scorer(scorer: Scorer, params: Any, task: Task, config: OfflineConfig,
-                    betas: Sequence[float], name: str, adv_clip: float | None = None
-                    ) -> list[dict[str, float]]:
-  """Evaluates the extracted policy for each beta (one batched rollout); logs a table row each."""
+def evaluate_scorer(scorer: Scorer | decoding.Policy, params: Any, task: Task,
+                    config: OfflineConfig, betas: Sequence[float], name: str,
+                    adv_clip: float | None = None) -> list[dict[str, float]]:
+  """Evaluates the extracted policy for each beta (one batched rollout); logs a table row each.
+
+  Tasks with a fixed action set rerank `task.candidates` with the full-sequence scorer
+  (`rerank_policy`); free-text tasks (`task.candidates is None`) decode each action with
+  `generation_policy`, which needs the `decoding.Policy` that the algorithms' `train` returns,
+  and report the fraction of actions cut by the token cap ("cut_actions").
+  """
   if task.candidates is None:
-    raise NotImplementedError(f"{task.name}: free-text evaluation needs generation_policy")
-  score_fn = make_candidate_scorer(scorer, betas, config.eval_temperature, adv_clip)
-  policy = rerank_policy(score_fn, params, task, config.max_len, config.window_transitions,
-                         config.eval_temperature, np.random.default_rng(config.seed), len(betas))
+    if not isinstance(scorer, decoding.Policy):
+      raise TypeError(f"{task.name} has free-text actions: evaluating them decodes with "
+                      "jaxlm.generate and needs a decoding.Policy (what bc/mc/ilql.train "
+                      f"return), got {type(scorer).__name__}")
+    policy = generation_policy(scorer, params, task, betas, config.window_transitions,
+                               config.eval_temperature, config.seed, adv_clip)
+  else:
+    score_fn = make_candidate_scorer(scorer, betas, config.eval_temperature, adv_clip)
+    policy = rerank_policy(score_fn, params, task, config.max_len, config.window_transitions,
+                           config.eval_temperature, np.random.default_rng(config.seed),
+                           len(betas))
   t0 = time.perf_counter()
   rows = evaluate(policy, task, len(betas), config.eval_episodes, config.seed)
-  for beta, row in zip(betas, rows):
+  for k, (beta, row) in enumerate(zip(betas, rows)):
     row["beta"] = float(beta)
+    if hasattr(policy, "stats"):
+      row["cut_actions"] = float(policy.stats["cut"][k] / max(policy.stats["actions"][k], 1))
     logging.info("%s beta=%g: return %.2f +- %.2f, normalized %.1f, success %.2f (%.0fs)", name,
                  beta, row["return"], row["return_ci"], row["normalized"], row["success"],
                  time.perf_counter() - t0)

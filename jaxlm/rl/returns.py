@@ -158,8 +158,12 @@ def batch_gae(v_BxT: jax.Array, batch: RLBatch, *, gamma: float, lambda_: float)
       d.rewards, d.dones, d.is_action, d.is_bootstrap, v_BxT, gamma, lambda_)
 
 
-def mean_action_return(batch: RLBatch, *, gamma: float) -> jax.Array:
-  """Mean return-to-go over action tokens: a sensible initial bias for Q/V heads."""
+def action_return_stats(batch: RLBatch, *, gamma: float) -> tuple[jax.Array, jax.Array]:
+  """Mean and standard deviation of the return-to-go over trained action tokens: the offset
+  and scale of value heads (`jaxlm.models.heads.MLPHead`)."""
   d = decision_view(batch)
   g_BxT = batch_mc_returns(batch, gamma=gamma)
-  return jnp.sum(g_BxT * d.is_action) / jnp.maximum(jnp.sum(d.is_action), 1.0)
+  n = jnp.maximum(jnp.sum(d.trains), 1.0)
+  mean = jnp.sum(g_BxT * d.trains) / n
+  return mean, jnp.sqrt(jnp.sum(jnp.square(g_BxT - mean) * d.trains) / n)
+
