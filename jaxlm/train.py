@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -312,8 +313,9 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
       data_state = data.get_state() if hasattr(data, "get_state") else None
       checkpointer.save(step, state, data_state=data_state, config=config)
 
+  # Redirected to a file (cluster logs), redraw every 30 s instead of flooding it.
   bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not progress,
-                  dynamic_ncols=True)
+                  dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
   if start == 0:
     run_eval(0)
   tokens, t0, metrics = 0, time.perf_counter(), None

@@ -17,6 +17,7 @@ from jaxlm.algos import ilql
 from jaxlm.algos import offline
 from jaxlm.data import to_rl_batch
 from jaxlm.envs import maze
+from jaxlm.envs import wordle as wordle_lib
 from jaxlm.models import Transformer, TransformerConfig
 
 TINY = TransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
@@ -188,6 +189,29 @@ class AlgosTest(absltest.TestCase):
       self.assertEqual(row["episodes"], 2, algo)
     with open(os.path.join(workdir, "beta_sweep.json")) as f:
       self.assertEqual([r["beta"] for r in json.load(f)["ilql"]], [4.0, 0.0])
+
+  def test_wordle_words_plays_a_subset_with_its_own_scores(self):
+    task = offline.make_task("wordle", wordle_words=100)
+    words = set(wordle_lib.word_subset(100))
+    self.assertEqual(task.name, "wordle100")  # also names the cached dataset file
+    self.assertIs(task.scores, wordle_lib.SUBSET_SCORES[100])
+    env = task.make_env()
+    env.reset(0)
+    self.assertIn(env.answer, words)
+    outside = next(w for w in wordle_lib.load_words() if w not in words)
+    self.assertEqual(env.step(wordle_lib.format_guess(outside)), ("\n", -1.0, False))
+    for episode in task.build_dataset(10, 0):
+      guesses = ["".join(text.split()) for text, is_action in episode.segments if is_action]
+      self.assertTrue(set(guesses) <= words, guesses)
+    self.assertEqual(offline.make_task("wordle").name, "wordle")
+    with self.assertRaisesRegex(ValueError, r"wordle_words=3000.*n must be an int"):
+      _config(env="wordle", wordle_words=3000)
+    with self.assertRaisesRegex(ValueError, "n must be an int"):
+      _config(env="wordle", wordle_words=-1)
+    with self.assertRaisesRegex(ValueError, "wordle_words=50 applies to env='wordle' only"):
+      _config(env="maze_fo", wordle_words=50)
+    with self.assertRaisesRegex(ValueError, "applies to env='wordle' only"):
+      offline.make_task("maze_fo", wordle_words=50)
 
   def test_config_errors_name_the_field(self):
     with self.assertRaisesRegex(ValueError, "variant"):

@@ -102,6 +102,53 @@ class WordleTest(parameterized.TestCase):
     batch = to_rl_batch(a, SimpleTokenizer.words(["Wordle:\n"]), max_len=80)
     self.assertEqual(batch.shape, (20, 80))  # 6 guesses = 3 + 6 * 12 tokens + BOS
 
+  def test_word_subset_is_evenly_spaced_and_deterministic(self):
+    ten = tuple(f"{c}aaaa" for c in "abcdefghij")
+    # Word i * 10 // 4 for i < 4: indices 0, 2, 5, 7.
+    self.assertEqual(wordle_lib.word_subset(4, ten), ("aaaaa", "caaaa", "faaaa", "haaaa"))
+    self.assertEqual(wordle_lib.word_subset(10, ten), ten)
+    sub = wordle_lib.word_subset(100)
+    self.assertEqual(sub, wordle_lib.word_subset(100))
+    self.assertLen(set(sub), 100)
+    self.assertTrue(set(sub) <= set(wordle_lib.load_words()))
+    self.assertEqual(list(sub), sorted(sub))  # list order kept
+
+  @parameterized.parameters(0, -3, 2944, 2.5, True, "100")
+  def test_word_subset_rejects_bad_sizes(self, n):
+    with self.assertRaisesRegex(ValueError, r"n must be an int in \[1, 2943\]"):
+      wordle_lib.word_subset(n)
+
+  def test_subset_score_constants_match_a_recomputation(self):
+    self.assertIs(wordle_lib.wordle_scores(0), wordle_lib.WORDLE_SCORES)
+    self.assertNotEmpty(wordle_lib.SUBSET_SCORES)
+    for n, stored in wordle_lib.SUBSET_SCORES.items():
+      self.assertIs(wordle_lib.wordle_scores(n), stored)
+      # 400 fresh episodes: the dataset's return has std ~1.6 (SE ~0.08), the solver's ~0.6.
+      fresh = wordle_lib.score_constants(wordle_lib.word_subset(n), episodes=400, seed=1)
+      self.assertEqual(fresh.min, stored.min)
+      self.assertAlmostEqual(fresh.mean, stored.mean, delta=0.3, msg=n)
+      self.assertAlmostEqual(fresh.max, stored.max, delta=0.12, msg=n)
+      self.assertLess(stored.min, stored.mean)
+      self.assertLess(stored.mean, stored.max)
+
+  def test_score_constants_by_hand_on_two_words(self):
+    # Two answers. The solver guesses the first listed word, then the other one if wrong:
+    # max = -0.5. At prob_smart p a guess wins with q = p + (1 - p) / 2, except the first
+    # guess when the answer is the second word (q0 = (1 - p) / 2); the failed guesses (capped
+    # at 6) averaged over both answers and the five levels give -0.704 (computed in closed form).
+    def expected(qs):
+      alive, total = 1.0, 0.0
+      for k, q in enumerate(qs):
+        total, alive = total - k * alive * q, alive * (1 - q)
+      return total - 6 * alive
+    levels = [(expected([p + (1 - p) / 2] * 6) + expected([(1 - p) / 2] + [p + (1 - p) / 2] * 5))
+              / 2 for p in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    self.assertAlmostEqual(np.mean(levels), -0.704, places=3)
+    fresh = wordle_lib.score_constants(("crane", "slate"), episodes=2000)
+    self.assertEqual(fresh.min, -6.0)
+    self.assertAlmostEqual(fresh.max, -0.5, delta=0.05)
+    self.assertAlmostEqual(fresh.mean, -0.704, delta=0.06)  # SE ~0.02
+
 
 class MazeTest(parameterized.TestCase):
 

@@ -18,7 +18,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   base = ilql.get_config(preset if preset in WORDLE + ("smoke",) else None)
   keep = ("seed", "env", "tokenizer", "num_trajectories", "filter_fraction", "max_len",
           "window_transitions", "gamma", "model", "hf_model", "batch_size", "lr", "warmup", "weight_decay", "clip", "eval_episodes",
-          "eval_temperature", "log_every", "checkpoint_every", "mesh")
+          "eval_temperature", "log_every", "checkpoint_every", "mesh", "wordle_words")
   c = ml_collections.ConfigDict({k: base[k] for k in keep})
   c.num_steps = base.bc_steps     # BC updates
   if preset == "filtered":

@@ -78,6 +78,9 @@ class OfflineConfig:
       trunks) starts from its weights (`jaxlm.models.from_hf`), its tokenizer replaces the
       task's, and `model` is ignored (value heads stay freshly initialised). Needs the `hf`
       extra; meant for accelerators (LMRL-Gym's GPT-2 setup).
+    wordle_words: Wordle only: play on `jaxlm.envs.wordle.word_subset(wordle_words)`, a
+      deterministic subset of the shipped list (answers and valid guesses), scored against that
+      subset's own constants (`wordle_scores`); 0 = the whole list (LMRL-Gym's game).
   """
   seed: int = 0
   env: str = "maze_fo"
@@ -100,6 +103,7 @@ class OfflineConfig:
   checkpoint_every: int = 500
   mesh: tuple[int, int, int] = (-1, 1, 1)
   hf_model: str = ""
+  wordle_words: int = 0
 
   def __post_init__(self):
     if self.env not in TASKS:
@@ -110,6 +114,14 @@ class OfflineConfig:
     if self.hf_model and not os.path.isfile(os.path.join(self.hf_model, "config.json")):
       raise ValueError(f"hf_model={self.hf_model!r} is not a checkpoint directory with "
                        "config.json (save one with save_pretrained)")
+    if self.wordle_words:
+      if self.env != "wordle":
+        raise ValueError(f"wordle_words={self.wordle_words} applies to env='wordle' only, not "
+                         f"env={self.env!r}; leave it 0")
+      try:
+        wordle_lib.word_subset(self.wordle_words)
+      except ValueError as e:
+        raise ValueError(f"wordle_words={self.wordle_words!r}: {e}") from None
     if not 0 < self.filter_fraction <= 1:
       raise ValueError(f"filter_fraction={self.filter_fraction} must be in (0, 1]")
     for name in ("num_trajectories", "max_len", "window_transitions", "batch_size", "num_steps",
@@ -166,15 +178,19 @@ def _maze_task(fully_observed: bool, tokenizer: str) -> Task:
                                                           fully_observed=fully_observed))
 
 
-def _wordle_task(tokenizer: str) -> Task:
+def _wordle_task(tokenizer: str, num_words: int = 0) -> Task:
+  """Wordle on the shipped list, or on `word_subset(num_words)` when num_words > 0."""
   del tokenizer  # characters only
-  return Task(name="wordle", make_env=wordle_lib.Wordle, tokenizer=SimpleTokenizer.chars(),
-              scores=wordle_lib.WORDLE_SCORES, max_steps=wordle_lib.MAX_GUESSES,
-              candidates=None, build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed),
+  words = wordle_lib.word_subset(num_words) if num_words else wordle_lib.load_words()
+  return Task(name=f"wordle{num_words}" if num_words else "wordle",
+              make_env=lambda: wordle_lib.Wordle(words), tokenizer=SimpleTokenizer.chars(),
+              scores=wordle_lib.wordle_scores(num_words), max_steps=wordle_lib.MAX_GUESSES,
+              candidates=None,
+              build_dataset=lambda n, seed: wordle_lib.wordle_dataset(n, seed, words=words),
               max_action_tokens=len(wordle_lib.format_guess("a" * wordle_lib.N_LETTERS)))
 
 
-TASKS: dict[str, Callable[[str], Task]] = {  # env -> Task of a tokenizer level
+TASKS: dict[str, Callable[..., Task]] = {  # env -> Task of a tokenizer level (and options)
     "maze_fo": functools.partial(_maze_task, True),
     "maze_po": functools.partial(_maze_task, False),
     "wordle": _wordle_task,
@@ -182,9 +198,15 @@ TASKS: dict[str, Callable[[str], Task]] = {  # env -> Task of a tokenizer level
 TOKENIZERS = {"maze_fo": ("phrase", "word"), "maze_po": ("phrase", "word"), "wordle": ("char",)}
 
 
-def make_task(env: str, tokenizer: str = "") -> Task:
-  """The task `env` with its tokenizer level (first of TOKENIZERS[env] when empty)."""
-  return TASKS[env](tokenizer or TOKENIZERS[env][0])
+def make_task(env: str, tokenizer: str = "", wordle_words: int = 0) -> Task:
+  """The task `env` with its tokenizer level (first of TOKENIZERS[env] when empty).
+
+  `wordle_words` > 0 plays Wordle on a subset of the word list (`OfflineConfig.wordle_words`).
+  """
+  if wordle_words and env != "wordle":
+    raise ValueError(f"wordle_words={wordle_words} applies to env='wordle' only, not {env!r}")
+  options = {"num_words": wordle_words} if wordle_words else {}
+  return TASKS[env](tokenizer or TOKENIZERS[env][0], **options)
 
 
 def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list[TextTrajectory]:
@@ -209,16 +231,16 @@ def load_dataset(config: OfflineConfig, task: Task, workdir: str | None) -> list
 
 
 @functools.lru_cache(maxsize=2)  # full and filtered data of one experiment
-def _task_and_batch(env: str, tokenizer: str, hf_model: str, num_trajectories: int, seed: int,
-                    filter_fraction: float, max_len: int, gamma: float, transitions: int,
-                    workdir: str | None):
-  task = make_task(env, tokenizer)
+def _task_and_batch(env: str, tokenizer: str, wordle_words: int, hf_model: str,
+                    num_trajectories: int, seed: int, filter_fraction: float, max_len: int,
+                    gamma: float, transitions: int, workdir: str | None):
+  task = make_task(env, tokenizer, wordle_words)
   if hf_model:
     from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
     task = dataclasses.replace(task, tokenizer=HFTokenizer(AutoTokenizer.from_pretrained(
         hf_model)))
   config = OfflineConfig(env=env, num_trajectories=num_trajectories, seed=seed,
-                         filter_fraction=filter_fraction)
+                         filter_fraction=filter_fraction, wordle_words=wordle_words)
   batch = to_rl_batch(load_dataset(config, task, workdir), task.tokenizer, max_len=max_len,
                       gamma=gamma, transitions=transitions)
   return task, batch
@@ -227,7 +249,7 @@ def _task_and_batch(env: str, tokenizer: str, hf_model: str, num_trajectories: i
 def task_and_batch(config: OfflineConfig, workdir: str | None) -> tuple[Task, RLBatch]:
   """The task and its tokenised offline data; built once per data setting and reused by the
   algorithms of one experiment (BC, filtered BC, MC and ILQL share it)."""
-  return _task_and_batch(config.env, config.tokenizer, config.hf_model,
+  return _task_and_batch(config.env, config.tokenizer, config.wordle_words, config.hf_model,
                          config.num_trajectories, config.seed,
                          config.filter_fraction, config.max_len, config.gamma,
                          config.window_transitions, workdir)

@@ -14,7 +14,9 @@ Text format (LMRL-Gym's reformatted variant, spaced letters so every tokenizer s
   yellow only as many times as they occur in the hidden word beyond the greens).
 
 The word list ships in jaxlm/envs/data/wordle_words.txt (2,943 words from Debian's wamerican,
-see the file header).
+see the file header). `word_subset(n)` plays on n evenly spaced words of it (a difficulty knob
+for small from-scratch models, not LMRL-Gym's game), normalised by that subset's own constants
+(`wordle_scores`; `SUBSET_SCORES` holds the measured ones).
 """
 
 import functools
@@ -214,3 +216,53 @@ def wordle_dataset(n: int, seed: int, *, words: Sequence[str] | None = None,
 # Shipped word list: min = six failed guesses; mean = wordle_dataset defaults (3,000 episodes,
 # seed 0, -4.19 +- 0.06); max = info-gain solver (3,000 episodes, -2.58 +- 0.02, always wins).
 WORDLE_SCORES = ScoreConstants(min=-6.0, mean=-4.19, max=-2.58)
+
+
+def word_subset(n: int, words: Sequence[str] | None = None) -> tuple[str, ...]:
+  """`n` words evenly spaced through `words` (default: the shipped list): a smaller game.
+
+  A difficulty knob, not part of LMRL-Gym: word i * len(words) // n for i < n, so the subset is
+  deterministic, keeps the list's (alphabetical) spread of letters, and n = len(words) is the
+  whole list. Answers and valid guesses both come from the subset.
+  """
+  words = tuple(words) if words is not None else load_words()
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(words):
+    raise ValueError(f"a Wordle word list of n={n!r} words: n must be an int in "
+                     f"[1, {len(words)}] (the size of the list it is drawn from)")
+  return tuple(words[i * len(words) // n] for i in range(n))
+
+
+def score_constants(words: Sequence[str], episodes: int = 3000, seed: int = 0
+                    ) -> ScoreConstants:
+  """Normalisation of a word list, computed like `WORDLE_SCORES`.
+
+  min = six failed guesses; mean = the `wordle_dataset` default recipe (`episodes`, `seed`);
+  max = the info-gain solver on the list (`episodes` games with seeds drawn from `seed`).
+  """
+  solver = WordleSolver(words)
+  seeds = np.random.default_rng(seed).integers(2**31 - 1, size=episodes)
+  best = rollout(lambda: Wordle(solver.words), info_gain_policy(solver), seeds, MAX_GUESSES)
+  data = wordle_dataset(episodes, seed, solver=solver)
+  mean = lambda trajs: round(float(np.mean([t.total_return for t in trajs])), 2)
+  return ScoreConstants(min=-float(MAX_GUESSES), mean=mean(data), max=mean(best))
+
+
+# `score_constants(word_subset(n))` (3,000 episodes, seed 0) of the subsets the presets use.
+SUBSET_SCORES = {
+    50: ScoreConstants(min=-6.0, mean=-3.0, max=-1.39),
+    100: ScoreConstants(min=-6.0, mean=-3.28, max=-1.62),
+    200: ScoreConstants(min=-6.0, mean=-3.44, max=-1.74),
+}
+
+
+def wordle_scores(num_words: int = 0) -> ScoreConstants:
+  """Score constants of the shipped list (num_words 0) or of `word_subset(num_words)`.
+
+  Sizes in `SUBSET_SCORES` are looked up; other sizes are computed (`score_constants`, seconds
+  for a few hundred words).
+  """
+  if num_words in (0, len(load_words())):
+    return WORDLE_SCORES
+  if num_words in SUBSET_SCORES:
+    return SUBSET_SCORES[num_words]
+  return score_constants(word_subset(num_words))
