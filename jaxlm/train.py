@@ -333,7 +333,8 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
       if not math.isfinite(scalars["loss"]):
         logging.warning("step %d: non-finite loss %s", step, scalars["loss"])
       log(step, scalars)
-      bar.set_postfix(loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}")
+      bar.set_postfix(loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}",
+                      refresh=False)  # shown at the next redraw (mininterval)
       tokens, t0 = 0, time.perf_counter()
     if eval_every and step % eval_every == 0 and step != num_steps:
       run_eval(step)

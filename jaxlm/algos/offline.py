@@ -114,14 +114,7 @@ class OfflineConfig:
     if self.hf_model and not os.path.isfile(os.path.join(self.hf_model, "config.json")):
       raise ValueError(f"hf_model={self.hf_model!r} is not a checkpoint directory with "
                        "config.json (save one with save_pretrained)")
-    if self.wordle_words:
-      if self.env != "wordle":
-        raise ValueError(f"wordle_words={self.wordle_words} applies to env='wordle' only, not "
-                         f"env={self.env!r}; leave it 0")
-      try:
-        wordle_lib.word_subset(self.wordle_words)
-      except ValueError as e:
-        raise ValueError(f"wordle_words={self.wordle_words!r}: {e}") from None
+    _check_wordle_words(self.env, self.wordle_words)
     if not 0 < self.filter_fraction <= 1:
       raise ValueError(f"filter_fraction={self.filter_fraction} must be in (0, 1]")
     for name in ("num_trajectories", "max_len", "window_transitions", "batch_size", "num_steps",
@@ -198,13 +191,25 @@ TASKS: dict[str, Callable[..., Task]] = {  # env -> Task of a tokenizer level (a
 TOKENIZERS = {"maze_fo": ("phrase", "word"), "maze_po": ("phrase", "word"), "wordle": ("char",)}
 
 
+def _check_wordle_words(env: str, wordle_words: int) -> None:
+  """Raises if `wordle_words` is set for another game or is not a valid subset size."""
+  if not wordle_words:
+    return
+  if env != "wordle":
+    raise ValueError(f"wordle_words={wordle_words} applies to env='wordle' only, not "
+                     f"env={env!r}; leave it 0")
+  try:
+    wordle_lib.word_subset(wordle_words)
+  except ValueError as e:
+    raise ValueError(f"wordle_words={wordle_words!r}: {e}") from None
+
+
 def make_task(env: str, tokenizer: str = "", wordle_words: int = 0) -> Task:
   """The task `env` with its tokenizer level (first of TOKENIZERS[env] when empty).
 
   `wordle_words` > 0 plays Wordle on a subset of the word list (`OfflineConfig.wordle_words`).
   """
-  if wordle_words and env != "wordle":
-    raise ValueError(f"wordle_words={wordle_words} applies to env='wordle' only, not {env!r}")
+  _check_wordle_words(env, wordle_words)
   options = {"num_words": wordle_words} if wordle_words else {}
   return TASKS[env](tokenizer or TOKENIZERS[env][0], **options)
 
