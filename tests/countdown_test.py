@@ -55,12 +55,23 @@ class VerifyTest(parameterized.TestCase):
       ("reuse", "1*2=2\n2*2=4", "line 1: 2 is not available"),
       ("unused", "1*2=2\n2*3=6", "2 numbers left"),
       ("valid", "1+2=3\n3+3=6\n6*4=24\n", "^ok$"),
+      ("pool_valid", "1+2=3|3 3 4\n3+3=6 | 4 6\n6*4=24|24", "^ok$"),
+      ("pool_wrong", "1+2=3|3 4\n3+3=6\n6*4=24", r"line 0: numbers left are \[3, 3, 4\], not \[3 4\]"),
+      ("pool_order_free", "1+2=3|4 3 3\n3+3=6|6 4\n6*4=24|24", "^ok$"),
+      ("pool_garbage", "1+2=3|3 x 4", "line 0: cannot parse"),
   )
   def test_errors(self, text, pattern):
     problem = cd.Problem((1, 2, 3, 4), 24)
     solved, reason = cd.verify(problem, text)
     self.assertRegex(reason, pattern)
     self.assertEqual(solved, reason == "ok")
+
+  def test_final_number(self):
+    self.assertEqual(cd.final_number("6*2=12\n25-12=13\n13*3=39\n"), 39)
+    self.assertEqual(cd.final_number("3+3=7|7 4"), 7)  # the written number, right or wrong
+    self.assertEqual(cd.final_number("trace 5*5=25\nAnswer:\n1+2=3|3 3"), 3)
+    self.assertIsNone(cd.final_number("1+2=3\nhello"))
+    self.assertIsNone(cd.final_number(""))
 
   def test_answer_marker_takes_last(self):
     problem = cd.Problem((1, 2, 3, 4), 24)

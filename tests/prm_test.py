@@ -1,5 +1,7 @@
 """Tests for jaxlm.algos.prm: Countdown text format, Monte-Carlo labels and the PRM loss."""
 
+import re
+
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
@@ -60,6 +62,33 @@ class MonteCarloTest(parameterized.TestCase):
       prm.monte_carlo_values(jax.random.PRNGKey(0), prefixes, toy_propose,
                              lambda c: np.zeros(2), num_rollouts=3, max_steps=1)
 
+  def test_label_solutions_with_references(self):
+    # toy_propose writes one token and finishes, so no policy sample (or rollout) solves
+    # anything: policy rows are labelled 0, the references' mid steps 0 (their rollouts stop
+    # after one garbage token), and their final steps exactly 1 (a finished, verified prefix).
+    problems = [countdown.Problem((2, 3, 6), 12), countdown.Problem((1, 4, 5, 6), 30)]
+    tok, length = prm.tokenizer(), 48
+    ids = [prm.encode_prompt(tok, p) for p in problems]
+    tokens = np.zeros((2, length), np.int32)
+    for q, x in enumerate(ids):
+      tokens[q, :len(x)] = x
+    prompts = tree.Prefixes(tokens, np.array([len(x) for x in ids], np.int32), np.zeros(2, bool))
+    batch, stats = prm.label_solutions(jax.random.PRNGKey(0), prompts, problems, toy_propose,
+                                       num_samples=2, num_rollouts=2, max_steps=3, chunk=4,
+                                       num_references=1, write_pool=True)
+    self.assertEqual(batch.tokens.shape, (6, length))  # 2 x 2 samples, then 2 references
+    for row, q in ((4, 0), (5, 1)):
+      n = int(batch.attention_mask[row].sum())
+      text = tok.decode(batch.tokens[row, len(ids[q]):n])
+      self.assertEqual(countdown.verify(problems[q], text), (True, "ok"))
+      self.assertEqual(text.count("|"), len(problems[q].numbers) - 1)
+      ends = np.nonzero(batch.label_mask[row])[0]
+      self.assertLen(ends, len(problems[q].numbers) - 1)  # one label per step
+      np.testing.assert_array_equal(batch.labels[row, ends], [0.0] * (len(ends) - 1) + [1.0])
+    np.testing.assert_array_equal(batch.labels[:4], 0.0)
+    self.assertEqual(stats["rows"], 6.0)
+    self.assertEqual(stats["final_step_accuracy"], 0.0)  # the policy's own answers only
+
   def test_step_ends(self):
     tokens = np.array([2, 5, 20, 7, 20, 8, 1, 0])
     np.testing.assert_array_equal(prm.step_ends(tokens, 2, 7, (20, 1)), [2, 4, 6])
@@ -76,6 +105,64 @@ class FormatTest(absltest.TestCase):
       self.assertEqual(countdown.verify(problem, "\n".join(steps)), (True, "ok"))
     with self.assertRaisesRegex(ValueError, "no solution"):
       prm.random_solution(countdown.Problem((1, 1, 1), 99), rng)
+
+  def test_random_solution_writes_pool(self):
+    # Same seed, same moves: the annotated steps are the plain steps plus the numbers left,
+    # recomputed here by hand from each step.
+    problem = countdown.Problem((2, 3, 6, 25), 39)
+    plain = prm.random_solution(problem, np.random.default_rng(3))
+    annotated = prm.random_solution(problem, np.random.default_rng(3), write_pool=True)
+    pool = list(problem.numbers)
+    for step, line in zip(plain, annotated, strict=True):
+      lhs, c = step.split("=")
+      a, b = (int(x) for x in lhs.replace("*", "+").replace("-", "+").replace("/", "+").split("+"))
+      pool.remove(a)
+      pool.remove(b)
+      pool.append(int(c))
+      self.assertEqual(line, f"{step}|{' '.join(map(str, sorted(pool)))}")
+    self.assertEqual(annotated[-1].split("|")[1], "39")
+    self.assertEqual(countdown.verify(problem, "\n".join(annotated)), (True, "ok"))
+    batch = prm.sft_batch([problem], max_len=64, seed=0, write_pool=True)
+    tok = prm.tokenizer()
+    n = int(batch.attention_mask.sum())
+    text = tok.decode(batch.tokens[0, len(prm.encode_prompt(tok, problem)):n])
+    self.assertEqual(text.count("|"), 3)
+    self.assertEqual(countdown.verify(problem, text), (True, "ok"))
+
+  def test_near_miss_is_an_honest_closest_attempt(self):
+    rng = np.random.default_rng(1)
+    misses = 0
+    for problem in prm.make_problems((3, 4), 40, "train", seed=0, max_number=12):
+      steps = prm.random_solution(problem, rng, write_pool=True, near_miss=True)
+      self.assertLen(steps, len(problem.numbers) - 1)
+      solved, reason = countdown.verify(problem, "\n".join(steps))
+      self.assertTrue(solved or reason.startswith("final number"), reason)  # arithmetic holds
+      misses += not solved
+      # The last step's result is the reachable value closest to the target (by hand: all ops).
+      last, pool = steps[-1].split("|")
+      a, b = sorted(int(x) for x in re.split(r"[-+*/=]", last)[:2])
+      results = [countdown.apply_op(a, b, op) for op in countdown.OPS]
+      best = min(abs(r - problem.target) for r in results if r is not None)
+      self.assertEqual(abs(int(pool) - problem.target), best)
+    self.assertGreater(misses, 20)  # random moves mostly miss
+
+  def test_sft_batch_near_miss_fraction(self):
+    problems = prm.make_problems((3,), 200, "train", seed=0, max_number=12)
+    tok = prm.tokenizer()
+
+    def solved(batch):
+      out = []
+      for b, p in enumerate(problems):
+        n, start = int(batch.attention_mask[b].sum()), len(prm.encode_prompt(tok, p))
+        out.append(countdown.verify(p, tok.decode(batch.tokens[b, start:n]))[0])
+      return np.array(out)
+
+    self.assertTrue(solved(prm.sft_batch(problems, 48, seed=0, write_pool=True)).all())
+    rate = solved(prm.sft_batch(problems, 48, seed=0, write_pool=True,
+                                near_miss_fraction=0.5)).mean()
+    self.assertBetween(rate, 0.4, 0.75)  # ~half are near misses, a few of which still hit
+    with self.assertRaisesRegex(ValueError, "near_miss_fraction"):
+      prm.sft_batch(problems, 48, seed=0, near_miss_fraction=1.0)
 
   def test_sft_batch(self):
     problem = countdown.Problem((2, 3, 6, 25), 39)

@@ -73,6 +73,26 @@ class PlumbingTest(absltest.TestCase):
       search.pool_accuracy(search.Pool(correct, answers, scores, valid), 3, ("naive",))
 
 
+  def test_judge_votes_on_numbers_or_solutions(self):
+    problem = countdown.Problem((2, 3, 6), 12)
+    prompt = prm.encode_prompt(TOK, problem)
+
+    def judge(judge, text, done=True):
+      ids = np.asarray(prompt + TOK.encode(text) + [TOK.eos_id], np.int32)
+      return judge(0, ids, len(ids), done)
+
+    by_number = search.Judge([problem], np.array([len(prompt)]), "number")
+    self.assertEqual(judge(by_number, "3+3=6|6 6\n6+6=12|12"), (False, "12"))  # 3 used twice
+    self.assertEqual(judge(by_number, "3*2=6|6 6\n6+6=12|12"), (True, "12"))
+    self.assertEqual(judge(by_number, "6*3=18|2 18\n18/2=9|9"), (False, "9"))
+    self.assertEqual(judge(by_number, "6*3=18|2 18\n18/2=9|9", done=False), (False, None))
+    self.assertEqual(judge(by_number, "6*3=18|2 18\n18|"), (False, None))  # no step at the end
+    by_solution = search.Judge([problem], np.array([len(prompt)]))  # the default
+    self.assertEqual(judge(by_solution, "3*2=6|6 6\n 6+6=12|12 "), (True, "3*2=6|6 6\n6+6=12|12"))
+    with self.assertRaisesRegex(ValueError, "vote_on"):
+      search.Judge([problem], np.array([len(prompt)]), "path")
+
+
 class ProposeScoreTest(absltest.TestCase):
 
   def setUp(self):
@@ -203,6 +223,7 @@ class EndToEndTest(absltest.TestCase):
       with open(os.path.join(workdir, "report.json")) as f:
         report = json.load(f)
       self.assertEqual(sum(report["bin_sizes"]), config.eval_problems)
+      self.assertTrue(report["prm_auc"] is None or 0.0 <= report["prm_auc"] <= 1.0)
       with self.assertRaisesRegex(ValueError, "already holds checkpoints"):
         search.train_and_evaluate(config, workdir)
 
@@ -229,6 +250,8 @@ class EndToEndTest(absltest.TestCase):
   def test_config_errors(self):
     with self.assertRaisesRegex(ValueError, "strategies"):
       search.Config(strategies=("mcts",))
+    with self.assertRaisesRegex(ValueError, "vote_on"):
+      search.Config(vote_on="path")
     with self.assertRaisesRegex(ValueError, "unknown Config config key"):
       search.config_from_dict({"beam": 4})
 

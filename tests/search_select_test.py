@@ -117,6 +117,24 @@ class SelectTest(parameterized.TestCase):
     sc = select.self_certainty(logits, jnp.ones((2, 4)))
     self.assertGreater(float(sc[1]), float(sc[0]))
 
+  def test_ranking_auc_by_hand(self):
+    # Positives 0.9, 0.4; negatives 0.4, 0.1: pairs (0.9>0.4), (0.9>0.1), (0.4=0.4: 1/2),
+    # (0.4>0.1) -> 3.5 / 4.
+    self.assertAlmostEqual(select.ranking_auc([0.9, 0.4, 0.4, 0.1], [1, 1, 0, 0]), 0.875)
+    self.assertEqual(select.ranking_auc([1.0, 2.0], [0, 1]), 1.0)
+    self.assertEqual(select.ranking_auc([1.0, 2.0], [1, 0]), 0.0)
+    self.assertTrue(np.isnan(select.ranking_auc([1.0, 2.0], [1, 1])))
+    with self.assertRaisesRegex(ValueError, "differ in size"):
+      select.ranking_auc([1.0, 2.0], [1])
+
+  def test_ranking_auc_matches_pairs(self):
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    labels = rng.random(60) < 0.3
+    pos, neg = scores[labels], scores[~labels]
+    pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    self.assertAlmostEqual(select.ranking_auc(scores, labels), pairs, places=12)
+
 
 if __name__ == "__main__":
   absltest.main()

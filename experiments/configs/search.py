@@ -13,58 +13,65 @@ Other presets and overrides:
   python -m experiments.search --config experiments/configs/search.py --workdir /tmp/search \
       --resume   # reuse the trained policy, PRM labels and PRM from the workdir
 
-Trains a 2-layer character transformer (d=64, ~0.1M parameters) for 3000 steps on random
-solver solutions of Countdown (k = 3 and 4 starting numbers from 1..12, targets 10..50; the
-validation split is disjoint by a hash of (numbers, target)), labels 4 sampled solutions of each
-of 1024 training questions with 8 Monte-Carlo rollouts per step prefix, fits a PRM (value head on
-a copy of the policy trunk), then runs greedy, best-of-N (naive / majority / weighted), PRM beam
-search (M = 4), lookahead (k = 1) and DVTS over budgets N = 1..64 on 100 validation questions,
-bins them by an oracle pass@1 from 32 independent samples, and runs the cross-validated
-compute-optimal selector over 5 difficulty bins. Writes results.json, report.json,
-accuracy_vs_budget.png, accuracy_vs_budget_hard.png. The "trace" preset instead trains a policy
-on search traces ("{<best-first trace>}Answer:\n<solution>", k = 3) and writes
+Trains a 2-layer character transformer (d=64, ~0.1M parameters) for 3000 steps on Countdown
+(k = 3 and 4 starting numbers from 1..12, targets 10..50; the validation split is disjoint by a
+hash of (numbers, target)). Every step writes the numbers left ("7*5=35|3 35"); 90% of the
+training rows are random solver solutions and 10% honest near misses (random moves, then the
+closest last result written as it is). It then samples 4 solutions of each of 1024 training
+questions, adds 2 solver solutions per question, labels every step prefix with 8 Monte-Carlo
+rollouts of the policy, fits a PRM (value head on a copy of the policy trunk), and runs greedy,
+best-of-N (naive / majority / weighted), PRM beam search (M = 4), lookahead (k = 1) and DVTS
+over budgets N = 1..64 on 100 validation questions, bins them by an oracle pass@1 from 32
+independent samples, and runs the cross-validated compute-optimal selector over 5 difficulty
+bins. Writes results.json, report.json (with the PRM's AUC on the validation best-of-N
+samples), accuracy_vs_budget.png, accuracy_vs_budget_hard.png. The "trace" preset instead trains
+a policy on search traces ("{<best-first trace>}Answer:\n<solution>", k = 3) and writes
 budget_forcing.json: pass@k of budget forcing at thinking budgets B and of NoThinking.
 
-Measured on ONE CPU core (taskset -c 1), jax 0.10.2:
-  default: 12 min end to end with the earlier PRM setting (384 x 2 solutions, 16 rollouts,
-    600 PRM steps); with the current PRM setting the PRM part was re-run on the same (identical,
-    deterministic) policy: policy 4.5 min + PRM labels 2 min + PRM 2 min + search 6.2 min
-    (about 15 min). smoke: < 1 min. trace: 16 min (trace policy 15 min at ~1.1 steps/s, rows
-    of up to 352 tokens; evaluation 1.2 min). reduced: not measured.
-Measured result (default): policy pass@1 0.15 (k=3: 0.24, k=4: 0.06), best-of-N coverage
-0.26 / 0.39 / 0.66 / 0.87 at N = 2 / 4 / 16 / 64, but the PRM barely ranks (within-question
-AUC of its final-step score 0.56 on validation samples), so search gains are within noise
-(100 questions: one standard error ~0.035). Accuracy, all questions:
+Measured on ONE CPU core (taskset -c 0/1, the other core busy), jax 0.10.2:
+  default: about 24 min end to end: policy 6.6 min + PRM labels 5.2 min (17,960 prefixes) +
+    PRM 2.2 min, search 9.2 min. smoke: < 1 min. trace: 16 min (trace policy 15 min at ~1.1
+    steps/s, rows of up to 352 tokens; evaluation 1.2 min). reduced: not measured.
+Measured result (default): policy pass@1 0.15 (k=3: 0.24, k=4: 0.06; greedy 0.13), best-of-N
+coverage 0.25 / 0.40 / 0.72 / 0.90 at N = 2 / 4 / 16 / 64, PRM AUC on the 6,400 validation
+samples 0.965. 100 questions: one standard error ~0.05. Accuracy, all questions:
 
   N                         1      2      4      8     16     32     64
-  greedy                0.150  0.150  0.150  0.150  0.150  0.150  0.150
-  best_of_n_naive       0.150  0.160  0.169  0.170  0.168  0.160  0.150
-  best_of_n_majority    0.150  0.150  0.153  0.169  0.180  0.205  0.180
-  best_of_n_weighted    0.150  0.160  0.172  0.176  0.182  0.165  0.180
-  beam (M=4)            0.147  0.142  0.122  0.140  0.150  0.135  0.180
-  lookahead             0.140  0.163  0.130  0.163  0.175  0.155  0.150
-  dvts                  0.135  0.147  0.151  0.160  0.168  0.160  0.140
-  compute_optimal       0.160  0.132  0.181  0.161  0.198  0.190  0.210
-  best_single           0.150  0.163  0.172  0.176  0.182  0.205  0.180
+  greedy                0.130  0.130  0.130  0.130  0.130  0.130  0.130
+  best_of_n_naive       0.139  0.243  0.381  0.500  0.603  0.685  0.670
+  best_of_n_majority    0.139  0.140  0.133  0.140  0.150  0.160  0.150
+  best_of_n_weighted    0.139  0.243  0.371  0.492  0.585  0.635  0.660
+  beam (M=4)            0.115  0.145  0.190  0.258  0.343  0.365  0.420
+  lookahead (k=1)       0.152  0.228  0.347  0.463  0.562  0.635  0.660
+  dvts                  0.163  0.188  0.201  0.294  0.395  0.470  0.570
+  compute_optimal       0.192  0.220  0.366  0.506  0.580  0.635  0.640
+  best_single           0.163  0.243  0.381  0.500  0.603  0.685  0.670
 
-Hardest bin (20 questions, oracle pass@1 0.0): every strategy 0.00-0.075; beam does NOT beat
-best-of-N there (beam 0.037/0.037/0.025/0.013/0.013 vs weighted best-of-N
-0.027/0.041/0.050/0.044/0.000 at N = 1..16; greedy 0.05). Weighted >= majority >= naive holds at
-N = 64 (0.180 = 0.180 > 0.150) but not at N = 32 (majority 0.205 > weighted 0.165). The
-cross-validated compute-optimal selector is >= the in-sample best single strategy at 4 of 7
-budgets (N = 1, 4, 16, 64). What is missing is a PRM that verifies arithmetic: the policy ends
-every solution with "=<target>" whether or not the arithmetic holds, so a step is judged only by
-recomputing it, which this PRM (12k labelled steps, mean label 0.07) has not learned.
-Diagnosis (PRM trained on 80% of the labelled questions, scored on the other 20%): the policy
-fails at planning, not arithmetic (7% of its intermediate steps miscompute, but only 17-22% of
-the states it reaches stay solvable), and the PRM memorises questions instead of learning to
-judge a state: with 4x the labels (2000 questions x 8 samples, 46.7k steps, 8 min) and 2000
-steps its AUC is 0.83 (mid steps vs label > 0) / 0.97 (final steps) on training questions but
-0.65 / 0.66 on held-out ones (0.63 vs solvability), no better than with 1x labels (0.68 / 0.67);
-a 4-layer d=128 PRM from scratch is worse (0.60 / 0.68). Writing the remaining numbers after
-each step of the same labelled rows ("7*5=35|3 35", PRM only; the policy keeps the old format)
-lifts held-out AUC to 0.71 / 0.75 (0.70 vs solvability; training questions 0.88 / 0.98): the
-direction to take, with a policy trained on that format too.
+Hardest bin (20 questions, oracle pass@1 0.002), N = 1 / 2 / 4 / 8 / 16: lookahead 0.037 /
+0.050 / 0.100 / 0.163 / 0.175 beats weighted best-of-N 0.025 / 0.044 / 0.078 / 0.125 / 0.200
+and greedy (0.0) up to N = 8; plain beam search does not (0.013 / 0.025 / 0.025 / 0.062 /
+0.125): the PRM judges finished solutions well but intermediate states poorly, and lookahead
+scores a step after a greedy rollout to (for k = 3) the final line. Weighted >= majority holds
+everywhere, majority >= naive does not: with pass@1 0.15 the most frequent solution is rarely
+right, while the PRM's maximum is. The compute-optimal selector is within noise of the
+in-sample best single strategy (above it at N = 1 and 8). With vote_on="number" (votes count
+the number a solution reaches) majority rises to 0.20 at N = 16 but weighted falls to 0.485 /
+0.530 at N = 16 / 64: many near misses sharing a wrong number outvote one right solution.
+
+How the PRM got there (same 100 questions; PRM AUC on held-out training questions from a
+separate 80/20 fit, "mid" = intermediate steps vs label > 0):
+  steps as "7*5=35" only (earlier preset): held-out AUC mid 0.68, final 0.67, weighted
+    best-of-N 0.18 at N = 64 (policy pass@1 0.15);
+  + the numbers left on every step: mid 0.64, final 0.71; pass@1 0.20, greedy 0.22, weighted
+    0.23 / 0.25 at N = 16 / 64 (coverage 0.77 / 0.94: selection was the bottleneck);
+  + 25% near misses (trained on solutions only, the policy ends every attempt with
+    "=<target>", so only recomputing the last step exposes a wrong one): final 0.75; weighted
+    0.28 / 0.32, but pass@1 0.12;
+  + 2 solver solutions per question among the labelled rows (the policy's own samples give
+    mean label 0.06 and few right answers): PRM AUC on validation samples 0.93, weighted
+    0.44 / 0.56; with 10% near misses instead (the default) 0.965 and 0.59 / 0.66.
+A 4-layer d=128 PRM from scratch, a frozen policy trunk (AUC 0.57 / 0.64) and 4x policy
+samples did not help.
 
 Measured result (trace): 1448 of 1500 k = 3 traces fit 352 tokens; after 1000 steps (loss 0.06)
 the policy writes well-formed traces ("#1 [5 7] h=0 / 7*5=35 -> [35] goal}Answer:...") with
@@ -105,9 +112,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.prm_problems = 1024  # problems whose policy samples get Monte-Carlo labels
   c.prm_samples = 4  # policy solutions sampled per PRM problem
   c.prm_rollouts = 8  # rollouts per step prefix (soft label resolution)
+  c.prm_references = 2  # solver solutions per PRM problem, labelled by the same rollouts
   c.eval_problems = 100  # validation questions
-  c.max_len = 48  # prefix buffer (prompt + solution tokens)
-  c.step_len = 10  # most tokens in one step
+  c.write_pool = True  # every step writes the numbers left: "7*5=35|3 35"
+  c.near_miss_fraction = 0.1  # policy rows that are honest failed attempts
+  c.max_len = 64  # prefix buffer (prompt + solution tokens)
+  c.step_len = 20  # most tokens in one step
   c.model = ml_collections.ConfigDict(dict(
       d_model=64,  # residual width
       n_layers=2,  # decoder blocks
@@ -118,6 +128,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.policy = _train(3000, 64, 3e-3, log_every=250, checkpoint_every=1000)  # behaviour cloning
   c.prm = _train(1000, 64, 1e-3, log_every=100)  # PRM fit to Monte-Carlo soft labels
   c.temperature = 1.0  # proposal sampling temperature
+  c.vote_on = "solution"  # votes count identical solutions ("number": the number reached)
   c.budgets = (1, 2, 4, 8, 16, 32, 64)  # budgets N (samples / beams)
   c.strategies = ("greedy", "best_of_n", "beam", "lookahead", "dvts")  # see STRATEGIES
   c.beam_width = 4  # M of beam search, lookahead and DVTS

@@ -6,11 +6,16 @@ Policy. A small character-level transformer learns Countdown (Gandhi et al. 2024
 
     <bos> "<target>|<n1> <n2> ...\\n" "a op b = c\\n" ... "a op b = c" <eos>
 
-(steps written ``hi op lo=c`` by ``countdown.format_step``). A step ends at a newline, the last
-one at EOS, so a search can sample one step per call. The prompt is a compact stand-in for
-``countdown.prompt`` (the long instruction text would only cost context on CPU). To give
-best-of-N something to choose from, each training solution is drawn at random among the
-solutions (a uniformly random solvable move at every step, checked with ``countdown.solve``).
+(steps written ``hi op lo=c`` by ``countdown.format_step``; with ``write_pool`` a step also
+writes the numbers left, ``hi op lo=c|x y c``, so the state is on the step's own line, as in the
+Stream-of-Search traces). A step ends at a newline, the last one at EOS, so a search can sample
+one step per call. The prompt is a compact stand-in for ``countdown.prompt`` (the long
+instruction text would only cost context on CPU). To give best-of-N something to choose from,
+each training solution is drawn at random among the solutions (a uniformly random solvable move
+at every step, checked with ``countdown.solve``). Optionally a share of the rows are honest near
+misses (random moves, then the closest last result as it is): trained on solutions alone, the
+policy ends every attempt with "=<target>" whatever the arithmetic gives, and a verifier must
+then recompute the last step to judge it.
 
 PRM. Snell, Lee, Xu, Kumar 2024 ("Scaling LLM Test-Time Compute Optimally", Sec. 5 and App. D)
 train a PRM without human labels following Wang et al. 2024 ("Math-Shepherd", Eq. 2, soft
@@ -108,19 +113,33 @@ def encode_solution(tok: SimpleTokenizer, steps: Sequence[str]) -> list[int]:
   return tok.encode(STEP_DELIMITER.join(steps)) + [tok.eos_id]
 
 
-def random_solution(problem: countdown.Problem, rng: np.random.Generator) -> tuple[str, ...]:
-  """A solution path chosen by a uniformly random solvable move at each step."""
+def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
+                    write_pool: bool = False, near_miss: bool = False) -> tuple[str, ...]:
+  """A random solution path, or with ``near_miss`` a random honest attempt.
+
+  A solution takes a uniformly random solvable move at every step. A near miss takes uniformly
+  random legal moves and, on the last two numbers, the operation whose result is closest to the
+  target, written with its true result: a failed attempt when it misses. With ``write_pool``
+  each step also writes the numbers left ("7*5=35|3 35").
+  """
   pool, steps = list(problem.numbers), []
   while len(pool) > 1:
     moves = [(i, j, op) for i in range(len(pool)) for j in range(i + 1, len(pool))
              for op in countdown.OPS]
-    for k in rng.permutation(len(moves)):
+    order = rng.permutation(len(moves))
+    if near_miss and len(pool) == 2:  # the legal result closest to the target (stable order)
+      gap = lambda k: abs(countdown.apply_op(*pool, moves[k][2]) - problem.target)
+      order = sorted((k for k in order if countdown.apply_op(*pool, moves[k][2]) is not None),
+                     key=gap)
+    for k in order:
       i, j, op = moves[k]
       value = countdown.apply_op(pool[i], pool[j], op)
       child = [x for m, x in enumerate(pool) if m not in (i, j)] + [value]
-      if value is not None and countdown.solve(
-          countdown.Problem(tuple(sorted(child)), problem.target)) is not None:
-        steps.append(countdown.format_step(pool[i], op, pool[j]))
+      if value is not None and (near_miss or countdown.solve(
+          countdown.Problem(tuple(sorted(child)), problem.target)) is not None):
+        step = countdown.format_step(pool[i], op, pool[j])
+        steps.append(step + countdown.POOL_SEPARATOR + countdown.format_pool(child)
+                     if write_pool else step)
         pool = child
         break
     else:
@@ -158,11 +177,30 @@ def trace_completion(problem: countdown.Problem, max_expansions: int = 100) -> s
 
 
 def sft_batch(problems: Sequence[countdown.Problem], max_len: int, seed: int,
-              solutions_per_problem: int = 1) -> RLBatch:
-  """Behaviour-cloning rows: the prompt is observation, the solution (with <eos>) the action."""
+              solutions_per_problem: int = 1, *, write_pool: bool = False,
+              near_miss_fraction: float = 0.0) -> RLBatch:
+  """Behaviour-cloning rows: the prompt is observation, the solution (with <eos>) the action.
+
+  A ``near_miss_fraction`` of the rows are honest failed attempts (``random_solution`` with
+  ``near_miss``; one that would not fit max_len becomes a solution): without them the last step
+  of every row equals the target, so the policy learns to write the target there whatever the
+  arithmetic gives.
+  """
+  if not 0.0 <= near_miss_fraction < 1.0:
+    raise ValueError(f"near_miss_fraction must be in [0, 1), got {near_miss_fraction}")
   tok, rng = tokenizer(), np.random.default_rng(seed)
-  rows = [(encode_prompt(tok, p), encode_solution(tok, random_solution(p, rng)))
-          for p in problems for _ in range(solutions_per_problem)]
+  rows = []
+  for p in problems:
+    prompt = encode_prompt(tok, p)
+    for _ in range(solutions_per_problem):
+      action = None
+      if rng.random() < near_miss_fraction:
+        action = encode_solution(tok, random_solution(p, rng, write_pool=write_pool,
+                                                      near_miss=True))
+        action = action if len(prompt) + len(action) <= max_len else None
+      if action is None:
+        action = encode_solution(tok, random_solution(p, rng, write_pool=write_pool))
+      rows.append((prompt, action))
   return lm_batch(rows, max_len, tok.pad_id)
 
 
@@ -200,9 +238,12 @@ def lm_batch(rows: Sequence[tuple[list[int], list[int]]], max_len: int, pad_id: 
 
 def train_policy(model_config: TransformerConfig, train: TrainConfig,
                  problems: Sequence[countdown.Problem], max_len: int, workdir: str, *,
-                 resume: bool = False, solutions_per_problem: int = 4) -> Any:
-  """Behaviour cloning of solver solutions; checkpoints in ``workdir/policy``. Returns params."""
-  batch = sft_batch(problems, max_len, train.seed, solutions_per_problem)
+                 resume: bool = False, solutions_per_problem: int = 4,
+                 write_pool: bool = False, near_miss_fraction: float = 0.0) -> Any:
+  """Behaviour cloning of solver solutions (and near misses, see ``sft_batch``); checkpoints in
+  ``workdir/policy``. Returns params."""
+  batch = sft_batch(problems, max_len, train.seed, solutions_per_problem,
+                    write_pool=write_pool, near_miss_fraction=near_miss_fraction)
   return fit_lm("policy", model_config, train, batch, workdir, resume=resume)
 
 
@@ -385,9 +426,15 @@ def solution_text(tok: SimpleTokenizer, tokens_L: np.ndarray, start: int, length
 
 def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
                     problems: Sequence[countdown.Problem], propose: tree.ProposeFn, *,
-                    num_samples: int, num_rollouts: int, max_steps: int, chunk: int = 256
+                    num_samples: int, num_rollouts: int, max_steps: int, chunk: int = 256,
+                    num_references: int = 0, write_pool: bool = False, seed: int = 0
                     ) -> tuple[PRMBatch, dict[str, float]]:
   """PRM training rows: sample solutions from the policy and label every step prefix.
+
+  Rows may also hold reference solutions (``random_solution``, in the policy's format): their
+  prefixes are labelled by the same policy rollouts. A weak policy reaches few solvable states
+  and fewer correct answers (labels of its own samples are mostly 0); the references add the
+  states and answers it rarely reaches, with the values the policy has from them.
 
   Args:
     rng: key.
@@ -395,6 +442,9 @@ def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
     problems: the Q problems (for the verifier).
     propose: the policy's step sampler (temperature > 0).
     num_samples: sampled solutions per question (each becomes a row).
+    num_references: reference solutions per question (rows after the sampled ones).
+    write_pool: the references write the numbers left after each step.
+    seed: seed of the references.
     num_rollouts: R rollouts per step prefix.
     max_steps: step cap of a solution.
     chunk: prefixes valued per call (fixed shapes: the last chunk is padded).
@@ -410,7 +460,15 @@ def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
                       sample_completions(key, prompts, propose, num_samples=num_samples,
                                          max_steps=max_steps))
   question_B = np.repeat(np.arange(q), num_samples)
-  start_B = np.repeat(np.asarray(prompts.lengths), num_samples)
+  if num_references:
+    refs = sft_batch([p for p in problems for _ in range(num_references)], length, seed,
+                     write_pool=write_pool)
+    ref_lengths = refs.attention_mask.sum(1).astype(np.int32)
+    sols = tree.Prefixes(np.concatenate([sols.tokens, refs.tokens]),
+                         np.concatenate([sols.lengths, ref_lengths]),
+                         np.concatenate([sols.done, np.ones(len(ref_lengths), bool)]))
+    question_B = np.concatenate([question_B, np.repeat(np.arange(q), num_references)])
+  start_B = np.asarray(prompts.lengths)[question_B]
   delimiters = (tok.encode(STEP_DELIMITER)[0], tok.eos_id)
   owner, ends = [], []  # one prefix per step end of every sampled solution
   for b in range(len(question_B)):
@@ -446,7 +504,7 @@ def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
   label_mask, labels = np.zeros((2,) + sols.tokens.shape, np.float32)
   label_mask[owner, ends], labels[owner, ends] = 1.0, values
   attn = (np.arange(length)[None] < sols.lengths[:, None]).astype(np.float32)
-  final = done[:p]
+  final = done[:p] & (owner < q * num_samples)  # the policy's own answers
   stats = {"rows": float(len(question_B)), "labelled_steps": float(p),
            "mean_label": float(values.mean()) if p else 0.0,
            "final_step_accuracy": float(values[final].mean()) if final.any() else 0.0}

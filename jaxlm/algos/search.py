@@ -22,8 +22,11 @@ This module plugs the models of ``jaxlm.algos.prm`` into the model-free search o
 
 A budget N is the number of samples (best-of-N) or beams (beam search, DVTS) per question, the
 per-round generation budget of Snell et al.; lookahead spends k extra greedy steps per scored
-step on top. Candidates are compared by their canonical solution (the written step lines), so
-votes count identical solutions; the exact verifier ``countdown.verify`` decides correctness.
+step on top. Votes count candidates by their answer: by default the whole written solution
+(identical step lines), or with ``vote_on="number"`` the number a solution arrives at
+(``countdown.final_number``, as a math answer is its final value; a sample that reaches the
+target with wrong arithmetic votes for the target but is still wrong). The exact verifier
+``countdown.verify`` decides correctness.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ from jaxlm.models import Transformer, TransformerConfig
 from jaxlm.search import compute_optimal, passk, select, synthetic, tree
 
 
+VOTE_ON = ("number", "solution")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Countdown test-time-compute experiment.
@@ -64,13 +70,22 @@ class Config:
     prm_problems: further training problems whose policy samples get Monte-Carlo labels.
     prm_samples: policy solutions sampled per PRM problem.
     prm_rollouts: rollouts per step prefix (the soft label's denominator).
+    prm_references: reference (solver) solutions per PRM problem, labelled by the same
+      rollouts (``prm_lib.label_solutions``).
     eval_problems: validation questions.
+    write_pool: the policy writes the numbers left after every step ("7*5=35|3 35"), so a
+      state's solvability is a function of the step's own line (for the policy and the PRM).
+    near_miss_fraction: share of the policy's training rows that are honest failed attempts
+      (random moves, the closest last result written as it is), so the policy computes its last
+      step instead of always claiming the target.
     max_len: prefix buffer length (prompt + solution tokens).
     step_len: most tokens in one step (newline included).
     model: the transformer of the policy and of the PRM trunk (vocab_size, max_len set here).
     policy: policy training run.
     prm: PRM training run.
     temperature: sampling temperature of proposals.
+    vote_on: what a vote counts as the same answer: "solution" (identical written step
+      lines) or "number" (the number a solution arrives at).
     budgets: N values.
     strategies: names among STRATEGIES.
     beam_width: M of beam search, lookahead and DVTS (min(M, N) at small N).
@@ -99,14 +114,18 @@ class Config:
   prm_problems: int = 512
   prm_samples: int = 2
   prm_rollouts: int = 8
+  prm_references: int = 0
   eval_problems: int = 100
-  max_len: int = 48
-  step_len: int = 10
+  write_pool: bool = True
+  near_miss_fraction: float = 0.1
+  max_len: int = 64
+  step_len: int = 20
   model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=256,
                                                pos="rope")
   policy: prm_lib.TrainConfig = prm_lib.TrainConfig()
   prm: prm_lib.TrainConfig = prm_lib.TrainConfig(num_steps=500)
   temperature: float = 1.0
+  vote_on: str = "solution"
   budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
   strategies: tuple[str, ...] = ("greedy", "best_of_n", "beam", "lookahead", "dvts")
   beam_width: int = 4
@@ -131,6 +150,8 @@ class Config:
       raise ValueError(f"thinking_samples must be >= 1, got {self.thinking_samples}")
     if not self.budgets or min(self.budgets) < 1:
       raise ValueError(f"budgets must be positive, got {self.budgets}")
+    if self.vote_on not in VOTE_ON:
+      raise ValueError(f"vote_on must be one of {VOTE_ON}, got {self.vote_on!r}")
     if self.eval_problems < max(self.num_bins, self.num_folds):
       raise ValueError(f"eval_problems={self.eval_problems} must be >= num_bins and num_folds")
 
@@ -282,19 +303,27 @@ def search_shape(kind: str, n: int, beam_width: int) -> tuple[int, int]:
 class Judge:
   """Host side: decodes candidates, verifies them (cached) and canonicalises answers."""
 
-  def __init__(self, problems: Sequence[countdown.Problem], prompt_lengths: np.ndarray):
-    self.problems, self.starts = problems, np.asarray(prompt_lengths)
+  def __init__(self, problems: Sequence[countdown.Problem], prompt_lengths: np.ndarray,
+               vote_on: str = "solution"):
+    if vote_on not in VOTE_ON:
+      raise ValueError(f"vote_on must be one of {VOTE_ON}, got {vote_on!r}")
+    self.problems, self.starts, self.vote_on = problems, np.asarray(prompt_lengths), vote_on
     self.tok, self.cache = prm_lib.tokenizer(), {}
 
   def __call__(self, question: int, tokens_L: np.ndarray, length: int, done: bool
                ) -> tuple[bool, str | None]:
-    """(correct, canonical answer: the stripped step lines, or None if unfinished)."""
+    """(correct, canonical answer or None if unfinished or without a final number)."""
     text = prm_lib.solution_text(self.tok, tokens_L, self.starts[question], length)
     key = (question, text)
     if key not in self.cache:
       self.cache[key] = countdown.verify(self.problems[question], text)[0]
-    answer = "\n".join(line.strip() for line in text.splitlines() if line.strip())
-    return self.cache[key], (answer if done else None)
+    if not done:
+      return self.cache[key], None
+    if self.vote_on == "solution":
+      return self.cache[key], "\n".join(line.strip() for line in text.splitlines()
+                                        if line.strip())
+    number = countdown.final_number(text)
+    return self.cache[key], (None if number is None else str(number))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,7 +381,8 @@ def pool_accuracy(pool: Pool, n: int, selections: Sequence[str]) -> dict[str, np
 def evaluate_strategies(config: Config, prompts: tree.Prefixes, judge: Judge,
                         sampler: StepSampler, greedy: StepSampler, scorer: PRMScorer,
                         rng: jax.Array) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-  """Accuracy per question [Q, B] for every result name, and extras (pass@1, coverage, time).
+  """Accuracy per question [Q, B] for every result name, and extras (pass@1, coverage, time,
+  and the PRM's AUC: how well its final score ranks correct above wrong best-of-N samples).
 
   Best-of-N draws max(budgets) samples once and scores every budget N on disjoint groups of N
   (max(budgets) / N repeats); DVTS likewise pools its width-M subtrees for N >= M. Beam and
@@ -360,7 +390,8 @@ def evaluate_strategies(config: Config, prompts: tree.Prefixes, judge: Judge,
   """
   budgets, nmax, width = sorted(config.budgets), max(config.budgets), config.beam_width
   acc: dict[str, np.ndarray] = {}
-  extras: dict[str, Any] = {"seconds": {}, "coverage": {}, "pass1_QxB": None}
+  extras: dict[str, Any] = {"seconds": {}, "coverage": {}, "pass1_QxB": None,
+                            "prm_auc": None}
   num_q = prompts.lengths.shape[0]
   for s, name in enumerate(config.strategies):
     strategy, t0 = STRATEGIES[name], time.perf_counter()
@@ -373,6 +404,9 @@ def evaluate_strategies(config: Config, prompts: tree.Prefixes, judge: Judge,
     elif strategy.kind == "best_of_n":
       pool = run(nmax, sampler, key, num_samples=1, beam_width=1, num_groups=1)
       pools = {n: pool for n in budgets}
+      auc = select.ranking_auc(pool.scores[pool.valid], pool.correct[pool.valid])
+      extras["prm_auc"] = None if np.isnan(auc) else auc  # None: all right or all wrong
+      logging.info("PRM AUC on %d validation samples: %.3f", pool.valid.sum(), auc)
     elif strategy.kind == "dvts" and not nmax % width:  # N / M subtrees = N / M width-M beams
       pool = run(nmax // width, sampler, key, num_samples=width, beam_width=width,
                  num_groups=1)
@@ -583,7 +617,8 @@ def _prm_data(config, workdir, prm_problems, sampler, resume):
   batch, stats = prm_lib.label_solutions(
       jax.random.PRNGKey(config.seed + 7), encode_prompts(prm_problems, config.max_len),
       prm_problems, sampler, num_samples=config.prm_samples, num_rollouts=config.prm_rollouts,
-      max_steps=config.max_steps, chunk=max(1, config.max_rows // config.prm_rollouts))
+      max_steps=config.max_steps, chunk=max(1, config.max_rows // config.prm_rollouts),
+      num_references=config.prm_references, write_pool=config.write_pool, seed=config.seed + 5)
   os.makedirs(workdir, exist_ok=True)
   tmp = path + ".tmp.npz"
   np.savez(tmp, tokens=batch.tokens, attention_mask=batch.attention_mask,
@@ -599,7 +634,9 @@ def train_models(config: Config, workdir: str, *, resume: bool = False):
   t0 = time.perf_counter()
   policy_params = prm_lib.train_policy(mcfg, config.policy, train, config.max_len, workdir,
                                        resume=resume,
-                                       solutions_per_problem=config.solutions_per_problem)
+                                       solutions_per_problem=config.solutions_per_problem,
+                                       write_pool=config.write_pool,
+                                       near_miss_fraction=config.near_miss_fraction)
   sampler = make_sampler(mcfg, policy_params, config.step_len, config.temperature)
   greedy = make_sampler(mcfg, policy_params, config.step_len, 0.0)
   t1 = time.perf_counter()
@@ -660,7 +697,7 @@ def search_experiment(config: Config, workdir: str, *, resume: bool = False
   sampler, greedy, scorer, stats = train_models(config, workdir, resume=resume)
   _, _, val = _problem_sets(config)
   prompts = encode_prompts(val, config.max_len)
-  judge = Judge(val, prompts.lengths)
+  judge = Judge(val, prompts.lengths, config.vote_on)
   t1 = time.perf_counter()
   acc, extras = evaluate_strategies(config, prompts, judge, sampler, greedy, scorer,
                                     jax.random.PRNGKey(config.seed + 11))
@@ -689,7 +726,7 @@ def search_experiment(config: Config, workdir: str, *, resume: bool = False
   report = {"by_bin": by_bin, "bin_sizes": np.bincount(bins, minlength=config.num_bins).tolist(),
             "bin_mean_pass1": [float(difficulty[bins == k].mean())
                                for k in range(config.num_bins)],
-            "best_of_n_coverage": extras["coverage"], **stats,
+            "best_of_n_coverage": extras["coverage"], "prm_auc": extras["prm_auc"], **stats,
             "search_seconds": extras["seconds"],
             "seconds": {"train": t1 - t0, "search": time.perf_counter() - t1},
             "config": json.loads(json.dumps(dataclasses.asdict(config)))}

@@ -7,7 +7,8 @@ and exact division (larger by smaller, no remainder). A problem is solved when e
 been used (k - 1 operations) and the last number left equals the target.
 
 A written solution is one operation per line, ``a op b = c`` (for ``-`` and ``/`` the larger
-number comes first). Text after the last ``Answer:`` marker is the solution when the marker is
+number comes first), optionally followed by the numbers left after it, ``a op b = c | x y c``
+(Stream-of-Search writes the state after every step; the verifier then checks it too). Text after the last ``Answer:`` marker is the solution when the marker is
 present, so a model may write a search trace (``search_trace``) before its answer.
 """
 
@@ -22,7 +23,8 @@ import numpy as np
 
 OPS = ("+", "-", "*", "/")
 ANSWER_MARKER = "Answer:"
-_STEP_RE = re.compile(r"^\s*(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(\d+)\s*$")
+POOL_SEPARATOR = "|"
+_STEP_RE = re.compile(r"^\s*(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(\d+)\s*(?:\|([\d ]*))?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,11 @@ def format_step(a: int, op: str, b: int) -> str:
   """The written form of one operation, larger number first."""
   hi, lo = max(a, b), min(a, b)
   return f"{hi}{op}{lo}={apply_op(a, b, op)}"
+
+
+def format_pool(pool: Sequence[int]) -> str:
+  """The numbers left after a step as written after ``POOL_SEPARATOR``: ascending, spaced."""
+  return " ".join(map(str, sorted(pool)))
 
 
 def _children(pool: tuple[int, ...]) -> Iterator[tuple[str, tuple[int, ...]]]:
@@ -188,12 +195,21 @@ def extract_answer(text: str) -> str:
   return text.rsplit(ANSWER_MARKER, 1)[-1]
 
 
+def final_number(text: str) -> int | None:
+  """The number a written solution arrives at (the result of its last line), or None when the
+  last non-empty line (after any ``Answer:`` marker) is not a step. The answer votes count."""
+  lines = [line for line in extract_answer(text).splitlines() if line.strip()]
+  match = _STEP_RE.match(lines[-1]) if lines else None
+  return None if match is None else int(match[4])
+
+
 def verify(problem: Problem, text: str) -> tuple[bool, str]:
   """Exact check of a written solution path.
 
   Args:
     problem: the puzzle.
-    text: solution lines ``a op b = c`` (optionally after a trace and an ``Answer:`` marker).
+    text: solution lines ``a op b = c`` or ``a op b = c | <numbers left>`` (optionally after a
+      trace and an ``Answer:`` marker); a written pool must match the true one as a multiset.
 
   Returns:
     (solved, reason): reason names the first offending line, or is "ok".
@@ -219,6 +235,8 @@ def verify(problem: Problem, text: str) -> tuple[bool, str]:
         return False, f"line {i}: {x} is not available in {sorted(pool)}"
       pool.remove(x)
     pool.append(c)
+    if match[5] is not None and sorted(map(int, match[5].split())) != sorted(pool):
+      return False, f"line {i}: numbers left are {sorted(pool)}, not [{match[5].strip()}]"
   if len(pool) != 1:
     return False, f"{len(pool)} numbers left, every number must be used"
   if pool[0] != problem.target:

@@ -15,6 +15,7 @@ from jaxlm.search.select import best_of_n
 from jaxlm.search.select import borda_vote
 from jaxlm.search.select import canonical_answer_ids
 from jaxlm.search.select import majority_vote
+from jaxlm.search.select import ranking_auc
 from jaxlm.search.select import self_certainty
 from jaxlm.search.select import take_selected
 from jaxlm.search.select import vote
@@ -38,7 +39,7 @@ __all__ = [
     "beam_search", "best_of_n", "best_of_n_sampling", "bootstrap_ci", "borda_vote",
     "budget_force", "canonical_answer_ids", "compute_optimal_accuracy",
     "compute_optimal_report", "difficulty_bins", "dvts", "expand", "maj_at_k", "maj_at_k_batch",
-    "majority_vote", "nothinking_prefill", "pass_at_k", "plot_accuracy_vs_budget",
+    "majority_vote", "nothinking_prefill", "pass_at_k", "plot_accuracy_vs_budget", "ranking_auc",
     "rollout_score", "select_strategies", "self_certainty", "take_selected", "tree_search",
     "vote", "weighted_vote", "write_tokens",
 ]

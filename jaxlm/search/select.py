@@ -15,6 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 AGGREGATIONS = ("last", "min", "prod")
 
@@ -171,3 +172,19 @@ def self_certainty(logits_BxTxV: jax.Array, mask_BxT: jax.Array) -> jax.Array:
   kl_BxT = -jnp.mean(logp_BxTxV, axis=-1) - jnp.log(v)
   mask_BxT = mask_BxT.astype(jnp.float32)
   return jnp.sum(kl_BxT * mask_BxT, axis=1) / jnp.maximum(jnp.sum(mask_BxT, axis=1), 1.0)
+
+
+def ranking_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+  """Host-side: AUC of a scorer, P(score of a positive > score of a negative), ties half.
+
+  The Mann-Whitney form from average ranks (O(n log n)); NaN when a class is empty. It measures
+  how well a verifier (e.g. a PRM's final-step score) ranks correct above incorrect samples.
+  """
+  scores, labels = np.ravel(np.asarray(scores, np.float64)), np.ravel(np.asarray(labels, bool))
+  if scores.shape != labels.shape:
+    raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in size")
+  n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+  if not n_pos or not n_neg:
+    return float("nan")
+  ranks = scipy.stats.rankdata(scores)
+  return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
