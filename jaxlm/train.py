@@ -313,9 +313,11 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
       data_state = data.get_state() if hasattr(data, "get_state") else None
       checkpointer.save(step, state, data_state=data_state, config=config)
 
-  # Redirected to a file (cluster logs), redraw every 30 s instead of flooding it.
+  # Redirected to a file (cluster logs), redraw every 30 s instead of flooding it; maxinterval
+  # too, or tqdm's monitor thread forces an extra redraw 10 s after a quiet spell.
+  interval = 0.1 if sys.stderr.isatty() else 30.0
   bar = tqdm.tqdm(total=num_steps, initial=start, desc="train", disable=not progress,
-                  dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+                  dynamic_ncols=True, mininterval=interval, maxinterval=max(interval, 10.0))
   if start == 0:
     run_eval(0)
   tokens, t0, metrics = 0, time.perf_counter(), None

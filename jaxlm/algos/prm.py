@@ -124,19 +124,15 @@ def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
   """
   pool, steps = list(problem.numbers), []
   while len(pool) > 1:
-    moves = [(i, j, op) for i in range(len(pool)) for j in range(i + 1, len(pool))
-             for op in countdown.OPS]
-    order = rng.permutation(len(moves))
-    if near_miss and len(pool) == 2:  # the legal result closest to the target (stable order)
-      gap = lambda k: abs(countdown.apply_op(*pool, moves[k][2]) - problem.target)
-      order = sorted((k for k in order if countdown.apply_op(*pool, moves[k][2]) is not None),
-                     key=gap)
-    for k in order:
-      i, j, op = moves[k]
-      value = countdown.apply_op(pool[i], pool[j], op)
+    moves = [(i, j, op, countdown.apply_op(pool[i], pool[j], op))
+             for i in range(len(pool)) for j in range(i + 1, len(pool)) for op in countdown.OPS]
+    moves = [moves[k] for k in rng.permutation(len(moves)) if moves[k][3] is not None]
+    if near_miss and len(pool) == 2:  # the result closest to the target (stable: random ties)
+      moves.sort(key=lambda move: abs(move[3] - problem.target))
+    for i, j, op, value in moves:
       child = [x for m, x in enumerate(pool) if m not in (i, j)] + [value]
-      if value is not None and (near_miss or countdown.solve(
-          countdown.Problem(tuple(sorted(child)), problem.target)) is not None):
+      if near_miss or countdown.solve(
+          countdown.Problem(tuple(sorted(child)), problem.target)) is not None:
         step = countdown.format_step(pool[i], op, pool[j])
         steps.append(step + countdown.POOL_SEPARATOR + countdown.format_pool(child)
                      if write_pool else step)
@@ -442,12 +438,12 @@ def label_solutions(rng: jax.Array, prompts: tree.Prefixes,
     problems: the Q problems (for the verifier).
     propose: the policy's step sampler (temperature > 0).
     num_samples: sampled solutions per question (each becomes a row).
-    num_references: reference solutions per question (rows after the sampled ones).
-    write_pool: the references write the numbers left after each step.
-    seed: seed of the references.
     num_rollouts: R rollouts per step prefix.
     max_steps: step cap of a solution.
     chunk: prefixes valued per call (fixed shapes: the last chunk is padded).
+    num_references: reference solutions per question (rows after the sampled ones).
+    write_pool: the references write the numbers left after each step.
+    seed: seed of the references.
 
   Returns:
     (PRMBatch, stats) with stats: rows, labelled steps, mean label and the policy's pass@1 on

@@ -56,6 +56,11 @@ from jaxlm.search import compute_optimal, passk, select, synthetic, tree
 VOTE_ON = ("number", "solution")
 
 
+def _check_vote_on(vote_on: str) -> None:
+  if vote_on not in VOTE_ON:
+    raise ValueError(f"vote_on must be one of {VOTE_ON}, got {vote_on!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Countdown test-time-compute experiment.
@@ -150,8 +155,7 @@ class Config:
       raise ValueError(f"thinking_samples must be >= 1, got {self.thinking_samples}")
     if not self.budgets or min(self.budgets) < 1:
       raise ValueError(f"budgets must be positive, got {self.budgets}")
-    if self.vote_on not in VOTE_ON:
-      raise ValueError(f"vote_on must be one of {VOTE_ON}, got {self.vote_on!r}")
+    _check_vote_on(self.vote_on)
     if self.eval_problems < max(self.num_bins, self.num_folds):
       raise ValueError(f"eval_problems={self.eval_problems} must be >= num_bins and num_folds")
 
@@ -305,10 +309,15 @@ class Judge:
 
   def __init__(self, problems: Sequence[countdown.Problem], prompt_lengths: np.ndarray,
                vote_on: str = "solution"):
-    if vote_on not in VOTE_ON:
-      raise ValueError(f"vote_on must be one of {VOTE_ON}, got {vote_on!r}")
+    _check_vote_on(vote_on)
     self.problems, self.starts, self.vote_on = problems, np.asarray(prompt_lengths), vote_on
     self.tok, self.cache = prm_lib.tokenizer(), {}
+
+  def _answer(self, text: str) -> str | None:
+    if self.vote_on == "solution":
+      return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+    number = countdown.final_number(text)
+    return None if number is None else str(number)
 
   def __call__(self, question: int, tokens_L: np.ndarray, length: int, done: bool
                ) -> tuple[bool, str | None]:
@@ -316,14 +325,9 @@ class Judge:
     text = prm_lib.solution_text(self.tok, tokens_L, self.starts[question], length)
     key = (question, text)
     if key not in self.cache:
-      self.cache[key] = countdown.verify(self.problems[question], text)[0]
-    if not done:
-      return self.cache[key], None
-    if self.vote_on == "solution":
-      return self.cache[key], "\n".join(line.strip() for line in text.splitlines()
-                                        if line.strip())
-    number = countdown.final_number(text)
-    return self.cache[key], (None if number is None else str(number))
+      self.cache[key] = countdown.verify(self.problems[question], text)[0], self._answer(text)
+    correct, answer = self.cache[key]
+    return correct, (answer if done else None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,8 +8,9 @@ been used (k - 1 operations) and the last number left equals the target.
 
 A written solution is one operation per line, ``a op b = c`` (for ``-`` and ``/`` the larger
 number comes first), optionally followed by the numbers left after it, ``a op b = c | x y c``
-(Stream-of-Search writes the state after every step; the verifier then checks it too). Text after the last ``Answer:`` marker is the solution when the marker is
-present, so a model may write a search trace (``search_trace``) before its answer.
+(Stream-of-Search writes the state after every step; the verifier then checks it too). Text
+after the last ``Answer:`` marker is the solution when the marker is present, so a model may
+write a search trace (``search_trace``) before its answer.
 """
 
 import dataclasses
@@ -195,10 +196,15 @@ def extract_answer(text: str) -> str:
   return text.rsplit(ANSWER_MARKER, 1)[-1]
 
 
+def _solution_lines(text: str) -> list[str]:
+  """The non-empty lines after the last ``Answer:`` marker."""
+  return [line for line in extract_answer(text).splitlines() if line.strip()]
+
+
 def final_number(text: str) -> int | None:
   """The number a written solution arrives at (the result of its last line), or None when the
   last non-empty line (after any ``Answer:`` marker) is not a step. The answer votes count."""
-  lines = [line for line in extract_answer(text).splitlines() if line.strip()]
+  lines = _solution_lines(text)
   match = _STEP_RE.match(lines[-1]) if lines else None
   return None if match is None else int(match[4])
 
@@ -215,7 +221,7 @@ def verify(problem: Problem, text: str) -> tuple[bool, str]:
     (solved, reason): reason names the first offending line, or is "ok".
   """
   pool = list(problem.numbers)
-  lines = [line for line in extract_answer(text).splitlines() if line.strip()]
+  lines = _solution_lines(text)
   if not lines:
     return False, "empty solution"
   for i, line in enumerate(lines):
