@@ -18,7 +18,7 @@ Trains a 2-layer character transformer (d=64, ~0.1M parameters) for 3000 steps o
 hash of (numbers, target)). Every step writes the numbers left ("7*5=35|3 35"); 90% of the
 training rows are random solver solutions and 10% honest near misses (random moves, then the
 closest last result written as it is). It then samples 4 solutions of each of 1024 training
-questions, adds 2 solver solutions per question, labels every step prefix with 8 Monte-Carlo
+questions, adds 4 solver solutions per question, labels every step prefix with 8 Monte-Carlo
 rollouts of the policy, fits a PRM (value head on a copy of the policy trunk), and runs greedy,
 best-of-N (naive / majority / weighted), PRM beam search (M = 4), lookahead (k = 1) and DVTS
 over budgets N = 1..64 on 100 validation questions, bins them by an oracle pass@1 from 32
@@ -29,34 +29,36 @@ a policy on search traces ("{<best-first trace>}Answer:\n<solution>", k = 3) and
 budget_forcing.json: pass@k of budget forcing at thinking budgets B and of NoThinking.
 
 Measured on ONE CPU core (taskset -c 0/1, the other core busy), jax 0.10.2:
-  default: about 24 min end to end: policy 6.6 min + PRM labels 5.2 min (17,960 prefixes) +
-    PRM 2.2 min, search 9.2 min. smoke: < 1 min. trace: 16 min (trace policy 15 min at ~1.1
+  default: about 25 min end to end: policy 6.6 min + PRM labels 6.7 min (23,950 prefixes) +
+    PRM 2.2 min, search 8.7 min. smoke: < 1 min. trace: 16 min (trace policy 15 min at ~1.1
     steps/s, rows of up to 352 tokens; evaluation 1.2 min). reduced: not measured.
 Measured result (default): policy pass@1 0.15 (k=3: 0.24, k=4: 0.06; greedy 0.13), best-of-N
 coverage 0.25 / 0.40 / 0.72 / 0.90 at N = 2 / 4 / 16 / 64, PRM AUC on the 6,400 validation
-samples 0.965. 100 questions: one standard error ~0.05. Accuracy, all questions:
+samples 0.970. 100 questions: one standard error ~0.05. Accuracy, all questions:
 
   N                         1      2      4      8     16     32     64
   greedy                0.130  0.130  0.130  0.130  0.130  0.130  0.130
-  best_of_n_naive       0.139  0.243  0.381  0.500  0.603  0.685  0.670
+  best_of_n_naive       0.139  0.242  0.380  0.495  0.598  0.660  0.680
   best_of_n_majority    0.139  0.140  0.133  0.140  0.150  0.160  0.150
-  best_of_n_weighted    0.139  0.243  0.371  0.492  0.585  0.635  0.660
-  beam (M=4)            0.115  0.145  0.190  0.258  0.343  0.365  0.420
-  lookahead (k=1)       0.152  0.228  0.347  0.463  0.562  0.635  0.660
-  dvts                  0.163  0.188  0.201  0.294  0.395  0.470  0.570
-  compute_optimal       0.192  0.220  0.366  0.506  0.580  0.635  0.640
-  best_single           0.163  0.243  0.381  0.500  0.603  0.685  0.670
+  best_of_n_weighted    0.139  0.242  0.377  0.489  0.575  0.630  0.650
+  beam (M=4)            0.115  0.155  0.195  0.318  0.383  0.425  0.420
+  lookahead (k=1)       0.152  0.228  0.372  0.495  0.610  0.625  0.690
+  dvts                  0.163  0.193  0.222  0.320  0.430  0.500  0.560
+  compute_optimal       0.192  0.228  0.364  0.497  0.573  0.635  0.640
+  best_single           0.163  0.242  0.380  0.495  0.610  0.660  0.690
 
 Hardest bin (20 questions, oracle pass@1 0.002), N = 1 / 2 / 4 / 8 / 16: lookahead 0.037 /
-0.050 / 0.100 / 0.163 / 0.175 beats weighted best-of-N 0.025 / 0.044 / 0.078 / 0.125 / 0.200
-and greedy (0.0) up to N = 8; plain beam search does not (0.013 / 0.025 / 0.025 / 0.062 /
-0.125): the PRM judges finished solutions well but intermediate states poorly, and lookahead
-scores a step after a greedy rollout to (for k = 3) the final line. Weighted >= majority holds
+0.075 / 0.138 / 0.237 / 0.200 beats weighted best-of-N 0.025 / 0.042 / 0.075 / 0.125 / 0.200
+and greedy (0.0) up to N = 8 and ties it at 16 (naive 0.225); plain beam search reaches
+best-of-N only at N = 4 (0.013 / 0.037 / 0.075 / 0.075 / 0.138): the PRM judges finished
+solutions well but intermediate states poorly, and lookahead scores a step after a greedy
+rollout to (for k = 3) the final line. Weighted >= majority holds
 everywhere, majority >= naive does not: with pass@1 0.15 the most frequent solution is rarely
 right, while the PRM's maximum is. The compute-optimal selector is within noise of the
-in-sample best single strategy (above it at N = 1 and 8). With vote_on="number" (votes count
-the number a solution reaches) majority rises to 0.20 at N = 16 but weighted falls to 0.485 /
-0.530 at N = 16 / 64: many near misses sharing a wrong number outvote one right solution.
+in-sample best single strategy (above it at N = 1 and 8, up to 0.05 below at N = 16 / 64).
+With vote_on="number" (votes count the number a solution reaches; measured with 2 references)
+majority rises to 0.20 at N = 16 but weighted falls to 0.485 / 0.530 at N = 16 / 64: many near
+misses sharing a wrong number outvote one right solution.
 
 How the PRM got there (same 100 questions; PRM AUC on held-out training questions from a
 separate 80/20 fit, "mid" = intermediate steps vs label > 0):
@@ -69,7 +71,9 @@ separate 80/20 fit, "mid" = intermediate steps vs label > 0):
     0.28 / 0.32, but pass@1 0.12;
   + 2 solver solutions per question among the labelled rows (the policy's own samples give
     mean label 0.06 and few right answers): PRM AUC on validation samples 0.93, weighted
-    0.44 / 0.56; with 10% near misses instead (the default) 0.965 and 0.59 / 0.66.
+    0.44 / 0.56; with 10% near misses 0.965 and 0.59 / 0.66; 4 solver solutions (the default)
+    0.970, beam 0.34 -> 0.38 and lookahead 0.56 -> 0.61 at N = 16; 16 rollouts per prefix
+    instead of 8 (2 references) was worse: 0.912, weighted 0.47 / 0.50.
 A 4-layer d=128 PRM from scratch, a frozen policy trunk (AUC 0.57 / 0.64) and 4x policy
 samples did not help.
 
@@ -112,7 +116,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.prm_problems = 1024  # problems whose policy samples get Monte-Carlo labels
   c.prm_samples = 4  # policy solutions sampled per PRM problem
   c.prm_rollouts = 8  # rollouts per step prefix (soft label resolution)
-  c.prm_references = 2  # solver solutions per PRM problem, labelled by the same rollouts
+  c.prm_references = 4  # solver solutions per PRM problem, labelled by the same rollouts
   c.eval_problems = 100  # validation questions
   c.write_pool = True  # every step writes the numbers left: "7*5=35|3 35"
   c.near_miss_fraction = 0.1  # policy rows that are honest failed attempts
