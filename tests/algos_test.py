@@ -6,6 +6,7 @@ import os
 import tempfile
 
 from absl.testing import absltest
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,6 +89,30 @@ class AlgosTest(absltest.TestCase):
                                   params["embed"]["embedding"])  # value trunk starts there too
     with self.assertRaisesRegex(ValueError, "config.json"):
       _config(hf_model=self._tmp())
+
+  def test_pretrained_vocab_grows_at_the_end(self):
+    # A policy over 11 ids loaded into a 16-id LM: the old ids keep their embeddings (tied
+    # output too), so logits over them are unchanged; new ids keep the fresh init.
+    small, big = (dataclasses.replace(TINY, vocab_size=v, max_len=8, pos="rope")
+                  for v in (11, 16))
+    model, init_small, logits_fn = bc.lm_networks(small)
+    old = init_small(jax.random.key(0))
+    _, init_big, big_logits_fn = bc.lm_networks(big, old)
+    grown, fresh = init_big(jax.random.key(1)), bc.lm_networks(big)[1](jax.random.key(1))
+    unbox = nn.meta.unbox
+    emb = unbox(grown)["embed"]["embedding"]
+    np.testing.assert_array_equal(emb[:11], unbox(old)["embed"]["embedding"])
+    np.testing.assert_array_equal(emb[11:], unbox(fresh)["embed"]["embedding"][11:])
+    self.assertEqual(grown["embed"]["embedding"].names, ("vocab", "embed"))
+    tokens, mask = jnp.array([[2, 5, 7, 10, 3]]), jnp.ones((1, 5), jnp.int32)
+    np.testing.assert_allclose(big_logits_fn(unbox(grown), tokens, mask)[..., :11],
+                               logits_fn(unbox(old), tokens, mask), rtol=1e-5, atol=1e-6)
+    del model
+    wide = dataclasses.replace(small, d_ff=128)  # an MLP width cannot be grown
+    with self.assertRaisesRegex(ValueError, "only a shorter 'vocab' axis"):
+      bc.lm_networks(wide, old)[1](jax.random.key(0))
+    with self.assertRaisesRegex(ValueError, "only a shorter 'vocab' axis"):  # nor shrunk
+      bc.lm_networks(dataclasses.replace(small, vocab_size=8), old)[1](jax.random.key(0))
 
   def test_killed_run_resumes_to_the_same_params(self):
     config = _config(variant="trlx", compare=())

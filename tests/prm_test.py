@@ -224,6 +224,18 @@ class PRMTest(parameterized.TestCase):
     np.testing.assert_allclose(loss, (np.log(2) + 0.562335) / 2, rtol=1e-5)
     np.testing.assert_allclose(metrics["prm_abs_err"], 0.0, atol=1e-6)
 
+  def test_estimate_labels_by_hand(self):
+    # Soft labels 0, 1/8, 1 at step ends; HE marks any success, masked positions stay 0.
+    batch = prm.PRMBatch(np.zeros((1, 4), np.int32), np.ones((1, 4), np.float32),
+                         np.array([[1, 1, 1, 0]], np.float32),
+                         np.array([[0.0, 0.125, 1.0, 0.0]], np.float32))
+    self.assertIs(prm.estimate_labels(batch, "soft"), batch)
+    hard = prm.estimate_labels(batch, "hard")
+    np.testing.assert_array_equal(hard.labels, [[0.0, 1.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(hard.label_mask, batch.label_mask)
+    with self.assertRaisesRegex(ValueError, "label kind"):
+      prm.estimate_labels(batch, "max")
+
   def test_networks_copy_the_policy_trunk(self):
     cfg = TransformerConfig(vocab_size=prm.tokenizer().vocab_size, d_model=16, n_layers=1,
                             n_heads=2, d_ff=32, max_len=12, pos="rope")

@@ -74,6 +74,9 @@ class ReportTest(absltest.TestCase):
     want = np.mean(np.where(binned_easy, np.where(easy > 0.5, 0.9, 0.2), 0.5))
     self.assertAlmostEqual(report["compute_optimal"][1], want)
     self.assertGreaterEqual(report["compute_optimal"][1], report["best_single"][1])
+    # Without bins every training fold prefers beam (0.59 > 0.5): held out, beam's accuracy.
+    self.assertAlmostEqual(report["best_single_cv"][4], report["beam"][4])
+    self.assertGreater(report["compute_optimal"][4], report["best_single_cv"][4] + 0.1)
     self.assertAlmostEqual(report["gain_over_best_of_n"][1], want - 0.5)
     with tempfile.TemporaryDirectory() as tmp:
       path = os.path.join(tmp, "plot.png")

@@ -212,7 +212,7 @@ class EndToEndTest(absltest.TestCase):
       with open(os.path.join(workdir, "results.json")) as f:
         saved = json.load(f)
       names = ["best_of_n_naive", "best_of_n_majority", "best_of_n_weighted", "beam",
-               "compute_optimal", "best_single"]
+               "compute_optimal", "best_single", "best_single_cv"]
       for name in names:
         self.assertEqual(sorted(saved[name]), ["1", "2"], msg=name)
         self.assertTrue(all(0.0 <= v <= 1.0 for v in saved[name].values()), msg=name)
@@ -220,6 +220,12 @@ class EndToEndTest(absltest.TestCase):
       for name in ("report.json", "accuracy_vs_budget.png", "accuracy_vs_budget_hard.png",
                    "prm_labels.npz"):
         self.assertTrue(os.path.exists(os.path.join(workdir, name)), msg=name)
+      with np.load(os.path.join(workdir, "accuracy.npz")) as f:  # per question: means = results
+        acc, saved_names = f["accuracy_QxCxB"], list(f["names"])
+        np.testing.assert_array_equal(f["budgets"], [1, 2])
+      self.assertEqual(acc.shape, (config.eval_problems, len(saved_names), 2))
+      np.testing.assert_allclose(acc[:, saved_names.index("beam")].mean(0),
+                                 [saved["beam"]["1"], saved["beam"]["2"]], rtol=1e-6)
       with open(os.path.join(workdir, "report.json")) as f:
         report = json.load(f)
       self.assertEqual(sum(report["bin_sizes"]), config.eval_problems)
@@ -235,6 +241,7 @@ class EndToEndTest(absltest.TestCase):
     with tempfile.TemporaryDirectory() as workdir:
       self.assertEqual(search.train_and_evaluate(config, workdir), {})
       self.assertFalse(os.path.exists(os.path.join(workdir, "results.json")))
+      self.assertTrue(os.path.isdir(os.path.join(workdir, "policy")))  # the warm start
       with open(os.path.join(workdir, "budget_forcing.json")) as f:
         out = json.load(f)
     self.assertEqual(sorted(out["thinking"]), ["2", "6"])
@@ -246,12 +253,17 @@ class EndToEndTest(absltest.TestCase):
       self.assertTrue(0.0 <= entry["forced"] <= 1.0)
     self.assertIn(out["equal_tokens"]["2"]["nothinking_samples"], (1, 2))
     self.assertGreater(out["trace_rows"], 0)
+    self.assertEqual(out["trace_init"], "policy")
 
   def test_config_errors(self):
     with self.assertRaisesRegex(ValueError, "strategies"):
       search.Config(strategies=("mcts",))
     with self.assertRaisesRegex(ValueError, "vote_on"):
       search.Config(vote_on="path")
+    with self.assertRaisesRegex(ValueError, "prm_label"):
+      search.Config(prm_label="max")
+    with self.assertRaisesRegex(ValueError, "trace_init"):
+      search.Config(trace_init="hf")
     with self.assertRaisesRegex(ValueError, "unknown Config config key"):
       search.config_from_dict({"beam": 4})
 

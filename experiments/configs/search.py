@@ -24,43 +24,59 @@ best-of-N (naive / majority / weighted), PRM beam search (M = 4), lookahead (k =
 over budgets N = 1..64 on 100 validation questions, bins them by an oracle pass@1 from 32
 independent samples, and runs the cross-validated compute-optimal selector over 5 difficulty
 bins. Writes results.json, report.json (with the PRM's AUC on the validation best-of-N
-samples), accuracy_vs_budget.png, accuracy_vs_budget_hard.png. The "trace" preset instead trains
-a policy on search traces ("{<best-first trace>}Answer:\n<solution>", k = 3) and writes
+samples), accuracy.npz (per-question accuracy), accuracy_vs_budget.png and
+accuracy_vs_budget_hard.png. The "trace" preset instead trains the direct-answer policy on k = 3
+and fine-tunes it on search traces ("{<best-first trace>}Answer:\n<solution>"), then writes
 budget_forcing.json: pass@k of budget forcing at thinking budgets B and of NoThinking.
 
-Measured on ONE CPU core (taskset -c 0/1, the other core busy), jax 0.10.2:
-  default: about 25 min end to end: policy 6.6 min + PRM labels 6.7 min (23,950 prefixes) +
-    PRM 2.2 min, search 8.7 min. smoke: < 1 min. trace: 16 min (trace policy 15 min at ~1.1
-    steps/s, rows of up to 352 tokens; evaluation 1.2 min). reduced: not measured.
-Measured result (default): policy pass@1 0.15 (k=3: 0.24, k=4: 0.06; greedy 0.13), best-of-N
-coverage 0.25 / 0.40 / 0.72 / 0.90 at N = 2 / 4 / 16 / 64, PRM AUC on the 6,400 validation
-samples 0.970. 100 questions: one standard error ~0.05. Accuracy, all questions:
+Measured on ONE CPU core of a machine ~1.8x slower than the one of the earlier table (taskset,
+the other core busy), jax 0.10.2; runs are deterministic on one machine, but the policy (and so
+every number) differs across machines: the earlier machine gave greedy 0.13, pass@1 0.15.
+  default: about 56 min end to end: policy 11.7 min + PRM labels 14.2 min (23,954 prefixes) +
+    PRM ~4 min, search 21.6 min (beam and lookahead 8 min each). smoke: < 1 min.
+  trace: about 64 min: direct policy 14 min, trace policy 46 min (1500 steps, ~1.8 s/step with
+    a third job on the machine; ~1 s/step alone), evaluation 3 min. reduced: not measured.
+Measured result (default): policy pass@1 0.165 (k=3: 0.26, k=4: 0.07; greedy 0.21), best-of-N
+coverage 0.27 / 0.43 / 0.75 / 0.92 at N = 2 / 4 / 16 / 64, PRM AUC on the 6,400 validation
+samples 0.967. 100 questions: one standard error ~0.05. Accuracy, all questions:
 
   N                         1      2      4      8     16     32     64
-  greedy                0.130  0.130  0.130  0.130  0.130  0.130  0.130
-  best_of_n_naive       0.139  0.242  0.380  0.495  0.598  0.660  0.680
-  best_of_n_majority    0.139  0.140  0.133  0.140  0.150  0.160  0.150
-  best_of_n_weighted    0.139  0.242  0.377  0.489  0.575  0.630  0.650
-  beam (M=4)            0.115  0.155  0.195  0.318  0.383  0.425  0.420
-  lookahead (k=1)       0.152  0.228  0.372  0.495  0.610  0.625  0.690
-  dvts                  0.163  0.193  0.222  0.320  0.430  0.500  0.560
-  compute_optimal       0.192  0.228  0.364  0.497  0.573  0.635  0.640
-  best_single           0.163  0.242  0.380  0.495  0.610  0.660  0.690
+  greedy                0.210  0.210  0.210  0.210  0.210  0.210  0.210
+  best_of_n_naive       0.158  0.263  0.405  0.530  0.613  0.630  0.610
+  best_of_n_majority    0.158  0.161  0.171  0.196  0.210  0.235  0.260
+  best_of_n_weighted    0.158  0.263  0.400  0.534  0.627  0.720  0.750
+  beam (M=4)            0.145  0.182  0.205  0.347  0.393  0.485  0.480
+  lookahead (k=1)       0.147  0.292  0.380  0.530  0.608  0.670  0.670
+  dvts                  0.190  0.198  0.239  0.361  0.482  0.575  0.630
+  compute_optimal       0.185  0.250  0.356  0.540  0.598  0.710  0.690
+  best_single_cv        BSCV
+  best_single           0.210  0.292  0.405  0.534  0.627  0.720  0.750
 
-Hardest bin (20 questions, oracle pass@1 0.002), N = 1 / 2 / 4 / 8 / 16: lookahead 0.037 /
-0.075 / 0.138 / 0.237 / 0.200 beats weighted best-of-N 0.025 / 0.042 / 0.075 / 0.125 / 0.200
-and greedy (0.0) up to N = 8 and ties it at 16 (naive 0.225); plain beam search reaches
-best-of-N only at N = 4 (0.013 / 0.037 / 0.075 / 0.075 / 0.138): the PRM judges finished
-solutions well but intermediate states poorly, and lookahead scores a step after a greedy
-rollout to (for k = 3) the final line. Weighted >= majority holds
-everywhere, majority >= naive does not: with pass@1 0.15 the most frequent solution is rarely
-right, while the PRM's maximum is. The compute-optimal selector is within noise of the
-in-sample best single strategy (above it at N = 1 and 8, up to 0.05 below at N = 16 / 64).
-With vote_on="number" (votes count the number a solution reaches; measured with 2 references)
-majority rises to 0.20 at N = 16 but weighted falls to 0.485 / 0.530 at N = 16 / 64: many near
-misses sharing a wrong number outvote one right solution.
+Naive best-of-N over-optimises the PRM (0.630 at N = 32, 0.610 at 64) while the weighted vote
+keeps rising (0.750): weighted > naive from N = 16 on, as Snell et al. find; weighted >=
+majority everywhere; majority >= naive never holds here (the most frequent solution of a policy
+with pass@1 0.17 is rarely right). Hardest bin (20 questions, 0 of 32 oracle samples right),
+N = 1 / 2 / 4 / 8 / 16: weighted best-of-N 0.023 / 0.045 / 0.087 / 0.156 / 0.212, beam 0.025 /
+0.075 / 0.037 / 0.075 / 0.100, lookahead 0.037 / 0.037 / 0.075 / 0.050 / 0.075, DVTS 0.025 /
+0.075 / 0.056 / 0.100 / 0.163, greedy 0. On the earlier machine lookahead led there up to N = 8
+(0.037 / 0.075 / 0.138 / 0.237 vs weighted 0.025 / 0.042 / 0.075 / 0.125) and beam did not:
+on 20 questions (one standard error ~0.08) the ordering of the search methods on the hard bin
+is not stable across two policies, and no method beats best-of-N there robustly. The PRM ranks
+finished solutions well (AUC 0.97) but three-number states poorly (held-out AUC ~0.7, below).
+The compute-optimal selector (5 bins, 5 folds) is up to 0.06 below the in-sample best single
+strategy; against the cross-validated best single strategy (best_single_cv, chosen on the same
+training folds without bins) it is BSCVCMP.
+PRM target ablation (prm_label="hard", Math-Shepherd's HE: 1 if any of the 8 rollouts succeeds,
+same policy and rollouts): validation AUC 0.776 (soft 0.967), weighted best-of-N 0.343 / 0.410
+at N = 16 / 64 (soft 0.627 / 0.750), beam 0.260 at N = 8 (soft 0.347). A hard label is a
+monotone function of the same rollouts' success rate, so it ranks states no better in the limit;
+in practice most three-number states of the references become 1 and the head loses the
+final-step resolution. Soft labels stay the default.
+With vote_on="number" (votes count the number a solution reaches; measured with 2 references
+on the earlier machine) majority rises to 0.20 at N = 16 but weighted falls to 0.485 / 0.530 at
+N = 16 / 64: many near misses sharing a wrong number outvote one right solution.
 
-How the PRM got there (same 100 questions; PRM AUC on held-out training questions from a
+How the PRM got there (earlier machine; PRM AUC on held-out training questions from a
 separate 80/20 fit, "mid" = intermediate steps vs label > 0):
   steps as "7*5=35" only (earlier preset): held-out AUC mid 0.68, final 0.67, weighted
     best-of-N 0.18 at N = 64 (policy pass@1 0.15);
@@ -77,12 +93,25 @@ separate 80/20 fit, "mid" = intermediate steps vs label > 0):
 A 4-layer d=128 PRM from scratch, a frozen policy trunk (AUC 0.57 / 0.64) and 4x policy
 samples did not help.
 
-Measured result (trace): 1448 of 1500 k = 3 traces fit 352 tokens; after 1000 steps (loss 0.06)
-the policy writes well-formed traces ("#1 [5 7] h=0 / 7*5=35 -> [35] goal}Answer:...") with
-wrong arithmetic, and pass@1..8 is 0.0 for NoThinking (37 tokens per sample) and for budget
-forcing at B = 16 / 64 / 128 / 256 (47 / 101 / 163 / 274 tokens; thinking cut by the budget in
-100 / 99.8 / 99.1 / 65 % of samples). The budget-forcing comparison needs a policy that solves
-k = 3 problems from traces: far more steps (or a wider model) than one CPU core gives in 20 min.
+Measured result (trace): 1448 of 1500 k = 3 traces fit 352 tokens. The trace policy starts from
+the direct-answer policy (trace_init="policy": its character ids are kept, the trace symbols
+are new rows of the embedding) and reaches loss 0.010 after 1500 steps. pass@1 / pass@8 of
+budget forcing at thinking budgets B (tokens per sample; share of samples whose thinking was
+cut), 100 validation questions x 8 samples:
+  B                  16      64     128     256     320
+  tokens / sample    68     117     181     279     292
+  thinking cut     100%   99.4%   99.8%   70.3%    1.5%
+  pass@1          0.000   0.000   0.001   0.044   0.124
+  pass@8          0.000   0.000   0.010   0.210   0.430
+NoThinking ("{}Answer:" pre-filled; 56 tokens per sample) stays at 0.0: a model that only ever
+saw traces before its answer does not answer without one, unlike the reasoning models of Ma et
+al. 2025 whose base model could; at matched tokens (up to 5 NoThinking samples per thinking
+sample) thinking wins from B = 256 on (0.044 / 0.124 vs 0.0). Accuracy grows with the thinking
+budget as in s1: a cut trace rarely leads to a right answer (pass@1 0.124 with 1.5% cut vs 0.044
+with 70% cut). The traces cost: the direct-answer policy alone solves k = 3 at pass@1 0.26 (the
+default run) in ~25 tokens. From scratch (trace_init="scratch", earlier machine, 1000 steps,
+loss 0.06) the traces were well formed with wrong arithmetic and every pass@k was 0.0, at
+B = 256 too.
 """
 
 import ml_collections
@@ -117,6 +146,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.prm_samples = 4  # policy solutions sampled per PRM problem
   c.prm_rollouts = 8  # rollouts per step prefix (soft label resolution)
   c.prm_references = 4  # solver solutions per PRM problem, labelled by the same rollouts
+  c.prm_label = "soft"  # PRM target: fraction of rollouts that succeed ("hard": any succeeds)
   c.eval_problems = 100  # validation questions
   c.write_pool = True  # every step writes the numbers left: "7*5=35|3 35"
   c.near_miss_fraction = 0.1  # policy rows that are honest failed attempts
@@ -146,6 +176,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.thinking_samples = 8  # samples per question for pass@k of budget forcing / NoThinking
   c.trace_max_len = 352  # search-trace training row buffer (longer traces are dropped)
   c.trace_policy = _train(1000, 32, 3e-3, log_every=100)  # search-trace policy
+  c.trace_init = "policy"  # start the trace policy from the direct-answer policy ("scratch")
 
   if arg in (None, "", "default"):
     pass
@@ -156,7 +187,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.prm = _train(300, 64, 1e-3)
   elif arg == "trace":
     c.update(num_numbers=(3,), train_problems=1500, prm_problems=8, strategies=(),
-             thinking_budgets=(16, 64, 128, 256), max_len=32, max_rows=512)
+             thinking_budgets=(16, 64, 128, 256, 320), max_rows=512)
+    c.trace_policy = _train(1500, 32, 3e-3, log_every=100)
   elif arg == "smoke":
     c.model.update(d_model=32, d_ff=64)
     c.update(train_problems=64, solutions_per_problem=1, prm_problems=8, prm_samples=1,

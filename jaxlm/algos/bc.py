@@ -30,7 +30,10 @@ def lm_networks(mcfg: TransformerConfig, pretrained: Any = None):
   """(model, init_fn, logits_fn) of a transformer LM; shared by every algorithm.
 
   With `pretrained` params (e.g. `offline.pretrained_params`), init_fn returns them, keeping the
-  logical-axis boxes of a fresh init so that they are sharded the same way.
+  logical-axis boxes of a fresh init so that they are sharded the same way. A pretrained
+  `vocab` axis may be shorter than `mcfg.vocab_size` (a tokenizer extended at the end, e.g. a
+  policy's character set plus search-trace symbols): its rows keep their ids, the new ids keep
+  the fresh initialisation.
   """
   model = Transformer(mcfg)
 
@@ -38,14 +41,27 @@ def lm_networks(mcfg: TransformerConfig, pretrained: Any = None):
     fresh = model.init(key, jnp.zeros((1, min(mcfg.max_len, 8)), jnp.int32))["params"]
     if pretrained is None:
       return fresh
-    return jax.tree.map(
-        lambda box, w: box.replace_boxed(jnp.asarray(w, box.unbox().dtype))
-        if isinstance(box, nn.Partitioned) else jnp.asarray(w, box.dtype), fresh, pretrained,
-        is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    return jax.tree.map(_load_pretrained, fresh, pretrained,
+                        is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
   logits_fn = lambda params, tokens, mask: model.apply({"params": params}, tokens,
                                                        attention_mask_BxT=mask).logits
   return model, init_fn, logits_fn
+
+
+def _load_pretrained(fresh: Any, w: Any) -> Any:
+  """`w` in the dtype (and logical-axis box) of `fresh`; a shorter `vocab` axis is grown."""
+  unbox = lambda x: x.unbox() if isinstance(x, nn.Partitioned) else x
+  value, w = unbox(fresh), jnp.asarray(unbox(w), unbox(fresh).dtype)
+  if w.shape != value.shape:
+    names = fresh.names if isinstance(fresh, nn.Partitioned) else ()
+    grow = [i for i, (a, b) in enumerate(zip(w.shape, value.shape)) if a != b]
+    if (w.ndim != value.ndim or len(grow) != 1 or grow[0] >= len(names)
+        or names[grow[0]] != "vocab" or w.shape[grow[0]] > value.shape[grow[0]]):
+      raise ValueError(f"pretrained shape {w.shape} does not fit {value.shape} (axes {names});"
+                       " only a shorter 'vocab' axis can be grown")
+    w = jax.lax.dynamic_update_slice(value, w, (0,) * w.ndim)
+  return fresh.replace_boxed(w) if isinstance(fresh, nn.Partitioned) else w
 
 
 def train(config: Config, workdir: str, *, resume: bool = False, name: str = "bc"

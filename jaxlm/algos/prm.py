@@ -244,9 +244,12 @@ def train_policy(model_config: TransformerConfig, train: TrainConfig,
 
 
 def fit_lm(name: str, model_config: TransformerConfig, train: TrainConfig, batch: RLBatch,
-           workdir: str, *, resume: bool = False) -> Any:
-  """Behaviour cloning of ``batch``'s actions; checkpoints in ``workdir/name``. Returns params."""
-  _, init_fn, logits_fn = bc_lib.lm_networks(model_config)
+           workdir: str, *, resume: bool = False, pretrained: Any = None) -> Any:
+  """Behaviour cloning of ``batch``'s actions; checkpoints in ``workdir/name``. Returns params.
+
+  ``pretrained`` params initialise the LM (``bc.lm_networks``: a shorter vocabulary grows).
+  """
+  _, init_fn, logits_fn = bc_lib.lm_networks(model_config, pretrained)
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
@@ -351,6 +354,26 @@ class PRMBatch:
   attention_mask: np.ndarray
   label_mask: np.ndarray
   labels: np.ndarray
+
+
+PRM_LABELS = ("soft", "hard")
+
+
+def estimate_labels(batch: PRMBatch, kind: str) -> PRMBatch:
+  """The two step-label estimates of Math-Shepherd (Wang et al. 2024, Eqs. 1-2) from one set of
+  rollouts: "soft" (SE) keeps the fraction of rollouts that succeed, "hard" (HE) is 1 where any
+  of them succeeds. A soft label is a mean of 0/1 rewards, so HE = [SE > 0] exactly.
+
+  Soft labels value a step under one more policy sample; hard labels ask whether the policy can
+  reach a correct answer from it at all, the quantity a search that expands a kept step with M
+  samples (and keeps the best) needs.
+  """
+  if kind not in PRM_LABELS:
+    raise ValueError(f"PRM label kind must be one of {PRM_LABELS}, got {kind!r}")
+  if kind == "soft":
+    return batch
+  hard = ((batch.labels > 0) & (batch.label_mask > 0)).astype(batch.labels.dtype)
+  return batch.replace(labels=hard)
 
 
 def prm_networks(model_config: TransformerConfig):

@@ -54,6 +54,7 @@ from jaxlm.search import compute_optimal, passk, select, synthetic, tree
 
 
 VOTE_ON = ("number", "solution")
+TRACE_INIT = ("policy", "scratch")
 
 
 def _check_vote_on(vote_on: str) -> None:
@@ -77,6 +78,8 @@ class Config:
     prm_rollouts: rollouts per step prefix (the soft label's denominator).
     prm_references: reference (solver) solutions per PRM problem, labelled by the same
       rollouts (``prm_lib.label_solutions``).
+    prm_label: the PRM's target, "soft" (fraction of rollouts that succeed) or "hard" (1 if
+      any does), Math-Shepherd's SE and HE (``prm_lib.estimate_labels``).
     eval_problems: validation questions.
     write_pool: the policy writes the numbers left after every step ("7*5=35|3 35"), so a
       state's solvability is a function of the step's own line (for the policy and the PRM).
@@ -108,6 +111,8 @@ class Config:
     thinking_samples: samples per validation question in that evaluation (pass@k, k <= this).
     trace_max_len: buffer of a search-trace training row (longer traces are dropped).
     trace_policy: training run of the search-trace policy.
+    trace_init: "policy" starts the search-trace policy from the direct-answer policy (trained
+      first with ``policy``), "scratch" from a random init.
   """
   seed: int = 0
   num_numbers: tuple[int, ...] = (4,)
@@ -120,6 +125,7 @@ class Config:
   prm_samples: int = 2
   prm_rollouts: int = 8
   prm_references: int = 0
+  prm_label: str = "soft"
   eval_problems: int = 100
   write_pool: bool = True
   near_miss_fraction: float = 0.1
@@ -144,6 +150,7 @@ class Config:
   thinking_samples: int = 8
   trace_max_len: int = 352
   trace_policy: prm_lib.TrainConfig = prm_lib.TrainConfig(batch_size=32)
+  trace_init: str = "policy"
 
   def __post_init__(self):
     unknown = sorted(set(self.strategies) - set(STRATEGIES))
@@ -156,6 +163,10 @@ class Config:
     if not self.budgets or min(self.budgets) < 1:
       raise ValueError(f"budgets must be positive, got {self.budgets}")
     _check_vote_on(self.vote_on)
+    if self.prm_label not in prm_lib.PRM_LABELS:
+      raise ValueError(f"prm_label must be one of {prm_lib.PRM_LABELS}, got {self.prm_label!r}")
+    if self.trace_init not in TRACE_INIT:
+      raise ValueError(f"trace_init must be one of {TRACE_INIT}, got {self.trace_init!r}")
     if self.eval_problems < max(self.num_bins, self.num_folds):
       raise ValueError(f"eval_problems={self.eval_problems} must be >= num_bins and num_folds")
 
@@ -631,20 +642,27 @@ def _prm_data(config, workdir, prm_problems, sampler, resume):
   return batch, stats
 
 
+def train_policy(config: Config, workdir: str, *, resume: bool = False) -> Any:
+  """Trains (or loads) the direct-answer policy in ``workdir/policy``; returns its params."""
+  train, _, _ = _problem_sets(config)
+  return prm_lib.train_policy(config.model_config(), config.policy, train, config.max_len,
+                              workdir, resume=resume,
+                              solutions_per_problem=config.solutions_per_problem,
+                              write_pool=config.write_pool,
+                              near_miss_fraction=config.near_miss_fraction)
+
+
 def train_models(config: Config, workdir: str, *, resume: bool = False):
   """Trains (or loads) the policy and the PRM. Returns (sampler, greedy, scorer, stats)."""
-  train, prm_problems, _ = _problem_sets(config)
+  _, prm_problems, _ = _problem_sets(config)
   mcfg = config.model_config()
   t0 = time.perf_counter()
-  policy_params = prm_lib.train_policy(mcfg, config.policy, train, config.max_len, workdir,
-                                       resume=resume,
-                                       solutions_per_problem=config.solutions_per_problem,
-                                       write_pool=config.write_pool,
-                                       near_miss_fraction=config.near_miss_fraction)
+  policy_params = train_policy(config, workdir, resume=resume)
   sampler = make_sampler(mcfg, policy_params, config.step_len, config.temperature)
   greedy = make_sampler(mcfg, policy_params, config.step_len, 0.0)
   t1 = time.perf_counter()
   batch, label_stats = _prm_data(config, workdir, prm_problems, sampler, resume)
+  batch = prm_lib.estimate_labels(batch, config.prm_label)
   t2 = time.perf_counter()
   prm_params = prm_lib.train_prm(mcfg, config.prm, batch, policy_params, workdir, resume=resume)
   _, values_fn, _ = prm_lib.prm_networks(mcfg)
@@ -653,16 +671,24 @@ def train_models(config: Config, workdir: str, *, resume: bool = False):
   return sampler, greedy, PRMScorer(prm_params, values_fn), stats
 
 
-def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = False
-                              ) -> dict[str, Any]:
-  """Trains (or loads) the search-trace policy, evaluates budget forcing and NoThinking."""
+def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = False,
+                              policy_params: Any = None) -> dict[str, Any]:
+  """Trains (or loads) the search-trace policy, evaluates budget forcing and NoThinking.
+
+  With ``config.trace_init == "policy"`` the trace policy starts from the direct-answer policy
+  (``policy_params``, else ``train_policy``), its vocabulary grown by the trace symbols (the
+  character ids it knows stay the same), as s1 fine-tunes a pretrained model on traces.
+  """
   train, _, val = _problem_sets(config)
   t0 = time.perf_counter()
+  if config.trace_init == "policy" and policy_params is None:
+    policy_params = train_policy(config, workdir, resume=resume)
   mcfg = dataclasses.replace(config.model_config(), max_len=config.trace_max_len,
                              vocab_size=prm_lib.trace_tokenizer().vocab_size)
   batch = prm_lib.trace_sft_batch(train, config.trace_max_len)
   params = prm_lib.fit_lm("trace_policy", mcfg, config.trace_policy, batch, workdir,
-                          resume=resume)
+                          resume=resume,
+                          pretrained=policy_params if config.trace_init == "policy" else None)
   t1 = time.perf_counter()
   # A self-closed span writes the answer prefix itself: room for it and every step.
   answer_len = len(prm_lib.ANSWER_PREFIX) + config.max_steps * config.step_len
@@ -670,7 +696,7 @@ def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = Fa
   out = evaluate_thinking(sampler, val, config.thinking_budgets, config.thinking_samples,
                           jax.random.PRNGKey(config.seed + 13), max_len=config.max_len,
                           max_rows=config.max_rows)
-  out.update(trace_rows=int(batch.tokens.shape[0]),
+  out.update(trace_rows=int(batch.tokens.shape[0]), trace_init=config.trace_init,
              seconds={"train": t1 - t0, "evaluate": time.perf_counter() - t1})
   return out
 
@@ -680,23 +706,30 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   """Trains the models, runs every strategy at every budget, selects compute-optimally.
 
   Writes ``results.json`` ({name: {N: accuracy}} for every strategy/selection, plus
-  "compute_optimal", "best_single" and "gain_over_best_of_n_weighted"), ``report.json`` (the
-  same per difficulty bin, best-of-N coverage, PRM label stats, timings), and the plots
-  ``accuracy_vs_budget.png`` and ``accuracy_vs_budget_hard.png`` (bin 0). With
-  ``config.thinking_budgets`` it also writes ``budget_forcing.json``
+  "compute_optimal", "best_single", "best_single_cv" and "gain_over_best_of_n_weighted"),
+  ``report.json`` (the same per difficulty bin, best-of-N coverage, PRM label stats, timings),
+  ``accuracy.npz`` (per-question accuracy [Q, strategy, N] and difficulty, for paired
+  comparisons), and the plots ``accuracy_vs_budget.png`` and ``accuracy_vs_budget_hard.png``
+  (bin 0). With ``config.thinking_budgets`` it also writes ``budget_forcing.json``
   (``budget_forcing_experiment``). With no strategies only that part runs.
   """
-  results = search_experiment(config, workdir, resume=resume) if config.strategies else {}
+  results, policy_params = {}, None
+  if config.strategies:
+    results, policy_params = search_experiment(config, workdir, resume=resume)
   if config.thinking_budgets:
     os.makedirs(workdir, exist_ok=True)
     offline.write_json(os.path.join(workdir, "budget_forcing.json"),
-                       budget_forcing_experiment(config, workdir, resume=resume))
+                       budget_forcing_experiment(config, workdir, resume=resume,
+                                                 policy_params=policy_params))
   return results
 
 
 def search_experiment(config: Config, workdir: str, *, resume: bool = False
-                      ) -> dict[str, dict[int, float]]:
-  """The search part of ``train_and_evaluate``: results.json, report.json and the plots."""
+                      ) -> tuple[dict[str, dict[int, float]], Any]:
+  """The search part of ``train_and_evaluate``: results.json, report.json and the plots.
+
+  Returns the results and the policy's params.
+  """
   t0 = time.perf_counter()
   sampler, greedy, scorer, stats = train_models(config, workdir, resume=resume)
   _, _, val = _problem_sets(config)
@@ -737,6 +770,8 @@ def search_experiment(config: Config, workdir: str, *, resume: bool = False
   os.makedirs(workdir, exist_ok=True)
   offline.write_json(os.path.join(workdir, "results.json"), results)
   offline.write_json(os.path.join(workdir, "report.json"), report)
+  np.savez(os.path.join(workdir, "accuracy.npz"), names=np.array(names),
+           budgets=np.array(budgets), accuracy_QxCxB=acc_QxCxB, difficulty_Q=difficulty)
   compute_optimal.plot_accuracy_vs_budget(results, os.path.join(workdir,
                                                                 "accuracy_vs_budget.png"),
                                           title="Countdown: accuracy vs budget")
@@ -744,7 +779,7 @@ def search_experiment(config: Config, workdir: str, *, resume: bool = False
       {k: {int(n): v for n, v in c.items()} for k, c in by_bin["0"].items()},
       os.path.join(workdir, "accuracy_vs_budget_hard.png"),
       title="Countdown, hardest bin: accuracy vs budget")
-  return results
+  return results, sampler.params
 
 
 def results_table(results: dict[str, dict[int, float]]) -> str:

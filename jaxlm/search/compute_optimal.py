@@ -114,8 +114,10 @@ def compute_optimal_report(acc_QxCxB: np.ndarray, difficulty_Q: np.ndarray,
 
   Returns:
     {name: {N: accuracy}} with every strategy, "compute_optimal" (cross-validated),
-    "best_single" (best single strategy per budget, chosen in-sample: an upper reference) and
-    "gain_over_<baseline>" (compute_optimal minus the baseline).
+    "best_single" (best single strategy per budget, chosen in-sample: an upper reference),
+    "best_single_cv" (one strategy per budget chosen on the same training folds without bins:
+    what the selector must beat for binning to pay) and "gain_over_<baseline>"
+    (compute_optimal minus the baseline).
   """
   acc_QxCxB = np.asarray(acc_QxCxB, np.float64)
   if acc_QxCxB.shape[1:] != (len(strategies), len(budgets)):
@@ -125,11 +127,14 @@ def compute_optimal_report(acc_QxCxB: np.ndarray, difficulty_Q: np.ndarray,
     raise ValueError(f"baseline {baseline!r} is not one of {list(strategies)}")
   bins_Q = difficulty_bins(difficulty_Q, num_bins)
   optimal_B, _ = compute_optimal_accuracy(acc_QxCxB, bins_Q, num_bins, num_folds, seed)
+  single_cv_B, _ = compute_optimal_accuracy(acc_QxCxB, np.zeros_like(bins_Q), 1, num_folds,
+                                            seed)
   per_CxB = acc_QxCxB.mean(axis=0)
   as_dict = lambda v_B: {int(n): float(v) for n, v in zip(budgets, v_B)}
   out = {name: as_dict(per_CxB[c]) for c, name in enumerate(strategies)}
   out["compute_optimal"] = as_dict(optimal_B)
   out["best_single"] = as_dict(per_CxB.max(axis=0))
+  out["best_single_cv"] = as_dict(single_cv_B)
   out[f"gain_over_{baseline}"] = as_dict(optimal_B - per_CxB[list(strategies).index(baseline)])
   return out
 
