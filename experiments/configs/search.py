@@ -49,7 +49,7 @@ samples 0.967. 100 questions: one standard error ~0.05. Accuracy, all questions:
   lookahead (k=1)       0.147  0.292  0.380  0.530  0.608  0.670  0.670
   dvts                  0.190  0.198  0.239  0.361  0.482  0.575  0.630
   compute_optimal       0.185  0.250  0.356  0.540  0.598  0.710  0.690
-  best_single_cv        BSCV
+  best_single_cv        0.160  0.292  0.405  0.507  0.613  0.720  0.750
   best_single           0.210  0.292  0.405  0.534  0.627  0.720  0.750
 
 Naive best-of-N over-optimises the PRM (0.630 at N = 32, 0.610 at 64) while the weighted vote
@@ -65,7 +65,8 @@ is not stable across two policies, and no method beats best-of-N there robustly.
 finished solutions well (AUC 0.97) but three-number states poorly (held-out AUC ~0.7, below).
 The compute-optimal selector (5 bins, 5 folds) is up to 0.06 below the in-sample best single
 strategy; against the cross-validated best single strategy (best_single_cv, chosen on the same
-training folds without bins) it is BSCVCMP.
+training folds without bins) it is +0.025 / -0.042 / -0.049 / +0.033 / -0.015 / -0.010 / -0.060
+at N = 1 .. 64: within noise, binning by difficulty does not pay on 100 questions (20 per bin).
 PRM target ablation (prm_label="hard", Math-Shepherd's HE: 1 if any of the 8 rollouts succeeds,
 same policy and rollouts): validation AUC 0.776 (soft 0.967), weighted best-of-N 0.343 / 0.410
 at N = 16 / 64 (soft 0.627 / 0.750), beam 0.260 at N = 8 (soft 0.347). A hard label is a
