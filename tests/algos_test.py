@@ -95,7 +95,7 @@ class AlgosTest(absltest.TestCase):
     # output too), so logits over them are unchanged; new ids keep the fresh init.
     small, big = (dataclasses.replace(TINY, vocab_size=v, max_len=8, pos="rope")
                   for v in (11, 16))
-    model, init_small, logits_fn = bc.lm_networks(small)
+    _, init_small, logits_fn = bc.lm_networks(small)
     old = init_small(jax.random.key(0))
     _, init_big, big_logits_fn = bc.lm_networks(big, old)
     grown, fresh = init_big(jax.random.key(1)), bc.lm_networks(big)[1](jax.random.key(1))
@@ -107,7 +107,6 @@ class AlgosTest(absltest.TestCase):
     tokens, mask = jnp.array([[2, 5, 7, 10, 3]]), jnp.ones((1, 5), jnp.int32)
     np.testing.assert_allclose(big_logits_fn(unbox(grown), tokens, mask)[..., :11],
                                logits_fn(unbox(old), tokens, mask), rtol=1e-5, atol=1e-6)
-    del model
     wide = dataclasses.replace(small, d_ff=128)  # an MLP width cannot be grown
     with self.assertRaisesRegex(ValueError, "only a shorter 'vocab' axis"):
       bc.lm_networks(wide, old)[1](jax.random.key(0))

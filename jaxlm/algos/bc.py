@@ -52,7 +52,8 @@ def lm_networks(mcfg: TransformerConfig, pretrained: Any = None):
 def _load_pretrained(fresh: Any, w: Any) -> Any:
   """`w` in the dtype (and logical-axis box) of `fresh`; a shorter `vocab` axis is grown."""
   unbox = lambda x: x.unbox() if isinstance(x, nn.Partitioned) else x
-  value, w = unbox(fresh), jnp.asarray(unbox(w), unbox(fresh).dtype)
+  value = unbox(fresh)
+  w = jnp.asarray(unbox(w), value.dtype)
   if w.shape != value.shape:
     names = fresh.names if isinstance(fresh, nn.Partitioned) else ()
     grow = [i for i, (a, b) in enumerate(zip(w.shape, value.shape)) if a != b]

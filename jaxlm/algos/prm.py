@@ -364,9 +364,9 @@ def estimate_labels(batch: PRMBatch, kind: str) -> PRMBatch:
   rollouts: "soft" (SE) keeps the fraction of rollouts that succeed, "hard" (HE) is 1 where any
   of them succeeds. A soft label is a mean of 0/1 rewards, so HE = [SE > 0] exactly.
 
-  Soft labels value a step under one more policy sample; hard labels ask whether the policy can
-  reach a correct answer from it at all, the quantity a search that expands a kept step with M
-  samples (and keeps the best) needs.
+  With the same R rollouts behind every label, HE's expectation 1 - (1 - p)^R is a monotone
+  function of SE's p, so in the limit both rank steps alike; on Countdown HE fits worse (see
+  experiments/configs/search.py).
   """
   if kind not in PRM_LABELS:
     raise ValueError(f"PRM label kind must be one of {PRM_LABELS}, got {kind!r}")

@@ -642,9 +642,10 @@ def _prm_data(config, workdir, prm_problems, sampler, resume):
   return batch, stats
 
 
-def train_policy(config: Config, workdir: str, *, resume: bool = False) -> Any:
-  """Trains (or loads) the direct-answer policy in ``workdir/policy``; returns its params."""
-  train, _, _ = _problem_sets(config)
+def train_policy(config: Config, train: Sequence[countdown.Problem], workdir: str, *,
+                 resume: bool = False) -> Any:
+  """Trains (or loads) the direct-answer policy on ``train`` in ``workdir/policy``; returns its
+  params."""
   return prm_lib.train_policy(config.model_config(), config.policy, train, config.max_len,
                               workdir, resume=resume,
                               solutions_per_problem=config.solutions_per_problem,
@@ -652,12 +653,15 @@ def train_policy(config: Config, workdir: str, *, resume: bool = False) -> Any:
                               near_miss_fraction=config.near_miss_fraction)
 
 
-def train_models(config: Config, workdir: str, *, resume: bool = False):
-  """Trains (or loads) the policy and the PRM. Returns (sampler, greedy, scorer, stats)."""
-  _, prm_problems, _ = _problem_sets(config)
+def train_models(config: Config, workdir: str, *, resume: bool = False, problems=None):
+  """Trains (or loads) the policy and the PRM. Returns (sampler, greedy, scorer, stats).
+
+  ``problems`` are ``_problem_sets(config)`` when the caller has them (they take seconds).
+  """
+  train, prm_problems, _ = problems or _problem_sets(config)
   mcfg = config.model_config()
   t0 = time.perf_counter()
-  policy_params = train_policy(config, workdir, resume=resume)
+  policy_params = train_policy(config, train, workdir, resume=resume)
   sampler = make_sampler(mcfg, policy_params, config.step_len, config.temperature)
   greedy = make_sampler(mcfg, policy_params, config.step_len, 0.0)
   t1 = time.perf_counter()
@@ -681,14 +685,15 @@ def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = Fa
   """
   train, _, val = _problem_sets(config)
   t0 = time.perf_counter()
-  if config.trace_init == "policy" and policy_params is None:
-    policy_params = train_policy(config, workdir, resume=resume)
+  pretrained = None
+  if config.trace_init == "policy":
+    pretrained = (policy_params if policy_params is not None
+                  else train_policy(config, train, workdir, resume=resume))
   mcfg = dataclasses.replace(config.model_config(), max_len=config.trace_max_len,
                              vocab_size=prm_lib.trace_tokenizer().vocab_size)
   batch = prm_lib.trace_sft_batch(train, config.trace_max_len)
   params = prm_lib.fit_lm("trace_policy", mcfg, config.trace_policy, batch, workdir,
-                          resume=resume,
-                          pretrained=policy_params if config.trace_init == "policy" else None)
+                          resume=resume, pretrained=pretrained)
   t1 = time.perf_counter()
   # A self-closed span writes the answer prefix itself: room for it and every step.
   answer_len = len(prm_lib.ANSWER_PREFIX) + config.max_steps * config.step_len
@@ -731,8 +736,10 @@ def search_experiment(config: Config, workdir: str, *, resume: bool = False
   Returns the results and the policy's params.
   """
   t0 = time.perf_counter()
-  sampler, greedy, scorer, stats = train_models(config, workdir, resume=resume)
-  _, _, val = _problem_sets(config)
+  problems = _problem_sets(config)
+  sampler, greedy, scorer, stats = train_models(config, workdir, resume=resume,
+                                                problems=problems)
+  val = problems[2]
   prompts = encode_prompts(val, config.max_len)
   judge = Judge(val, prompts.lengths, config.vote_on)
   t1 = time.perf_counter()
