@@ -1,28 +1,13 @@
 """ILQL and its baselines on a text game: `python -m experiments.ilql [--config ...]`.
 
-Kept short on purpose: the logic lives in `jaxlm.algos.ilql`, importable and testable in Colab.
+Kept short on purpose: the logic lives in `jaxlm.algos.ilql`, importable and testable in Colab;
+see experiments/configs/ilql.py for presets, runtime and measured results.
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from jaxlm import distributed
+from experiments import launch
+from jaxlm import evaluation
 from jaxlm.algos import ilql
-from jaxlm.algos import offline
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/ilql.py", "Config file (path.py[:preset]).",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", "/tmp/jaxlm_ilql", "Output directory.")
-_RESUME = flags.DEFINE_bool("resume", False, "Continue the runs in --workdir.")
-
-
-def main(argv):
-  del argv
-  distributed.maybe_initialize()
-  offline.run_experiment(ilql, _CONFIG.value.to_dict(), _WORKDIR.value, _RESUME.value)
-
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(ilql, "ilql", "/tmp/jaxlm_ilql",
+             evaluation.results_table)

@@ -10,8 +10,9 @@ Restoring takes a target state (concrete or `jax.ShapeDtypeStruct`s, optionally 
 and checks every saved array's shape against it first, so a checkpoint from a different model
 config fails with a ValueError naming the parameter rather than a tensorstore error.
 
-Orbax reports every save step by step at INFO level; those records are dropped here (warnings
-and errors pass), so a training log shows our own progress lines.
+Orbax reports every save step by step at INFO level; `quiet_orbax_logs()` (called by the
+experiments' launcher, never at import) drops those records (warnings and errors pass), so a
+training log shows our own progress lines.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ class _DropOrbaxInfo(logging.Filter):
     return record.levelno >= logging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
-logging.getLogger("absl").addFilter(_DropOrbaxInfo())
+def quiet_orbax_logs() -> None:
+  """Drops orbax's INFO records from the absl logger (idempotent)."""
+  logger = logging.getLogger("absl")
+  if not any(isinstance(f, _DropOrbaxInfo) for f in logger.filters):
+    logger.addFilter(_DropOrbaxInfo())
 
 
 class CheckpointNotFoundError(FileNotFoundError, ValueError):

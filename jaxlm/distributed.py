@@ -1,7 +1,7 @@
 """Multi-process (multi-host) set-up through `jax.distributed`, only when asked.
 
 `maybe_initialize` connects this process to a coordinator when a coordinator address is given
-(argument, absl flag `--jaxlm_coordinator` or env `JAXLM_COORDINATOR`), or when
+(argument, e.g. from the experiments' `--jaxlm_coordinator` flag, or env `JAXLM_COORDINATOR`), or when
 `JAXLM_DISTRIBUTED=auto` asks JAX to auto-detect a cluster (Slurm, Cloud TPU, MPI...). Otherwise
 it does nothing, so single-process runs, tests and notebooks are unaffected.
 
@@ -17,21 +17,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from absl import flags, logging
+from absl import logging
 import jax
 from jax.sharding import Mesh
 
 from jaxlm import sharding as sharding_lib
 
-_COORD = flags.DEFINE_string("jaxlm_coordinator", None, "host:port of process 0 (multi-host).")
-_NPROC = flags.DEFINE_integer("jaxlm_num_processes", None, "Number of processes (multi-host).")
-_PID = flags.DEFINE_integer("jaxlm_process_id", None, "This process's id (multi-host).")
-
 _initialized = False
-
-
-def _flag(holder):
-  return holder.value if flags.FLAGS.is_parsed() else None
 
 
 def _env_int(name: str) -> int | None:
@@ -48,7 +40,7 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
                      process_id: int | None = None) -> bool:
   """Calls `jax.distributed.initialize` when a multi-process run is requested.
 
-  Precedence per field: argument, absl flag, environment variable (JAXLM_COORDINATOR,
+  Precedence per field: argument, then environment variable (JAXLM_COORDINATOR,
   JAXLM_NUM_PROCESSES, JAXLM_PROCESS_ID). With no coordinator anywhere, JAXLM_DISTRIBUTED=auto
   lets JAX auto-detect the cluster; otherwise this is a no-op.
 
@@ -58,11 +50,9 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
   global _initialized
   if _initialized:
     return True
-  coord = (coordinator_address or _flag(_COORD) or os.environ.get("JAXLM_COORDINATOR") or None)
-  nproc = num_processes if num_processes is not None else (
-      _flag(_NPROC) if _flag(_NPROC) is not None else _env_int("JAXLM_NUM_PROCESSES"))
-  pid = process_id if process_id is not None else (
-      _flag(_PID) if _flag(_PID) is not None else _env_int("JAXLM_PROCESS_ID"))
+  coord = coordinator_address or os.environ.get("JAXLM_COORDINATOR") or None
+  nproc = num_processes if num_processes is not None else _env_int("JAXLM_NUM_PROCESSES")
+  pid = process_id if process_id is not None else _env_int("JAXLM_PROCESS_ID")
   auto = os.environ.get("JAXLM_DISTRIBUTED", "").lower() == "auto"
   if coord is None and not auto:
     if nproc not in (None, 1) or pid not in (None, 0):

@@ -27,9 +27,10 @@
 
 Logit processors are `(StepState, logits_BxV) -> logits_BxV`. Plain functions are static (hashed
 by identity); `flax.struct` dataclasses (like the ones below) carry arrays as traced fields.
-The ILQL policy of Snell et al. (2022, Sec. 4, policy extraction), `logits + beta * (Q - V)`,
-is a processor that reads `step_state.hidden_BxD` and takes the head parameters from
-`step_state.aux`.
+A processor may read `step_state.hidden_BxD` and take parameters from `step_state.aux`.
+Policies that combine several networks per step, like the ILQL policy of Snell et al. (2022,
+Sec. 4), `logits + beta * (Q - V)`, are not processors: they are a `model` of their own
+(`jaxlm.models.policy.JointDecoder`, one KV cache per transformer) passed to `generate`.
 """
 
 from __future__ import annotations
@@ -101,20 +102,25 @@ Processor = Callable[[StepState, jax.Array], jax.Array]
 
 
 @flax.struct.dataclass
-class _Static:
-  """A plain function made into a pytree with no leaves (static under jit)."""
+class StaticFn:
+  """A plain function as a pytree without leaves, so `jax.jit` treats it as static (hashed by
+  identity). Build it with `as_pytree`."""
   fn: Callable = flax.struct.field(pytree_node=False)
 
-  def __call__(self, state, logits_BxV):
-    return self.fn(state, logits_BxV)
+  def __call__(self, *args):
+    return self.fn(*args)
 
 
-def _as_pytree(fn):
-  """Leave pytree processors alone; wrap plain callables so jit treats them as static."""
+def as_pytree(fn: Callable | None) -> Callable | None:
+  """A callable that can be passed to a jitted function as an argument.
+
+  Pytree callables (a `flax.struct` processor, a sampler holding params: their arrays are
+  traced) and None are returned as they are; a plain function is wrapped in `StaticFn`.
+  """
   leaves = [] if fn is None else jax.tree.leaves(fn)
   if len(leaves) != 1 or leaves[0] is not fn:
     return fn
-  return _Static(fn)
+  return StaticFn(fn)
 
 
 @flax.struct.dataclass
@@ -130,7 +136,7 @@ class Compose:
 
 def compose(*processors: Processor) -> Compose:
   """One processor that applies `processors` in order (None entries are skipped)."""
-  return Compose(tuple(_as_pytree(p) for p in processors if p is not None))
+  return Compose(tuple(as_pytree(p) for p in processors if p is not None))
 
 
 @flax.struct.dataclass
@@ -161,20 +167,30 @@ class ForcedTokens:
   def __call__(self, state, logits_BxV):
     start_B = self.start_fn(state) if self.start_fn is not None else self.start_B
     start_B = jnp.broadcast_to(start_B, state.done_B.shape)
-    offset_B = state.step - start_B
-    n = self.forced_F.shape[0]
-    active_B = (offset_B >= 0) & (offset_B < n)
-    token_B = self.forced_F[jnp.clip(offset_B, 0, n - 1)]
+    token_B, active_B = forced_tokens_at(self.forced_F, state.step - start_B)
     one_hot_BxV = jnp.arange(logits_BxV.shape[-1])[None, :] == token_B[:, None]
     forced_BxV = jnp.where(one_hot_BxV, 0.0, -jnp.inf)
     return jnp.where(active_B[:, None], forced_BxV, logits_BxV)
+
+
+def forced_tokens_at(forced_F: jax.Array, offset: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The forcing rule: (forced_F[offset], 0 <= offset < F) at offsets of any shape.
+
+  `ForcedTokens` applies it at one decode step (offset = step - start_B);
+  `jaxlm.search.tree.budget_force` applies it to every position of tokens already generated
+  (offset = position - length), so both write the same forced stretch.
+  """
+  n = forced_F.shape[0]
+  return forced_F[jnp.clip(offset, 0, n - 1)], (offset >= 0) & (offset < n)
 
 
 def forced_tokens_processor(forced_tokens, start=None) -> ForcedTokens:
   """Force a token sequence from a per-row start step on (budget forcing, answer prefixes).
 
   Budget forcing (Muennighoff et al. 2025, "s1", Sec. 3.1) ends thinking at a token budget by
-  forcing e.g. `</think>` + "Final answer:" at step `budget`. The start can be
+  forcing e.g. `</think>` + "Final answer:" at step `budget` (`jaxlm.search.tree.budget_force`
+  writes the same stretch, by `forced_tokens_at`, after a decode that stopped at the budget).
+  The start can be
 
   * an int or an int array [B]: a fixed step per row;
   * a callable `start(step_state) -> int32 [B]`, e.g. one that reads `step_state.tokens_BxN` to
@@ -244,16 +260,35 @@ def _take_B(logp_BxV, token_B):
   return jnp.take_along_axis(logp_BxV, token_B[:, None], axis=-1)[:, 0]
 
 
+def sampling_logits(logits_xV: jax.Array, temperature, top_k: int = 0, top_p=None) -> jax.Array:
+  """The logits of the distribution `generate` samples from: temperature, then top-k, then top-p.
+
+  The one definition of the sampling distribution: the decode loop applies it to each step's
+  (processed) logits, and an RL trainer applies it to teacher-forced logits [B, T, V], so its
+  log-probs of the sampled tokens equal the sampler's `processed_logprobs_BxN`.
+
+  Args:
+    logits_xV: logits with any leading shape.
+    temperature: > 0 (scalar or traced).
+    top_k: keep the k most likely tokens (0 = off; static).
+    top_p: nucleus mass, or None for off.
+  """
+  shape = logits_xV.shape
+  z_NxV = (logits_xV / temperature).reshape(-1, shape[-1])
+  if top_k:
+    z_NxV = top_k_filter(z_NxV, top_k)
+  if top_p is not None:
+    z_NxV = top_p_filter(z_NxV, top_p)
+  return z_NxV.reshape(shape)
+
+
 def _choose(cfg: _StaticConfig, logits_BxV, temperature, top_p, rng):
   """Processed logits -> (token_B, the logits of the distribution the token was drawn from)."""
   if cfg.greedy:
     token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
     return token_B, logits_BxV
-  logits_BxV = logits_BxV / temperature
-  if cfg.top_k:
-    logits_BxV = top_k_filter(logits_BxV, cfg.top_k)
-  if cfg.use_top_p:
-    logits_BxV = top_p_filter(logits_BxV, top_p)
+  logits_BxV = sampling_logits(logits_BxV, temperature, cfg.top_k,
+                               top_p if cfg.use_top_p else None)
   token_B = jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
   return token_B, logits_BxV
 
@@ -491,4 +526,4 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
                        jnp.asarray(prompt_tokens_BxP, jnp.int32), prompt_mask_BxP, rng,
                        jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
                        stop, max_lengths_B, jnp.asarray(pad_id, jnp.int32),
-                       _as_pytree(logit_processor), aux)
+                       as_pytree(logit_processor), aux)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 import contextlib
-import json
 import math
 import os
 import sys
@@ -36,7 +35,11 @@ import numpy as np
 import optax
 import tqdm
 
+from jaxlm import checkpoint as checkpoint_lib
+from jaxlm import metrics as metrics_lib
+from jaxlm import plots
 from jaxlm import sharding as sharding_lib
+from jaxlm.config import TrainConfig
 
 Batch = Any
 Metrics = dict[str, Any]
@@ -201,59 +204,6 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
                  donate_argnums=donate_argnums)
 
 
-class MetricWriter:
-  """Scalars to `<workdir>/metrics.jsonl` and TensorBoard event files (process 0 only)."""
-
-  def __init__(self, workdir: str | None):
-    self._active = workdir is not None and jax.process_index() == 0
-    self._jsonl = self._tb = None
-    if self._active:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
-
-  def write(self, step: int, scalars: Mapping[str, float]) -> None:
-    if not self._active:
-      return
-    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-    self._jsonl.write(json.dumps(row) + "\n")
-    self._jsonl.flush()
-    for k, v in scalars.items():
-      self._tb.add_scalar(k, float(v), int(step))
-
-  def close(self) -> None:
-    if self._active:
-      self._jsonl.close()
-      self._tb.close()
-
-
-def read_metrics(workdir: str) -> list[dict[str, float]]:
-  """Rows of `<workdir>/metrics.jsonl`."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def plot_learning_curve(rows: list[Mapping[str, float]], path: str,
-                        keys: tuple[str, ...] = ("loss", "eval/loss")) -> None:
-  """Learning curve (one line per metric key present in `rows`) as a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for key in keys:
-    pts = [(r["step"], r[key]) for r in rows if key in r]
-    if pts:
-      ax.plot(*zip(*pts), marker="." if key.startswith("eval") else None, label=key)
-  ax.set_xlabel("step")
-  ax.set_ylabel("loss (nats/token)")
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 def _count_tokens(batch: Batch) -> int:
   if isinstance(batch, Mapping) and "tokens" in batch:
     return int(np.size(batch["tokens"]))
@@ -295,7 +245,7 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     (final state, history): history rows are the logged metrics (train and eval).
   """
   start = int(jax.device_get(state.step))
-  writer = MetricWriter(workdir)
+  writer = metrics_lib.MetricWriter(workdir)
   history: list[dict[str, float]] = []
   guard = (lambda: jax.transfer_guard(transfer_guard)) if transfer_guard else (
       contextlib.nullcontext)
@@ -351,5 +301,71 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
   writer.close()
   if workdir is not None and jax.process_index() == 0 and os.path.exists(
       os.path.join(workdir, "metrics.jsonl")):
-    plot_learning_curve(read_metrics(workdir), os.path.join(workdir, "learning_curve.png"))
+    plots.plot_learning_curve(metrics_lib.read_metrics(workdir),
+                              os.path.join(workdir, "learning_curve.png"))
+  return state, history
+
+
+def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
+        loss_fn: LossFn, data: Any, *, resume: bool = False,
+        target_update: float | None = None, extra: Any = None,
+        eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
+        eval_every: int = 0, saved_config: Any = None
+        ) -> tuple[TrainState, list[dict[str, float]]]:
+  """The one training driver: init or resume, the loop, metrics, evals and checkpoints.
+
+  Every algorithm (SFT, BC, MC, ILQL, the PRM, ...) trains through this: it supplies
+  `init_fn(key) -> params` (may hold `nn.Partitioned` boxes: they shard the state), a pure
+  `loss_fn` (module docstring) and a `data` iterator with a saveable position
+  (`jaxlm.data.iterators.IndexedBatches`: `get_state`, `set_state`, `num_tokens`).
+
+  Args:
+    run_dir: metrics.jsonl, tb/, learning_curve.png and checkpoints/ go here.
+    config: steps, batch, optimizer, mesh, checkpointing, seed (`jaxlm.config.TrainConfig`).
+    init_fn: `key -> params`.
+    loss_fn: `loss_fn(params, batch, rng, *, state) -> (loss, aux)`.
+    data: the batch iterator (batches of `config.batch_size` rows).
+    resume: continue from the newest checkpoint in `run_dir/checkpoints` when there is one (a
+      finished run is loaded, not retrained); without it, existing checkpoints are an error.
+    target_update: Polyak rate of `TrainState.target_params` (None: no target copy).
+    extra: non-trained state carried in `TrainState.extra` (e.g. a frozen policy).
+    eval_fn, eval_every: `eval_fn(state) -> scalars` every `eval_every` steps (and at step 0 of
+      a fresh run and at the end), logged with an `eval/` prefix.
+    saved_config: the algorithm's whole config, stored with each checkpoint.
+
+  Returns:
+    (final state, logged history).
+  """
+  ckpt_dir = os.path.join(run_dir, "checkpoints")
+  has_ckpt = os.path.isdir(ckpt_dir) and bool(os.listdir(ckpt_dir))
+  if has_ckpt and not resume:
+    raise ValueError(f"{ckpt_dir} already holds checkpoints; pass --resume or use a fresh "
+                     "workdir")
+  mesh = sharding_lib.make_mesh(*config.mesh)
+  optimizer, schedule = make_optimizer(config.lr, config.warmup, config.num_steps, config.clip,
+                                       config.weight_decay)
+
+  def state_fn(key):
+    init_key, state_key = jax.random.split(key)
+    return TrainState.create(init_fn(init_key), optimizer, state_key,
+                             with_target=target_update is not None, extra=extra)
+
+  state, shardings = sharding_lib.init_sharded(state_fn, mesh, jax.random.PRNGKey(config.seed),
+                                               rules=config.sharding_rules)
+  step_fn = make_train_step(loss_fn, optimizer, schedule=schedule, mesh=mesh,
+                            state_shardings=shardings, target_update=target_update,
+                            accum_steps=config.accum_steps)
+  checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+  if has_ckpt:
+    state, data_state, _ = checkpointer.restore(state, shardings)
+    data.set_state(data_state)
+    logging.info("%s: resumed at step %d", run_dir, int(state.step))
+  state, history = train(
+      state, step_fn, data, num_steps=config.num_steps, workdir=run_dir,
+      log_every=config.log_every, eval_every=eval_every, eval_fn=eval_fn,
+      checkpointer=checkpointer, checkpoint_every=config.checkpoint_every,
+      config=saved_config, put_batch=lambda b: sharding_lib.shard_batch(b, mesh),
+      tokens_per_batch=data.num_tokens,
+      transfer_guard="disallow" if config.transfer_guard else None)
+  checkpointer.close()
   return state, history

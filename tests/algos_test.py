@@ -12,26 +12,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import ilql as ilql_configs
+from jaxlm import config as config_lib
+from jaxlm import evaluation
+from jaxlm import testing
 from jaxlm.algos import bc
-from jaxlm.algos import decoding
 from jaxlm.algos import ilql
 from jaxlm.algos import offline
 from jaxlm.data import to_rl_batch
+from jaxlm.data.iterators import RandomBatches
 from jaxlm.envs import maze
+from jaxlm.envs import tasks
 from jaxlm.envs import wordle as wordle_lib
-from jaxlm.models import Transformer, TransformerConfig
+from jaxlm.models import Transformer, lm_networks
+from jaxlm.models import policy as policy_lib
 
-TINY = TransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
+TINY = testing.tiny_model()
 
 
-def _config(**kw):
-  base = dict(num_trajectories=24, num_steps=6, bc_steps=4, batch_size=8, eval_episodes=4,
-              log_every=2, checkpoint_every=3, model=TINY, betas=(4.0, 0.0))
+def _config(train=None, **kw):
+  base = dict(num_trajectories=24, bc_steps=4, eval_episodes=4, model=TINY, betas=(4.0, 0.0),
+              train=testing.tiny_train(**(train or {})))
   return ilql.Config(**{**base, **kw})
-
-
-class _Interrupt(Exception):
-  pass
 
 
 class AlgosTest(absltest.TestCase):
@@ -74,17 +75,18 @@ class AlgosTest(absltest.TestCase):
     ckpt = self._tmp()
     hf.save_pretrained(ckpt)
     hf_tok.save_pretrained(ckpt)
-    config = _config(hf_model=ckpt, max_len=128, num_steps=1, lr=0.0, warmup=1, compare=())
-    params, scorer, task = bc.train(bc.Config(**{
-        f.name: getattr(config, f.name) for f in dataclasses.fields(offline.OfflineConfig)}),
-                                    self._tmp())
+    config = _config(hf_model=ckpt, max_len=128, compare=(),
+                     train=dict(num_steps=1, lr=0.0, warmup=1))
+    data = offline.prepare(config, None)
+    params, scorer = bc.train(bc.Config(**offline.shared_fields(config)), data, self._tmp())
+    task = data.task
     self.assertEqual(task.tokenizer.vocab_size, len(vocab))
     ids = [task.tokenizer.bos_id] + task.tokenizer.encode(maze.Maze(True).texts()[5])
     logits, _ = scorer(params, jnp.asarray([ids]), jnp.ones((1, len(ids)), jnp.int32))
     with torch.no_grad():
       want = hf(torch.tensor([ids])).logits.numpy()
     np.testing.assert_allclose(np.asarray(logits), want, atol=1e-4)  # lr 0: the checkpoint
-    bundle, _, _ = ilql.train(config, self._tmp(), policy_params=params)
+    bundle, _ = ilql.train(config, data, self._tmp(), policy_params=params)
     np.testing.assert_array_equal(bundle[0]["trunk"]["embed"]["embedding"],
                                   params["embed"]["embedding"])  # value trunk starts there too
     with self.assertRaisesRegex(ValueError, "config.json"):
@@ -95,10 +97,10 @@ class AlgosTest(absltest.TestCase):
     # output too), so logits over them are unchanged; new ids keep the fresh init.
     small, big = (dataclasses.replace(TINY, vocab_size=v, max_len=8, pos="rope")
                   for v in (11, 16))
-    _, init_small, logits_fn = bc.lm_networks(small)
+    _, init_small, logits_fn = lm_networks(small)
     old = init_small(jax.random.key(0))
-    _, init_big, big_logits_fn = bc.lm_networks(big, old)
-    grown, fresh = init_big(jax.random.key(1)), bc.lm_networks(big)[1](jax.random.key(1))
+    _, init_big, big_logits_fn = lm_networks(big, old)
+    grown, fresh = init_big(jax.random.key(1)), lm_networks(big)[1](jax.random.key(1))
     unbox = nn.meta.unbox
     emb = unbox(grown)["embed"]["embedding"]
     np.testing.assert_array_equal(emb[:11], unbox(old)["embed"]["embedding"])
@@ -109,38 +111,29 @@ class AlgosTest(absltest.TestCase):
                                logits_fn(unbox(old), tokens, mask), rtol=1e-5, atol=1e-6)
     wide = dataclasses.replace(small, d_ff=128)  # an MLP width cannot be grown
     with self.assertRaisesRegex(ValueError, "only a shorter 'vocab' axis"):
-      bc.lm_networks(wide, old)[1](jax.random.key(0))
+      lm_networks(wide, old)[1](jax.random.key(0))
     with self.assertRaisesRegex(ValueError, "only a shorter 'vocab' axis"):  # nor shrunk
-      bc.lm_networks(dataclasses.replace(small, vocab_size=8), old)[1](jax.random.key(0))
+      lm_networks(dataclasses.replace(small, vocab_size=8), old)[1](jax.random.key(0))
 
   def test_killed_run_resumes_to_the_same_params(self):
     config = _config(variant="trlx", compare=())
-    straight, _, _ = ilql.train(config, self._tmp())
+    data = offline.prepare(config, None)
+    straight, _ = ilql.train(config, data, self._tmp())
 
     workdir = self._tmp()
-    next_batch = offline.RandomBatches.__next__
-
-    def dies_after_checkpoint(self_):
-      if self_.index == 4:  # steps 1-3 ran and step 3 was checkpointed
-        raise _Interrupt()
-      return next_batch(self_)
-
-    offline.RandomBatches.__next__ = dies_after_checkpoint
-    try:
-      with self.assertRaises(_Interrupt):
-        ilql.train(config, workdir)
-    finally:
-      offline.RandomBatches.__next__ = next_batch
+    with testing.killed_at(RandomBatches, 4):  # steps 1-3 ran and step 3 was checkpointed
+      with self.assertRaises(testing.Interrupt):
+        ilql.train(config, data, workdir)
     with self.assertRaisesRegex(ValueError, "resume"):
-      ilql.train(config, workdir)
-    resumed, _, _ = ilql.train(config, workdir, resume=True)
+      ilql.train(config, data, workdir)
+    resumed, _ = ilql.train(config, data, workdir, resume=True)
     jax.tree.map(np.testing.assert_array_equal, resumed, straight)
 
   def test_eval_prompt_is_the_training_window_context(self):
     # Maze: chained windows of 2 transitions; Wordle: the whole episode in one window.
     for env, tokenizer, max_len, transitions in (("maze_fo", "word", 192, 2),
                                                  ("wordle", "char", 136, 6)):
-      task = offline.make_task(env, tokenizer)
+      task = tasks.make_task(env, tokenizer)
       episode = task.build_dataset(1, 3)[0]
       windows = to_rl_batch([episode], task.tokenizer, max_len=max_len, transitions=transitions)
       history = tuple(episode.segments)
@@ -149,7 +142,7 @@ class AlgosTest(absltest.TestCase):
         # Every trained action of the window: its context is the window up to that action.
         starts = np.flatnonzero(np.diff(np.concatenate([[0], trained])) > 0)
         for start in starts:
-          prompt = offline._prompt_ids(history[:2 * k + 1], task.tokenizer, transitions)
+          prompt = evaluation.prompt_ids(history[:2 * k + 1], task.tokenizer, transitions)
           np.testing.assert_array_equal(prompt, row[:start])
           k += 1
       self.assertEqual(k, len(history) // 2, env)
@@ -160,8 +153,8 @@ class AlgosTest(absltest.TestCase):
     adv = jnp.asarray(rng.normal(size=(3, 5, 7)), jnp.float32)
     tokens = jnp.asarray(rng.integers(0, 7, (3, 5)), jnp.int32)
     cand = jnp.array([[0, 0, 1, 1, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 0]])
-    score = offline.make_candidate_scorer(lambda p, t, m: (logits, adv), (0.0, 2.0), 0.5,
-                                          adv_clip=1.0)
+    score = evaluation.make_candidate_scorer(lambda p, t, m: (logits, adv), (0.0, 2.0), 0.5,
+                                             adv_clip=1.0)
     got = np.asarray(score(None, tokens, jnp.ones_like(tokens), cand))
     for k, beta in enumerate((0.0, 2.0)):
       x = np.asarray(logits) + beta * np.clip(np.asarray(adv), -1, 1)
@@ -171,36 +164,37 @@ class AlgosTest(absltest.TestCase):
         self.assertAlmostEqual(got[k, r], want / 0.5, places=4)
 
   def test_generation_policy_decodes_each_row_with_its_beta(self):
-    task = offline.make_task("wordle")
+    task = tasks.make_task("wordle")
     tok, nl = task.tokenizer, task.tokenizer.encode("\n")[0]
     model = Transformer(TINY.replace(vocab_size=tok.vocab_size, max_len=136))
-    params = jax.tree.map(jnp.asarray, bc.lm_networks(model.cfg)[1](jax.random.key(0)))
+    params = jax.tree.map(jnp.asarray, lm_networks(model.cfg)[1](jax.random.key(0)))
     # Advantage +100 on "\n" only: beta 1 ends the action at once, beta 0 is the plain LM.
     ends = lambda heads, outs: (outs[0].logits, 100.0 * jax.nn.one_hot(
         jnp.full(outs[0].logits.shape[:2], nl), tok.vocab_size))
-    policy = decoding.Policy(None, decoding.JointDecoder((model,), ends),
-                             lambda p: {"models": (p,), "heads": None})
-    act = offline.generation_policy(policy, params, task, (0.0, 1.0), transitions=6,
-                                    temperature=0.0, seed=0)
+    policy = policy_lib.Policy(None, policy_lib.JointDecoder((model,), ends),
+                               lambda p: {"models": (p,), "heads": None})
+    act = evaluation.GenerationPolicy(policy, params, task, (0.0, 1.0), transitions=6,
+                                      temperature=0.0, seed=0)
     short = (("Wordle:\n", False),)
     long = short + (("c r a n e\n", True), ("b y g b b\n", False))
     actions = act([short, long, long], [0, 1, 0])
     self.assertEqual(actions[1], "\n")
     for history, action in ((short, actions[0]), (long, actions[2])):
-      seq = offline._prompt_ids(history, tok, 6)
+      seq = evaluation.prompt_ids(history, tok, 6)
       for _ in range(task.max_action_tokens):  # greedy decoding by full forward passes
         seq.append(int(np.argmax(model.apply({"params": params}, jnp.asarray([seq])).logits[0, -1])))
         if seq[-1] == nl:
           break
-      self.assertEqual(action, tok.decode(seq[len(offline._prompt_ids(history, tok, 6)):]))
-    self.assertEqual(act.stats["actions"].tolist(), [2, 1])
-    self.assertEqual(act.stats["cut"][1], 0)
-    with self.assertRaisesRegex(TypeError, "decoding.Policy"):
-      offline.evaluate_scorer(policy.scorer, params, task, _config(env="wordle"), (0.0,), "x")
+      self.assertEqual(action, tok.decode(seq[len(evaluation.prompt_ids(history, tok, 6)):]))
+    self.assertEqual(act.actions.tolist(), [2, 1])
+    self.assertEqual(act.cut[1], 0)
+    with self.assertRaisesRegex(TypeError, "models.policy.Policy"):
+      offline.evaluate(policy.scorer, params, task, _config(env="wordle"), betas=(0.0,),
+                       name="x")
 
   def test_wordle_bc_and_ilql_end_to_end(self):
     workdir = self._tmp()
-    config = offline.config_from_dict(ilql.Config, {
+    config = config_lib.from_dict(ilql.Config, {
         **ilql_configs.get_config("wordle_smoke").to_dict(), "compare": ("bc",)})
     ilql.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, "results.json")) as f:
@@ -215,7 +209,7 @@ class AlgosTest(absltest.TestCase):
       self.assertEqual([r["beta"] for r in json.load(f)["ilql"]], [4.0, 0.0])
 
   def test_wordle_words_plays_a_subset_with_its_own_scores(self):
-    task = offline.make_task("wordle", wordle_words=100)
+    task = tasks.make_task("wordle", wordle_words=100)
     words = set(wordle_lib.word_subset(100))
     self.assertEqual(task.name, "wordle100")  # also names the cached dataset file
     self.assertIs(task.scores, wordle_lib.SUBSET_SCORES[100])
@@ -227,7 +221,7 @@ class AlgosTest(absltest.TestCase):
     for episode in task.build_dataset(10, 0):
       guesses = ["".join(text.split()) for text, is_action in episode.segments if is_action]
       self.assertTrue(set(guesses) <= words, guesses)
-    self.assertEqual(offline.make_task("wordle").name, "wordle")
+    self.assertEqual(tasks.make_task("wordle").name, "wordle")
     with self.assertRaisesRegex(ValueError, r"wordle_words=3000.*n must be an int"):
       _config(env="wordle", wordle_words=3000)
     with self.assertRaisesRegex(ValueError, "n must be an int"):
@@ -235,7 +229,7 @@ class AlgosTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "wordle_words=50 applies to env='wordle' only"):
       _config(env="maze_fo", wordle_words=50)
     with self.assertRaisesRegex(ValueError, "applies to env='wordle' only"):
-      offline.make_task("maze_fo", wordle_words=50)
+      tasks.make_task("maze_fo", wordle_words=50)
 
   def test_config_errors_name_the_field(self):
     with self.assertRaisesRegex(ValueError, "variant"):
@@ -243,10 +237,11 @@ class AlgosTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "env"):
       _config(env="chess")
     with self.assertRaisesRegex(ValueError, "unknown Config config key.*lr_typo"):
-      offline.config_from_dict(ilql.Config, {"lr_typo": 1.0})
-    nested = offline.config_from_dict(bc.Config, {"model": {"d_model": 48}, "mesh": [1, 1, 1]})
+      config_lib.from_dict(ilql.Config, {"lr_typo": 1.0})
+    nested = config_lib.from_dict(bc.Config, {"model": {"d_model": 48},
+                                              "train": {"mesh": [1, 1, 1]}})
     self.assertEqual(nested.model.d_model, 48)
-    self.assertEqual(nested.mesh, (1, 1, 1))
+    self.assertEqual(nested.train.mesh, (1, 1, 1))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Tests for jaxlm.envs.countdown."""
+"""Tests for jaxlm.envs.countdown and its text format / datasets (countdown_data)."""
 
 import itertools
+import re
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
 from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_data as cdd
 
 
 class RulesTest(parameterized.TestCase):
@@ -185,6 +187,122 @@ class EnvTest(absltest.TestCase):
     obs, reward, done = env.step("nonsense")
     self.assertEqual((reward, done), (0.0, True))
     self.assertStartsWith(obs, "incorrect: line 0: cannot parse")
+
+
+class DataTest(absltest.TestCase):
+  """The text format and SFT rows of jaxlm.envs.countdown_data."""
+
+  def test_random_solutions_verify(self):
+    rng = np.random.default_rng(0)
+    for problem in cdd.make_problems((3, 4), 6, "train", seed=0, max_number=20):
+      steps = cdd.random_solution(problem, rng)
+      self.assertLen(steps, len(problem.numbers) - 1)
+      self.assertEqual(cd.verify(problem, "\n".join(steps)), (True, "ok"))
+    with self.assertRaisesRegex(ValueError, "no solution"):
+      cdd.random_solution(cd.Problem((1, 1, 1), 99), rng)
+
+  def test_random_solution_writes_pool(self):
+    # Same seed, same moves: the annotated steps are the plain steps plus the numbers left,
+    # recomputed here by hand from each step.
+    problem = cd.Problem((2, 3, 6, 25), 39)
+    plain = cdd.random_solution(problem, np.random.default_rng(3))
+    annotated = cdd.random_solution(problem, np.random.default_rng(3), write_pool=True)
+    pool = list(problem.numbers)
+    for step, line in zip(plain, annotated, strict=True):
+      lhs, c = step.split("=")
+      a, b = (int(x) for x in lhs.replace("*", "+").replace("-", "+").replace("/", "+").split("+"))
+      pool.remove(a)
+      pool.remove(b)
+      pool.append(int(c))
+      self.assertEqual(line, f"{step}|{' '.join(map(str, sorted(pool)))}")
+    self.assertEqual(annotated[-1].split("|")[1], "39")
+    self.assertEqual(cd.verify(problem, "\n".join(annotated)), (True, "ok"))
+    batch = cdd.sft_batch([problem], max_len=64, seed=0, write_pool=True)
+    tok = cdd.tokenizer()
+    n = int(batch.attention_mask.sum())
+    text = tok.decode(batch.tokens[0, len(cdd.encode_prompt(tok, problem)):n])
+    self.assertEqual(text.count("|"), 3)
+    self.assertEqual(cd.verify(problem, text), (True, "ok"))
+
+  def test_near_miss_is_an_honest_closest_attempt(self):
+    rng = np.random.default_rng(1)
+    misses = 0
+    for problem in cdd.make_problems((3, 4), 40, "train", seed=0, max_number=12):
+      steps = cdd.random_solution(problem, rng, write_pool=True, near_miss=True)
+      self.assertLen(steps, len(problem.numbers) - 1)
+      solved, reason = cd.verify(problem, "\n".join(steps))
+      self.assertTrue(solved or reason.startswith("final number"), reason)  # arithmetic holds
+      misses += not solved
+      # The last step's result is the reachable value closest to the target (by hand: all ops).
+      last, pool = steps[-1].split("|")
+      a, b = sorted(int(x) for x in re.split(r"[-+*/=]", last)[:2])
+      results = [cd.apply_op(a, b, op) for op in cd.OPS]
+      best = min(abs(r - problem.target) for r in results if r is not None)
+      self.assertEqual(abs(int(pool) - problem.target), best)
+    self.assertGreater(misses, 20)  # random moves mostly miss
+
+  def test_sft_batch_near_miss_fraction(self):
+    problems = cdd.make_problems((3,), 200, "train", seed=0, max_number=12)
+    tok = cdd.tokenizer()
+
+    def solved(batch):
+      out = []
+      for b, p in enumerate(problems):
+        n, start = int(batch.attention_mask[b].sum()), len(cdd.encode_prompt(tok, p))
+        out.append(cd.verify(p, tok.decode(batch.tokens[b, start:n]))[0])
+      return np.array(out)
+
+    self.assertTrue(solved(cdd.sft_batch(problems, 48, seed=0, write_pool=True)).all())
+    rate = solved(cdd.sft_batch(problems, 48, seed=0, write_pool=True,
+                                near_miss_fraction=0.5)).mean()
+    self.assertBetween(rate, 0.4, 0.75)  # ~half are near misses, a few of which still hit
+    with self.assertRaisesRegex(ValueError, "near_miss_fraction"):
+      cdd.sft_batch(problems, 48, seed=0, near_miss_fraction=1.0)
+
+  def test_sft_batch(self):
+    problem = cd.Problem((2, 3, 6, 25), 39)
+    batch = cdd.sft_batch([problem], max_len=40, seed=0)
+    tok = cdd.tokenizer()
+    prompt = cdd.encode_prompt(tok, problem)
+    self.assertEqual(tok.decode(prompt), "39|2 3 6 25\n")
+    n = int(batch.attention_mask.sum())
+    self.assertEqual(batch.tokens[0, n - 1], tok.eos_id)
+    np.testing.assert_array_equal(batch.action_mask[0, :len(prompt)], 0)
+    np.testing.assert_array_equal(batch.action_mask[0, len(prompt):n], 1)
+    text = tok.decode(batch.tokens[0, len(prompt):n])
+    self.assertEqual(cd.verify(problem, text), (True, "ok"))
+    with self.assertRaisesRegex(ValueError, "max_len=10"):
+      cdd.sft_batch([problem], max_len=10, seed=0)
+
+  def test_trace_completion(self):
+    problem = cd.Problem((2, 3, 6), 12)
+    text = cdd.trace_completion(problem)
+    think, answer = text.split(cdd.THINK_CLOSE)
+    self.assertTrue(answer.startswith(cdd.ANSWER_PREFIX))
+    self.assertNotIn(cd.ANSWER_MARKER, think)
+    self.assertTrue(think.startswith("Goal 12 from [2 3 6]\n#0 [2 3 6]"))
+    self.assertEqual(cd.verify(problem, text), (True, "ok"))
+    self.assertEqual(answer[len(cdd.ANSWER_PREFIX):].splitlines(),
+                     list(cd.search_trace(problem).solution))
+    self.assertIsNone(cdd.trace_completion(cd.Problem((1, 1, 1), 99)))
+
+  def test_trace_sft_batch_drops_long_rows(self):
+    tok = cdd.trace_tokenizer()
+    short, long = cd.Problem((2, 3, 6), 12), cd.Problem((7, 9, 11, 12), 48)
+    lengths = [len(cdd.encode_prompt(tok, p)) + 1 + len(tok.encode(cdd.trace_completion(p))) + 1
+               for p in (short, long)]
+    self.assertLess(lengths[0], lengths[1])
+    batch = cdd.trace_sft_batch([short, long], max_len=lengths[0])
+    self.assertEqual(batch.tokens.shape, (1, lengths[0]))
+    prompt = cdd.encode_prompt(tok, short) + tok.encode(cdd.THINK_OPEN)
+    np.testing.assert_array_equal(batch.tokens[0, :len(prompt)], prompt)
+    np.testing.assert_array_equal(batch.action_mask[0, :len(prompt)], 0)
+    np.testing.assert_array_equal(batch.action_mask[0, len(prompt):], 1)
+    self.assertEqual(batch.tokens[0, -1], tok.eos_id)
+    self.assertEqual(tok.decode(batch.tokens[0, len(prompt):]), cdd.trace_completion(short))
+    self.assertEqual(cdd.trace_sft_batch([short, long], max_len=lengths[1]).tokens.shape[0], 2)
+    with self.assertRaisesRegex(ValueError, "fits max_len=20"):
+      cdd.trace_sft_batch([short], max_len=20)
 
 
 if __name__ == "__main__":

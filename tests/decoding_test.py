@@ -7,11 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import generation
-from jaxlm.algos import bc
-from jaxlm.algos import decoding
 from jaxlm.algos import ilql
 from jaxlm.algos import mc
-from jaxlm.models import Transformer, TransformerConfig
+from jaxlm.models import Transformer, TransformerConfig, lm_networks
+from jaxlm.models import policy as decoding
 from jaxlm.models.heads import MLPHead
 
 MCFG = TransformerConfig(vocab_size=23, d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=32)
@@ -43,7 +42,7 @@ def _ilql_policy(variant, policy_q="target", adv_clip=None):
   target = _scaled(params, k[2], 0.3)  # a target that differs from the online nets
   policy = None
   if variant == "lmrl_gym":
-    policy = bc.lm_networks(MCFG)[1](k[3])
+    policy = lm_networks(MCFG)[1](k[3])
   bundle = jax.tree.map(jnp.asarray, (params, target, policy))
   return decoding.Policy(scorer, *ilql._decoder(config, MCFG, -2.0, 1.5)), bundle
 
@@ -52,7 +51,7 @@ def _mc_policy():
   """MC returns' networks as mc.train builds them (trunk, LM head, Q head on the trunk)."""
   model, head = Transformer(MCFG), MLPHead(MCFG.vocab_size, bias_init=-2.0, scale=1.5)
   k = jax.random.split(jax.random.key(1), 3)
-  params = {"lm": bc.lm_networks(MCFG)[1](k[0]),
+  params = {"lm": lm_networks(MCFG)[1](k[0]),
             "q": head.init(k[1], jnp.zeros((1, 1, MCFG.d_model)))["params"]}
   return mc._policy(model, head), _scaled(jax.tree.map(jnp.asarray, params), k[2], 0.3)
 
@@ -74,6 +73,12 @@ class DecodingTest(parameterized.TestCase):
     got = decoding.perturb(logits, adv, jnp.array([2.0, 0.5]), 1.0)
     np.testing.assert_allclose(got, [[[2.0, 0.0, 2.0]], [[0.5, -0.5, 0.0]]])
     np.testing.assert_array_equal(decoding.perturb(logits, None, jnp.array([2.0, 0.5])), logits)
+    # ILQL's Eq. 6 on a Q, V fixture: the advantage is Q - V (moved from losses_test).
+    base, q, v = jnp.array([[[0.0, 1.0, 2.0]]]), jnp.array([[[1.0, 5.0, -3.0]]]), jnp.array([[1.0]])
+    np.testing.assert_allclose(decoding.perturb(base, q - v[..., None], jnp.array([2.0])),
+                               [[[0.0, 9.0, -6.0]]])
+    np.testing.assert_allclose(decoding.perturb(base, q - v[..., None], jnp.array([2.0]), 1.0),
+                               [[[0.0, 3.0, 0.0]]])
 
   @parameterized.named_parameters(("ilql_lmrl_gym", "lmrl_gym"), ("mc", "mc"))
   def test_generate_step_logits_equal_full_sequence_scorer(self, which):

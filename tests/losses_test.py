@@ -189,20 +189,17 @@ class ILQLTest(parameterized.TestCase):
     self.assertTrue(losses.ILQL_VARIANTS["trlx"].shared_trunk)
     self.assertFalse(losses.ILQL_VARIANTS["trlx"].target_trunk)
 
+  def test_next_token_loss_by_hand(self):
+    logits = jnp.array([[[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]]])
+    loss, metrics = losses.next_token_loss(logits, jnp.array([[1, 0]]))
+    want = (np.log(4.0) + (np.log(np.exp(2.0) + 3.0) - 2.0)) / 2  # -log softmax, averaged
+    self.assertAlmostEqual(float(loss), want, places=6)
+    # argmax is id 0 at both positions (ties go to the first id): right at t=1 only.
+    self.assertAlmostEqual(float(metrics["accuracy"]), 0.5)
+
   def test_expectile(self):
     u = jnp.array([-2.0, 0.0, 3.0])
     np.testing.assert_allclose(losses.expectile_loss(u, 0.9), [0.1 * 4, 0.0, 0.9 * 9], rtol=1e-6)
-
-  def test_perturb_logits(self):
-    logits = jnp.array([[0.0, 1.0, 2.0]])
-    q = jnp.array([[1.0, 5.0, -3.0]])
-    v = jnp.array([1.0])
-    np.testing.assert_allclose(losses.perturb_logits(logits, q, v, beta=2.0),
-                               [[0.0, 9.0, -6.0]])
-    np.testing.assert_allclose(losses.perturb_logits(logits, q, v, beta=2.0, adv_clip=1.0),
-                               [[0.0, 3.0, 0.0]])
-    np.testing.assert_allclose(losses.perturb_logits(logits, q, beta=0.0), logits)
-
 
 class LMLossTest(parameterized.TestCase):
 

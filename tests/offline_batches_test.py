@@ -5,31 +5,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlm import testing
 from jaxlm.algos import ilql
 from jaxlm.algos import offline
 from jaxlm.data import next_window_rows
-from jaxlm.models import TransformerConfig
+from jaxlm.data.iterators import RandomBatches
 from jaxlm.rl.returns import action_return_stats
 
-TINY = TransformerConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
+TINY = testing.tiny_model()
 
 
 class RandomBatchesTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.config = ilql.Config(num_trajectories=12, batch_size=16, model=TINY)
-    self.task, self.batch = offline.task_and_batch(self.config, None)
+    self.config = ilql.Config(num_trajectories=12, max_len=96, model=TINY)
+    self.data = offline.prepare(self.config, None)
+    self.batch = self.data.batch
 
   def test_batch_i_depends_only_on_seed_and_index(self):
-    a = offline.RandomBatches(self.batch, 16, seed=3)
-    b = offline.RandomBatches(self.batch, 16, seed=3)
+    a = RandomBatches(self.batch, 16, seed=3)
+    b = RandomBatches(self.batch, 16, seed=3)
     first = [next(a) for _ in range(3)]
     b.set_state({"index": 2})
     np.testing.assert_array_equal(next(b).tokens, first[2].tokens)
 
   def test_successors_are_next_windows_cut_after_first_trained_action(self):
-    data = offline.RandomBatches(self.batch, 64, seed=0, with_next=True)
+    data = RandomBatches(self.batch, 64, seed=0, with_next=True)
     _, length = self.batch.tokens.shape
     first = np.argmax(np.asarray(self.batch.loss_mask) > 0, axis=1)
     self.assertEqual(data.next_len % 8, 0)
@@ -48,10 +50,10 @@ class RandomBatchesTest(absltest.TestCase):
 
   def test_bootstrap_value_of_cut_successors_is_exact(self):
     mean, std = map(float, action_return_stats(self.batch, gamma=0.99))
-    mcfg = offline.model_config(self.config, self.task)
+    mcfg = self.data.model
     init_fn, _, _, bootstrap_v = ilql._networks(self.config, mcfg, mean, std)
     params = init_fn(jax.random.PRNGKey(0))
-    data = offline.RandomBatches(self.batch, 32, seed=1, with_next=True)
+    data = RandomBatches(self.batch, 32, seed=1, with_next=True)
     _, cut = next(data)
     rows = np.random.default_rng((1, 0)).integers(0, self.batch.tokens.shape[0], 32)
     whole = jax.tree.map(lambda x: x[data.next_rows[rows]], self.batch)

@@ -10,6 +10,7 @@ from absl.testing import absltest
 import numpy as np
 
 from jaxlm import checkpoint
+from jaxlm import config as config_lib
 from jaxlm.algos import sft
 from experiments.configs import sft as sft_configs
 
@@ -19,7 +20,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _tiny(**overrides) -> sft.Config:
   d = sft_configs.get_config("tiny").to_dict()
   d.update(overrides)
-  return sft.Config.from_dict(d)
+  return config_lib.from_dict(sft.Config, d)
 
 
 def _run_cli(*args):
@@ -81,7 +82,7 @@ class SftTest(absltest.TestCase):
 
   def test_cli_preset_overrides_and_unknown_key(self):
     with tempfile.TemporaryDirectory() as workdir:
-      ok = _run_cli("--config=experiments/configs/sft.py:tiny", "--config.num_steps=2",
+      ok = _run_cli("--config=experiments/configs/sft.py:tiny", "--config.train.num_steps=2",
                     "--config.model.d_model=16", f"--workdir={workdir}")
       self.assertEqual(ok.returncode, 0, msg=ok.stderr[-3000:])
       with open(os.path.join(workdir, "results.json")) as f:

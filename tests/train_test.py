@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlm import metrics
 from jaxlm import train
 
 
@@ -156,7 +157,7 @@ class LoopTest(absltest.TestCase):
                                    log_every=2, eval_every=3, eval_fn=eval_fn,
                                    tokens_per_batch=lambda b: b["x"].shape[0],
                                    transfer_guard="disallow", progress=False)
-      rows = train.read_metrics(workdir)
+      rows = metrics.read_metrics(workdir)
       self.assertTrue(os.path.exists(os.path.join(workdir, "learning_curve.png")))
       self.assertTrue(os.listdir(os.path.join(workdir, "tb")))
     self.assertEqual(int(state.step), 6)

@@ -134,15 +134,15 @@ class TransformerTest(parameterized.TestCase):
     hidden = jnp.ones((2, 5, 8))
     variables = module.init(jax.random.key(0), hidden)
     out = module.apply(variables, jnp.zeros((2, 5, 8)))
-    self.assertEqual(out.q1.shape, (2, 5, 11))
-    self.assertEqual(out.v.shape, (2, 5))
+    self.assertEqual(out.q1_BxTxV.shape, (2, 5, 11))
+    self.assertEqual(out.v_BxT.shape, (2, 5))
     # Zero input: the ReLU layer outputs 0, so every head returns its bias, the initial value.
-    np.testing.assert_allclose(out.q2, -3.0)
-    np.testing.assert_allclose(out.v, -3.0)
+    np.testing.assert_allclose(out.q2_BxTxV, -3.0)
+    np.testing.assert_allclose(out.v_BxT, -3.0)
     # The MLP's output is multiplied by value_scale before the offset is added.
     bumped = flax.core.unfreeze(nn.meta.unbox(variables))
     bumped["params"]["v"]["out"]["bias"] = jnp.ones((1,))
-    np.testing.assert_allclose(module.apply(bumped, jnp.zeros((2, 5, 8))).v, 7.0)
+    np.testing.assert_allclose(module.apply(bumped, jnp.zeros((2, 5, 8))).v_BxT, 7.0)
 
 
 if __name__ == "__main__":

@@ -4,26 +4,28 @@ Run: python -m experiments.bc --config experiments/configs/bc.py[:filtered] --wo
 Expected (~3 min on 2 CPU cores): fully observed Maze, BC samples the dataset's mostly random
 behaviour (normalised score ~10-20); `filtered` (top 10% of episodes) scores ~70.
 Presets: filtered, smoke; wordle and wordle_smoke (the BC run of configs/ilql.py's presets).
+The settings are those of the BC baseline of the matching ILQL preset
+(`jaxlm.algos.ilql.baseline_configs`), so every offline field follows configs/ilql.py.
 """
 
-import ml_collections
-
-from experiments.configs import ilql
-
+from experiments.configs import ilql as ilql_configs
+from jaxlm import config as config_lib
+from jaxlm.algos import ilql
 
 WORDLE = ("wordle", "wordle_smoke")  # presets taken from configs/ilql.py
 
 
-def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  base = ilql.get_config(preset if preset in WORDLE + ("smoke",) else None)
-  keep = ("seed", "env", "tokenizer", "num_trajectories", "filter_fraction", "max_len",
-          "window_transitions", "gamma", "model", "hf_model", "batch_size", "lr", "warmup", "weight_decay", "clip", "eval_episodes",
-          "eval_temperature", "log_every", "checkpoint_every", "mesh", "wordle_words")
-  c = ml_collections.ConfigDict({k: base[k] for k in keep})
-  c.num_steps = base.bc_steps     # BC updates
-  if preset == "filtered":
-    c.filter_fraction = 0.1       # keep the best 10% of episodes by return
-  elif preset not in (None, "", "smoke") + WORDLE:
+def ilql_config(preset: str | None) -> ilql.Config:
+  """The ILQL config whose baselines a bc / mc preset runs."""
+  base = ilql_configs.get_config(preset if preset in WORDLE + ("smoke",) else None)
+  return config_lib.from_dict(ilql.Config, base.to_dict())
+
+
+PRESETS = (None, "filtered", "smoke") + WORDLE
+
+def get_config(preset: str | None = None):
+  if preset not in (None, "", "filtered", "smoke") + WORDLE:
     raise ValueError(f"unknown bc preset {preset!r}; expected filtered, smoke, wordle or "
                      "wordle_smoke")
-  return c
+  name = "filtered_bc" if preset == "filtered" else "bc"
+  return config_lib.config_dict(ilql.baseline_configs(ilql_config(preset))[name])

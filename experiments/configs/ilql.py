@@ -49,46 +49,16 @@ Presets:
   smoke              seconds-long run for tests.
 """
 
-import ml_collections
+from jaxlm import config as config_lib
+from jaxlm.algos import ilql
+
+PRESETS = ("maze_fo", "maze_po", "lmrl_gym_gpt2", "lmrl_gym_gpt2_po", "wordle", "wordle_smoke",
+           "smoke")
 
 
-def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0                      # dataset, data order, init and evaluation episodes
-  c.env = "maze_fo"               # maze_fo | maze_po | wordle
-  c.tokenizer = "phrase"          # phrase (a move, a coordinate = one token) | word | char
-  c.num_trajectories = 1000       # offline episodes
-  c.filter_fraction = 1.0         # fraction of episodes ILQL trains on
-  c.max_len = 40                  # tokens per window (one Maze transition + look-ahead)
-  c.window_transitions = 1        # transitions per window (FO Maze: the state is the last obs)
-  c.gamma = 0.99                  # discount per action token
-  c.model = ml_collections.ConfigDict(dict(
-      d_model=64, n_layers=2, n_heads=4, d_ff=256))  # transformer (vocab/max_len from task)
-  c.batch_size = 32               # windows per update
-  c.num_steps = 5000              # ILQL / MC updates
-  c.bc_steps = 400                # BC policy and BC baseline updates
-  c.lr = 1e-3                     # peak AdamW learning rate
-  c.warmup = 50                   # linear warmup steps
-  c.weight_decay = 0.0            # AdamW decay on matrices
-  c.clip = 1.0                    # global-norm gradient clip
-  c.eval_episodes = 64            # episodes per evaluated policy
-  c.eval_temperature = 1.0        # sampling temperature of extracted policies
-  c.log_every = 50                # steps between logged metrics
-  c.checkpoint_every = 500        # steps between checkpoints
-  c.mesh = (-1, 1, 1)             # (data, fsdp, tensor); -1 fills
-  c.variant = "lmrl_gym"          # lmrl_gym | trlx | original
-  c.tau = 0.7                     # expectile of V
-  c.cql_weight = 0.1              # CQL term weight
-  c.cql_temperature = 1.0         # CQL temperature
-  c.polyak = 0.05                 # target update rate (fast: short CPU runs)
-  c.hf_model = ""                 # HF checkpoint dir: start every transformer from it
-  c.wordle_words = 0              # Wordle: play on a subset of this many words (0 = all)
-  c.bc_weight = ml_collections.config_dict.placeholder(float)  # None = variant default
-  c.betas = (2.0, 0.0, 8.0, 32.0)  # first is the reported policy
-  c.policy_q = "target"           # Q heads used for decoding: target | online
-  c.adv_clip = ml_collections.config_dict.placeholder(float)  # clip |Q - V| when decoding
-  c.compare = ("bc", "filtered_bc", "mc")  # baselines trained on the same data
-  c.filter_fraction_bc = 0.1      # episodes kept by filtered BC
+def get_config(preset: str | None = None):
+  """Every field of `jaxlm.algos.ilql.Config` (defaults: the maze_fo preset), then the preset's."""
+  c = config_lib.config_dict(ilql.Config())
   if preset in (None, "", "maze_fo"):
     pass
   elif preset == "maze_po":
@@ -98,27 +68,26 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # Pass the checkpoint: --config.hf_model=/path/to/gpt2 (AutoModelForCausalLM
     # .from_pretrained("gpt2").save_pretrained(path) plus its tokenizer). Accelerators only.
     c.env = "maze_fo" if preset == "lmrl_gym_gpt2" else "maze_po"
-    c.max_len, c.window_transitions = 1024, 12
-    c.batch_size, c.num_steps, c.bc_steps, c.lr, c.warmup = 128, 20_000, 5_000, 1e-4, 500
+    c.max_len, c.window_transitions, c.bc_steps = 1024, 12, 5_000
+    c.train.update(batch_size=128, num_steps=20_000, lr=1e-4, warmup=500, log_every=200,
+                   checkpoint_every=2000)
     c.polyak, c.cql_weight, c.tau, c.betas = 0.005, 0.01, 0.7, (16.0, 0.0, 4.0, 64.0)
-    c.log_every, c.checkpoint_every, c.eval_episodes = 200, 2000, 256
+    c.eval_episodes = 256
   elif preset in ("wordle", "wordle_smoke"):
     # Whole episodes per window: BOS + "Wordle:\n" + 6 x ("c r a n e\n" + "b y g b b\n") = 129.
     c.env, c.tokenizer, c.max_len, c.window_transitions = "wordle", "char", 136, 6
-    c.wordle_words, c.num_trajectories, c.batch_size = 100, 10_000, 32
+    c.wordle_words, c.num_trajectories = 100, 10_000
     c.model.update(d_model=128, d_ff=512)
-    c.num_steps, c.bc_steps, c.checkpoint_every = 700, 1000, 1000
-    c.lr, c.warmup, c.polyak, c.tau, c.cql_weight = 3e-3, 50, 0.05, 0.7, 0.1
-    c.eval_temperature, c.betas, c.eval_episodes = 1.0, (4.0, 0.0, 1.0, 16.0), 128
+    c.train.update(num_steps=700, checkpoint_every=1000, lr=3e-3)
+    c.bc_steps, c.betas, c.eval_episodes = 1000, (4.0, 0.0, 1.0, 16.0), 128
     if preset == "wordle_smoke":
-      c.num_trajectories, c.num_steps, c.bc_steps, c.eval_episodes = 10, 2, 2, 2
+      c.num_trajectories, c.bc_steps, c.eval_episodes, c.betas = 10, 2, 2, (4.0, 0.0)
       c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)
-      c.batch_size, c.log_every, c.betas = 8, 1, (4.0, 0.0)
+      c.train.update(num_steps=2, batch_size=8, log_every=1)
   elif preset == "smoke":
-    c.num_trajectories, c.num_steps, c.bc_steps, c.eval_episodes = 40, 4, 4, 4
+    c.num_trajectories, c.bc_steps, c.eval_episodes, c.betas = 40, 4, 4, (4.0, 0.0)
     c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)
-    c.batch_size, c.log_every, c.betas = 8, 2, (4.0, 0.0)
+    c.train.update(num_steps=4, batch_size=8, log_every=2)
   else:
-    raise ValueError(f"unknown ilql preset {preset!r}; expected maze_fo, maze_po, "
-                     "lmrl_gym_gpt2, lmrl_gym_gpt2_po, wordle, wordle_smoke or smoke")
+    raise ValueError(f"unknown ilql preset {preset!r}; expected one of {PRESETS}")
   return c

@@ -1,12 +1,15 @@
-"""One module per algorithm: a frozen Config, its networks and loss, and train_and_evaluate."""
+"""One module per algorithm: a frozen Config, its networks and loss, train and train_and_evaluate.
+
+Every algorithm trains through `jaxlm.train.fit` with a `jaxlm.config.TrainConfig`; the offline
+ones (bc, mc, ilql) share their config fields and data through `offline`; `test_time` trains
+the Countdown policy and PRM and runs the search strategies of `jaxlm.search` on them.
+"""
 
 from jaxlm.algos import bc
-from jaxlm.algos import decoding
 from jaxlm.algos import ilql
 from jaxlm.algos import mc
 from jaxlm.algos import offline
-from jaxlm.algos import prm
-from jaxlm.algos import search
 from jaxlm.algos import sft
+from jaxlm.algos import test_time
 
-__all__ = ["bc", "decoding", "ilql", "mc", "offline", "prm", "search", "sft"]
+__all__ = ["bc", "ilql", "mc", "offline", "sft", "test_time"]

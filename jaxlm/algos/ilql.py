@@ -24,16 +24,20 @@ import dataclasses
 import os
 from typing import Any
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 
+from jaxlm import files
+from jaxlm import plots
+from jaxlm import train as train_lib
+from jaxlm.config import TrainConfig
 from jaxlm.algos import bc as bc_lib
-from jaxlm.algos import decoding
 from jaxlm.algos import mc as mc_lib
 from jaxlm.algos import offline
-from jaxlm.losses import ILQL_VARIANTS, ILQLOutputs, ilql_loss
-from jaxlm.models import Transformer
+from jaxlm.data.iterators import RandomBatches
+from jaxlm.losses import ILQL_VARIANTS, ilql_loss
+from jaxlm.models import Transformer, lm_networks
+from jaxlm.models import policy as policy_lib
 from jaxlm.models.heads import ILQLHeads
 from jaxlm.rl.returns import action_return_stats, decision_view
 
@@ -46,7 +50,10 @@ class Config(offline.OfflineConfig):
     variant: "lmrl_gym", "trlx" or "original" (module docstring).
     tau: expectile of the V regression (0.5 = SARSA-like mean, -> 1 = max).
     cql_weight: weight of the CQL term; cql_temperature its temperature.
-    polyak: target update rate alpha (target <- (1 - alpha) target + alpha online).
+    train: the ILQL (and MC baseline) training run; 5000 updates carry the goal's value to the
+      far Maze cells (experiments/configs/ilql.py).
+    polyak: target update rate alpha (target <- (1 - alpha) target + alpha online; fast for
+      short CPU runs).
     bc_weight: BC/AWAC term weight for variants that train a policy (None = variant default).
     betas: perturbation strengths evaluated in one pass; the first is reported as "ilql".
     policy_q: "target" or "online" Q heads for decoding.
@@ -56,18 +63,19 @@ class Config(offline.OfflineConfig):
     filter_fraction_bc: episodes kept by the filtered BC baseline.
     bc_steps: updates of the BC policy (lmrl_gym's pi_beta and the BC baselines).
   """
+  train: TrainConfig = TrainConfig(batch_size=32, num_steps=5000)
   variant: str = "lmrl_gym"
   tau: float = 0.7
   cql_weight: float = 0.1
   cql_temperature: float = 1.0
-  polyak: float = 0.005
+  polyak: float = 0.05
   bc_weight: float | None = None
-  betas: tuple[float, ...] = (8.0, 0.0, 1.0, 4.0, 16.0, 64.0)
+  betas: tuple[float, ...] = (2.0, 0.0, 8.0, 32.0)
   policy_q: str = "target"
   adv_clip: float | None = None
   compare: tuple[str, ...] = ("bc", "filtered_bc", "mc")
   filter_fraction_bc: float = 0.1
-  bc_steps: int = 1000
+  bc_steps: int = 400
 
   def __post_init__(self):
     super().__post_init__()
@@ -82,12 +90,12 @@ class Config(offline.OfflineConfig):
       raise ValueError(f"tau={self.tau} must be in [0.5, 1)")
 
 
-def _networks(config: Config, mcfg, init_value: float, value_scale: float):
-  """(init_fn, outputs_fn, scorer) for the configured variant."""
+def _networks(config: Config, mcfg, init_value: float, value_scale: float, pretrained=None):
+  """(init_fn, outputs_fn, scorer, bootstrap_v) for the configured variant."""
   variant = ILQL_VARIANTS[config.variant]
   model, heads = Transformer(mcfg), ILQLHeads(mcfg.vocab_size, init_value=init_value,
                                                 value_scale=value_scale)
-  _, lm_init, lm_logits = bc_lib.lm_networks(mcfg, offline.pretrained_params(config))
+  _, lm_init, lm_logits = lm_networks(mcfg, pretrained)
 
   def init_fn(key):
     k_trunk, k_heads, k_policy = jax.random.split(key, 3)
@@ -110,8 +118,8 @@ def _networks(config: Config, mcfg, init_value: float, value_scale: float):
     logits = {"shared": out.logits, "frozen": None,
               "joint": lm_logits(params.get("policy"), tokens, mask)
                        if variant.policy == "joint" else None}[variant.policy]
-    return ILQLOutputs(q1_BxTxV=h.q1, q2_BxTxV=h.q2, v_BxT=h.v, target_q1_BxTxV=th.q1,
-                       target_q2_BxTxV=th.q2, logits_BxTxV=logits)
+    return h.replace(target_q1_BxTxV=th.q1_BxTxV, target_q2_BxTxV=th.q2_BxTxV,
+                     logits_BxTxV=logits)
 
   def scorer(bundle, tokens, mask):
     params, target, policy = bundle
@@ -125,13 +133,13 @@ def _networks(config: Config, mcfg, init_value: float, value_scale: float):
     """V (no gradient) of each successor window at its first trained action (jaxlm.data)."""
     _, h = forward(params, successors.tokens, successors.attention_mask)
     first_B = jnp.argmax(decision_view(successors).trains > 0, axis=-1)
-    return jax.lax.stop_gradient(jnp.take_along_axis(h.v, first_B[:, None], 1)[:, 0])
+    return jax.lax.stop_gradient(jnp.take_along_axis(h.v_BxT, first_B[:, None], 1)[:, 0])
 
   return init_fn, outputs, scorer, bootstrap_v
 
 
 def _decoder(config: Config, mcfg, init_value: float, value_scale: float
-             ) -> tuple[decoding.JointDecoder, Any]:
+             ) -> tuple[policy_lib.JointDecoder, Any]:
   """The extracted policy of `_networks`'s scorer, step by step: (decoder, decoder_params).
 
   logits_pi_beta + beta * (min(Q1, Q2) - V) (Snell et al. 2022, Eq. 6) with the configured
@@ -150,7 +158,7 @@ def _decoder(config: Config, mcfg, init_value: float, value_scale: float
     h = heads.apply({"params": head_params["online"]}, value_out.hidden)
     q = h if config.policy_q == "online" else heads.apply({"params": head_params["target"]},
                                                          outs[-1].hidden)
-    return policy_out.logits, jnp.minimum(q.q1, q.q2) - h.v[..., None]
+    return policy_out.logits, jnp.minimum(q.q1_BxTxV, q.q2_BxTxV) - h.v_BxT[..., None]
 
   def decoder_params(bundle):
     params, target, policy = bundle
@@ -160,20 +168,23 @@ def _decoder(config: Config, mcfg, init_value: float, value_scale: float
     return {"models": models, "heads": {"online": params["heads"], "target": target["heads"]}}
 
   n = int(own_policy) + 1 + int(target_trunk)
-  return decoding.JointDecoder((model,) * n, combine), decoder_params
+  return policy_lib.JointDecoder((model,) * n, combine), decoder_params
 
 
-def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bool = False,
-          name: str = "ilql"):
-  """Trains the ILQL networks; returns (bundle for the scorer, decoding.Policy, task)."""
+def train(config: Config, data: offline.OfflineData, workdir: str, *, policy_params: Any = None,
+          resume: bool = False, name: str = "ilql"):
+  """Trains the ILQL networks on `data`; returns (bundle for the scorer, policy).
+
+  The bundle is (params, target params, frozen policy params or None).
+  """
   variant = ILQL_VARIANTS[config.variant]
   if (variant.policy == "frozen") != (policy_params is not None):
     raise ValueError(f"variant {config.variant!r} "
                      f"{'needs' if variant.policy == 'frozen' else 'takes no'} policy_params")
-  task, batch = offline.task_and_batch(config, workdir)
-  mean, std = map(float, action_return_stats(batch, gamma=config.gamma))
-  mcfg, value_scale = offline.model_config(config, task), max(std, 1e-3)
-  init_fn, outputs, scorer, bootstrap_v = _networks(config, mcfg, mean, value_scale)
+  mean, std = map(float, action_return_stats(data.batch, gamma=config.gamma))
+  mcfg, value_scale = data.model, max(std, 1e-3)
+  init_fn, outputs, scorer, bootstrap_v = _networks(config, mcfg, mean, value_scale,
+                                                    data.pretrained)
   bc_weight = variant.bc_weight if config.bc_weight is None else config.bc_weight
 
   def loss_fn(params, windows, rng, *, state):
@@ -184,12 +195,23 @@ def train(config: Config, workdir: str, *, policy_params: Any = None, resume: bo
                      cql_temperature=config.cql_temperature, bc_weight=bc_weight,
                      bootstrap_v_B=bootstrap_v(params, successors))
 
-  state = offline.fit(name, config, workdir, init_fn, loss_fn,
-                      offline.RandomBatches(batch, config.batch_size, config.seed,
-                                            with_next=True),
-                      resume=resume, target_update=config.polyak)
-  policy = decoding.Policy(scorer, *_decoder(config, mcfg, mean, value_scale))
-  return (state.params, state.target_params, policy_params), policy, task
+  state, _ = train_lib.fit(os.path.join(workdir, name), config.train, init_fn, loss_fn,
+                           RandomBatches(data.batch, config.train.batch_size, config.train.seed,
+                                         with_next=True),
+                           resume=resume, target_update=config.polyak, saved_config=config)
+  policy = policy_lib.Policy(scorer, *_decoder(config, mcfg, mean, value_scale))
+  return (state.params, state.target_params, policy_params), policy
+
+
+def baseline_configs(config: Config) -> dict[str, offline.OfflineConfig]:
+  """The configs of the baselines trained beside ILQL on the same data ("bc", "filtered_bc",
+  "mc"): the shared offline fields of `config`, `bc_steps` updates for BC and filtered BC (the
+  best `filter_fraction_bc` of episodes), ILQL's updates and betas for MC."""
+  shared = offline.shared_fields(config)
+  bc = bc_lib.Config(**{**shared, "train": dataclasses.replace(config.train,
+                                                               num_steps=config.bc_steps)})
+  filtered = dataclasses.replace(bc, filter_fraction=config.filter_fraction_bc)
+  return {"bc": bc, "filtered_bc": filtered, "mc": mc_lib.Config(**shared, betas=config.betas)}
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
@@ -199,31 +221,36 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   Writes `workdir/results.json` ({algo: {return, normalized, episodes, ...}}), the beta sweep
   (`beta_sweep.json`, `beta_sweep.png`) and per-run learning curves (`<algo>/learning_curve.png`).
   """
-  base = {f.name: getattr(config, f.name) for f in dataclasses.fields(offline.OfflineConfig)}
-  bc_config = bc_lib.Config(**{**base, "num_steps": config.bc_steps})
+  data = offline.prepare(config, workdir)
+  baselines = baseline_configs(config)
   results, sweeps = {}, {}
   policy = None
   if "bc" in config.compare or ILQL_VARIANTS[config.variant].policy == "frozen":
-    policy, bc_scorer, task = bc_lib.train(bc_config, workdir, resume=resume, name="bc")
+    policy, bc_policy = bc_lib.train(baselines["bc"], data, workdir, resume=resume, name="bc")
     if "bc" in config.compare:
-      results["bc"] = offline.evaluate_scorer(bc_scorer, policy, task, config, (0.0,), "bc")[0]
+      results["bc"] = offline.evaluate(bc_policy, policy, data.task, config, betas=(0.0,),
+                                       name="bc")[0]
   if "filtered_bc" in config.compare:
-    fbc = dataclasses.replace(bc_config, filter_fraction=config.filter_fraction_bc)
-    results.update(bc_lib.train_and_evaluate(fbc, workdir, resume=resume, name="filtered_bc"))
+    fbc = baselines["filtered_bc"]
+    fdata = dataclasses.replace(data, batch=offline.windows(fbc, data.task, workdir))
+    params, fbc_policy = bc_lib.train(fbc, fdata, workdir, resume=resume, name="filtered_bc")
+    results["filtered_bc"] = offline.evaluate(fbc_policy, params, data.task, fbc,
+                                              betas=(0.0,), name="filtered_bc")[0]
+    files.write_json(os.path.join(workdir, "filtered_bc", "results.json"),
+                     {"filtered_bc": results["filtered_bc"]})
   if "mc" in config.compare:
-    mc_config = mc_lib.Config(**base, betas=config.betas)
-    params, mc_scorer, task = mc_lib.train(mc_config, workdir, resume=resume)
-    sweeps["mc"] = offline.evaluate_scorer(mc_scorer, params, task, mc_config, config.betas,
-                                           "mc")
+    mc_config = baselines["mc"]
+    params, mc_policy = mc_lib.train(mc_config, data, workdir, resume=resume)
+    sweeps["mc"] = mc_lib.evaluate(mc_config, params, mc_policy, data, workdir)
     results["mc"] = sweeps["mc"][0]
-  bundle, scorer, task = train(config, workdir, policy_params=policy, resume=resume)
-  rows = offline.evaluate_scorer(scorer, bundle, task, config, config.betas, "ilql",
-                                 config.adv_clip)
+  bundle, ilql_policy = train(config, data, workdir, policy_params=policy, resume=resume)
+  rows = offline.evaluate(ilql_policy, bundle, data.task, config, betas=config.betas,
+                          name="ilql", adv_clip=config.adv_clip)
   results["ilql"], sweeps["ilql"] = rows[0], rows
-  offline.write_json(os.path.join(workdir, "results.json"), results)
-  offline.write_json(os.path.join(workdir, "beta_sweep.json"), sweeps)
+  files.write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "beta_sweep.json"), sweeps)
   if jax.process_index() == 0:
-    offline.plot_beta_sweep(sweeps, os.path.join(workdir, "beta_sweep.png"), task.name)
-    offline.plot_learning_curves(workdir, list(results), os.path.join(workdir,
-                                                                      "learning_curves.png"))
+    plots.plot_beta_sweep(sweeps, os.path.join(workdir, "beta_sweep.png"), data.task.name)
+    plots.plot_learning_curves(workdir, list(results), os.path.join(workdir,
+                                                                    "learning_curves.png"))
   return results

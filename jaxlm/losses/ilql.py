@@ -38,16 +38,20 @@ from jaxlm.rl.returns import decision_view, td_targets
 class ILQLOutputs:
   """Model outputs; position t scores token t+1. Optional fields may be None.
 
+  `jaxlm.models.ILQLHeads` returns the online fields (q1, q2, v); the algorithm adds the target
+  heads (and policy logits) with `.replace` before calling the loss.
+
   Attributes:
     q1_BxTxV, q2_BxTxV: online Q heads over the vocabulary (q2 None = single Q).
-    target_q1_BxTxV, target_q2_BxTxV: Polyak target heads (target_q2 None = single Q).
     v_BxT: value head.
+    target_q1_BxTxV, target_q2_BxTxV: Polyak target heads (target_q2 None = single Q); the
+      loss needs target_q1.
     logits_BxTxV: policy logits for the BC/AWAC term (None when the policy is frozen).
   """
   q1_BxTxV: jax.Array
-  target_q1_BxTxV: jax.Array
   v_BxT: jax.Array
   q2_BxTxV: jax.Array | None = None
+  target_q1_BxTxV: jax.Array | None = None
   target_q2_BxTxV: jax.Array | None = None
   logits_BxTxV: jax.Array | None = None
 
@@ -103,6 +107,9 @@ def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau:
               bc_weight: float = 0.0, bootstrap_v_B: jax.Array | None = None
               ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """ILQL loss (module docstring); returns (scalar loss, metrics)."""
+  if outputs.target_q1_BxTxV is None:
+    raise ValueError("ilql_loss needs target Q heads (ILQLOutputs.target_q1_BxTxV): pass the "
+                     "heads applied to the target params")
   chex.assert_rank([outputs.q1_BxTxV, outputs.target_q1_BxTxV, outputs.v_BxT], [3, 3, 2])
   chex.assert_equal_shape([outputs.q1_BxTxV, outputs.target_q1_BxTxV])
   chex.assert_equal_shape_prefix([outputs.q1_BxTxV, outputs.v_BxT, batch.tokens], 2)
@@ -135,21 +142,3 @@ def ilql_loss(outputs: ILQLOutputs, batch: RLBatch, *, gamma: float = 0.99, tau:
              "td_target_mean": masked_mean(td_BxT, mask_BxT),
              "advantage_mean": masked_mean(target_qa_BxT - v_BxT, mask_BxT)}
   return with_bc_term(loss, metrics, outputs.logits_BxTxV, batch, bc_weight)
-
-
-def perturb_logits(logits_xV: jax.Array, q_xV: jax.Array, v_x: jax.Array | None = None, *,
-                   beta: float, adv_clip: float | None = None) -> jax.Array:
-  """Policy extraction logits_pi_beta + beta * (Q - V) (ILQL Sec. 4.2, Eq. 6).
-
-  Args:
-    logits_xV: behaviour-policy logits [..., V].
-    q_xV: Q over the vocabulary [..., V] (the caller picks online/target, min over heads).
-    v_x: V [...] or None (a per-state constant does not change the softmax unless clipped).
-    beta: perturbation strength (0 = behaviour cloning).
-    adv_clip: if set, the advantage is clipped to [-adv_clip, adv_clip].
-  """
-  chex.assert_equal_shape([logits_xV, q_xV])
-  adv_xV = q_xV if v_x is None else q_xV - v_x[..., None]
-  if adv_clip is not None:
-    adv_xV = jnp.clip(adv_xV, -adv_clip, adv_clip)
-  return logits_xV + beta * adv_xV

@@ -1,4 +1,5 @@
-"""Language-model losses on the RL batch: behaviour cloning and plain next-token prediction.
+"""Language-model losses: behaviour cloning and next-token prediction on the RL batch, and the
+dense next-token loss of plain SFT windows.
 
 Model outputs at position t score token t+1 (jaxlm.data.batch). Both losses are masked means
 normalised by the mask sum, so padding and observation tokens never dilute them.
@@ -8,6 +9,7 @@ import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxlm.data.batch import RLBatch
 from jaxlm.rl.returns import decision_view
@@ -60,6 +62,18 @@ def lm_loss(outputs: LMOutputs, batch: RLBatch) -> tuple[jax.Array, dict[str, ja
   mask_BxT = jnp.concatenate([attn_BxT[:, 1:], jnp.zeros_like(attn_BxT[:, :1])], axis=1)
   loss = masked_mean(nll_BxT, mask_BxT)
   return loss, {"lm_loss": loss, "tokens": jnp.sum(mask_BxT)}
+
+
+def next_token_loss(logits_BxTxV: jax.Array, targets_BxT: jax.Array
+                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean cross-entropy of every position's next token (dense windows, no mask; Shannon 1948).
+
+  For SFT on a token stream cut into windows: `targets_BxT` is the input shifted by one.
+  Metrics: accuracy of the argmax prediction.
+  """
+  nll_BxT = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, targets_BxT)
+  accuracy = (logits_BxTxV.argmax(-1) == targets_BxT).mean()
+  return nll_BxT.mean(), {"accuracy": accuracy}
 
 
 def with_bc_term(loss: jax.Array, metrics: dict[str, jax.Array], logits_BxTxV: jax.Array | None,

@@ -2,9 +2,9 @@
 
 A value head over the vocabulary, Q(s_t, a), is regressed to the return-to-go G_t of the data
 token (gamma per action token, jaxlm.rl.returns.mc_returns); an optional state-value head V(s_t)
-is regressed to the same target. At decoding time the policy is
-logits_BC + beta * (Q - V) (`perturb_logits`, shared with ILQL). Optional BC term when the
-same trunk also carries the LM head.
+is regressed to the same target. At decoding time the policy is logits_BC + beta * Q
+(`jaxlm.models.policy.perturb`, shared with ILQL; subtracting a per-state V would not change
+the softmax). Optional BC term when the same trunk also carries the LM head.
 """
 
 import chex
@@ -13,11 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxlm.data.batch import RLBatch
-from jaxlm.losses.ilql import perturb_logits  # re-exported for MC policy extraction
 from jaxlm.losses.lm import gather_actions, masked_mean, with_bc_term
 from jaxlm.rl.returns import batch_mc_returns, decision_view
 
-__all__ = ["MCOutputs", "mc_loss", "perturb_logits"]
+__all__ = ["MCOutputs", "mc_loss"]
 
 
 @flax.struct.dataclass

@@ -1,13 +1,14 @@
 """Transformer policies, their value heads and Hugging Face interop."""
 
 from jaxlm.models.convert import config_from_hf, config_to_hf, from_gguf, from_hf, to_hf
-from jaxlm.models.heads import ILQLHeadOutputs, ILQLHeads, MLPHead
+from jaxlm.models.heads import ILQLHeads, MLPHead
+from jaxlm.models.networks import lm_networks, load_pretrained
 from jaxlm.models.transformer import (Transformer, TransformerConfig, TransformerOutput,
                                       gpt2_config, init_cache, llama_config,
                                       positions_from_mask)
 
 __all__ = [
-    "ILQLHeadOutputs", "ILQLHeads", "MLPHead", "Transformer", "TransformerConfig",
-    "TransformerOutput", "config_from_hf", "config_to_hf", "from_gguf", "from_hf",
-    "gpt2_config", "init_cache", "llama_config", "positions_from_mask", "to_hf",
+    "ILQLHeads", "MLPHead", "Transformer", "TransformerConfig", "TransformerOutput",
+    "config_from_hf", "config_to_hf", "from_gguf", "from_hf", "gpt2_config", "init_cache",
+    "llama_config", "lm_networks", "load_pretrained", "positions_from_mask", "to_hf",
 ]

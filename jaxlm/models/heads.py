@@ -16,9 +16,10 @@
 from __future__ import annotations
 
 import flax.linen as nn
-import flax.struct
 import jax
 import jax.numpy as jnp
+
+from jaxlm.losses.ilql import ILQLOutputs
 
 
 class MLPHead(nn.Module):
@@ -49,13 +50,6 @@ class MLPHead(nn.Module):
     return out_BxTxO[..., 0] if self.squeeze else out_BxTxO
 
 
-@flax.struct.dataclass
-class ILQLHeadOutputs:
-  q1: jax.Array  # [B, T, V]
-  q2: jax.Array  # [B, T, V]
-  v: jax.Array   # [B, T]
-
-
 class ILQLHeads(nn.Module):
   """Double Q heads over the vocabulary plus a V head (Snell et al. 2022)."""
   vocab_size: int
@@ -65,9 +59,10 @@ class ILQLHeads(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, hidden_BxTxD: jax.Array) -> ILQLHeadOutputs:
+  def __call__(self, hidden_BxTxD: jax.Array) -> ILQLOutputs:
+    """Online q1, q2 [B, T, V] and v [B, T] as the loss's input type (no target fields)."""
     q = lambda name: MLPHead(self.vocab_size, self.hidden_mult, self.init_value, self.value_scale, "vocab",
                              dtype=self.dtype, name=name)(hidden_BxTxD)
     v_BxT = MLPHead(1, self.hidden_mult, self.init_value, self.value_scale, None, squeeze=True,
                     dtype=self.dtype, name="v")(hidden_BxTxD)
-    return ILQLHeadOutputs(q1=q("q1"), q2=q("q2"), v=v_BxT)
+    return ILQLOutputs(q1_BxTxV=q("q1"), q2_BxTxV=q("q2"), v_BxT=v_BxT)

@@ -33,6 +33,15 @@ def shared_data_dir() -> pathlib.Path:
   return pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
+def data_path(path: str | os.PathLike) -> pathlib.Path:
+  """Where a config's data path points: absolute, or relative to `shared_data_dir()`.
+
+  The one place a data path is resolved, so no config depends on the current directory.
+  """
+  path = pathlib.Path(path)
+  return path if path.is_absolute() else shared_data_dir() / path
+
+
 def load_qscaled_zip(path) -> dict[tuple[str, float, float, float], np.ndarray]:
   """Reads `<name>/utd_<s>/<env>/<metric>/bs_<B>_lr_<lr>.npy` members.
 

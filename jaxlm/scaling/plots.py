@@ -1,12 +1,10 @@
-"""Figures for the scaling fits (separate from the math; Agg backend, PNG out)."""
+"""Figures for the scaling fits (separate from the math; PNG out, or the figure when no path)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
+
+from jaxlm.plots import pyplot
 
 from jaxlm.scaling import emergence as emergence_lib
 from jaxlm.scaling import laws
@@ -16,7 +14,7 @@ def _save(fig, path):
   fig.tight_layout()
   if path is not None:
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
   return fig
 
 
@@ -29,6 +27,7 @@ def plot_data_efficiency(result, path=None, title: str = ""):
   fit = result.fit
   sig = np.logspace(np.log10(result.utds.min()), np.log10(result.utds.max()), 100)
   curves = fit.predict(sig)
+  plt = pyplot()
   colors = plt.cm.viridis(np.linspace(0, 1, len(fit.thresholds)))
   fig, ax = plt.subplots(figsize=(6, 4.5))
   for j, thr in enumerate(fit.thresholds):
@@ -48,6 +47,7 @@ def plot_data_efficiency(result, path=None, title: str = ""):
 def plot_pareto(result, path=None, title: str = ""):
   """Data-compute frontier per threshold, budget-optimal points, sigma*(F)."""
   b = result.budget
+  plt = pyplot()
   colors = plt.cm.viridis(np.linspace(0, 1, len(b.sigma_star)))
   fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
   for j in range(len(b.sigma_star)):
@@ -71,6 +71,7 @@ def plot_pareto(result, path=None, title: str = ""):
 def plot_chinchilla(n_params, n_tokens, loss, result, path=None):
   """Observed loss vs tokens coloured by model size, with iso-N fitted curves."""
   n_params, n_tokens = np.asarray(n_params), np.asarray(n_tokens)
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 4.5))
   sc = ax.scatter(n_tokens, loss, c=np.log10(n_params), s=8, cmap="plasma")
   d = np.logspace(np.log10(n_tokens.min()), np.log10(n_tokens.max()), 100)
@@ -90,6 +91,7 @@ def plot_emergence(loss_N, data_N, perf_N, result, path=None):
   """Accuracy vs pretraining loss per D with fitted ReLUs, and E(D) with band."""
   loss_N, data_N = np.asarray(loss_N), np.asarray(data_N)
   ds = np.unique(data_N)
+  plt = pyplot()
   colors = plt.cm.viridis(np.linspace(0, 1, len(ds)))
   fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
   grid = np.linspace(loss_N.min(), loss_N.max(), 200)

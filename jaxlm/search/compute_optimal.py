@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxlm import plots
+
 
 def difficulty_bins(difficulty_Q: np.ndarray, num_bins: int) -> np.ndarray:
   """Equal-count quantile bins; bin 0 holds the lowest scores (the hardest questions).
@@ -142,10 +144,7 @@ def compute_optimal_report(acc_QxCxB: np.ndarray, difficulty_Q: np.ndarray,
 def plot_accuracy_vs_budget(results: dict[str, dict[int, float]], path: str,
                             title: str = "accuracy vs test-time budget") -> None:
   """Log-x line plot of {name: {N: accuracy}} (gain entries skipped), saved to ``path``."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plots.pyplot().subplots(figsize=(6, 4))
   for name, curve in results.items():
     if name.startswith("gain_over_"):
       continue
@@ -157,6 +156,4 @@ def plot_accuracy_vs_budget(results: dict[str, dict[int, float]], path: str,
   ax.set_ylabel("accuracy")
   ax.set_title(title)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  plots.save(fig, path)

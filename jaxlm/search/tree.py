@@ -31,6 +31,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from jaxlm import generation
 from jaxlm.search import select
 
 # The NoThinking pre-fill of Ma et al. 2025 (wrapped in the model's think delimiters).
@@ -159,16 +160,6 @@ def rollout_score(rng: jax.Array, prefixes: Prefixes, score: ScoreFn,
   return score(prefixes)
 
 
-def _combine(agg_N, new_N, method):
-  if method == "last":
-    return new_N
-  if method == "min":
-    return jnp.minimum(agg_N, new_N)
-  if method == "prod":
-    return agg_N * new_N
-  raise ValueError(f"aggregate must be one of {select.AGGREGATIONS}, got {method!r}")
-
-
 def tree_search(rng: jax.Array, prompts: Prefixes, propose: ProposeFn, score: ScoreFn, *,
                 num_samples: int, beam_width: int, num_groups: int, max_steps: int,
                 aggregate: str = "last", rollout: ProposeFn | None = None,
@@ -184,7 +175,8 @@ def tree_search(rng: jax.Array, prompts: Prefixes, propose: ProposeFn, score: Sc
     beam_width: M, proposals per kept prefix.
     num_groups: G, independent subtrees; N must be divisible by G * M.
     max_steps: rounds (step cap); the first round samples N first steps from the prompt.
-    aggregate: how a prefix's step scores combine for ranking: "last", "min" or "prod".
+    aggregate: how a prefix's step scores combine for ranking: "last", "min" or "prod"
+      (``select.aggregate_step_scores``).
     rollout: sampler for lookahead scoring.
     lookahead: rollout steps per scored step (0: score the step itself).
 
@@ -224,8 +216,11 @@ def tree_search(rng: jax.Array, prompts: Prefixes, propose: ProposeFn, score: Sc
     children = expand(k_prop, _flat(parents, 2), propose, m)  # [Q * P, M]
     new_scores = score_fn(k_score, _flat(children, 2)).reshape(q, g * keep, m)
     was_done = parents.done[..., None]
-    scores = jnp.where(was_done, parent_scores[..., None],
-                       _combine(parent_scores[..., None], new_scores, aggregate))
+    # The running aggregate and the new step's score, aggregated as two steps (last, min and
+    # prod fold pairwise).
+    pair = jnp.stack(jnp.broadcast_arrays(parent_scores[..., None], new_scores), axis=-1)
+    pair_scores = select.aggregate_step_scores(pair, jnp.ones(pair.shape, bool), aggregate)
+    scores = jnp.where(was_done, parent_scores[..., None], pair_scores)
     first = jnp.arange(m)[None, None, :] == 0
     valid = parent_valid[..., None] & (first | ~was_done)
     num_steps += m * jnp.sum(parent_valid & ~parents.done, axis=1).astype(jnp.int32)
@@ -275,7 +270,9 @@ def budget_force(tokens_BxT: jax.Array, lengths_B: jax.Array, *, budget: int,
 
   Caps each completion at ``budget`` tokens; where the thinking span is still open at the cap,
   writes ``forced_ids`` (the close-think tokens followed by an answer prefix) so that continuing
-  the decode from the returned prefix yields an answer.
+  the decode from the returned prefix yields an answer. The forced stretch is the one
+  ``generation.forced_tokens_processor`` forces inside a decode (``forced_tokens_at``), written
+  after a decode that stopped at the budget.
 
   Args:
     tokens_BxT: generated tokens (after the prompt).
@@ -296,14 +293,13 @@ def budget_force(tokens_BxT: jax.Array, lengths_B: jax.Array, *, budget: int,
     raise ValueError(f"tokens_BxT has {tokens_BxT.shape[1]} positions; budget forcing needs "
                      f"budget + len(forced_ids) = {budget + forced_F.shape[0]}")
   lengths_B = jnp.minimum(lengths_B, budget)
-  tokens_BxT = jnp.where(jnp.arange(tokens_BxT.shape[1])[None, :] < lengths_B[:, None],
-                         tokens_BxT, pad_id)
+  offset_BxT = jnp.arange(tokens_BxT.shape[1])[None, :] - lengths_B[:, None]
+  tokens_BxT = jnp.where(offset_BxT < 0, tokens_BxT, pad_id)
   forced_B = _open_thinking(tokens_BxT, lengths_B, think_open, think_close, starts_open)
-  b = tokens_BxT.shape[0]
-  tokens_BxT, lengths_B = write_tokens(
-      tokens_BxT, lengths_B, jnp.broadcast_to(forced_F, (b, forced_F.shape[0])),
-      jnp.where(forced_B, forced_F.shape[0], 0))
-  return tokens_BxT, lengths_B, forced_B
+  token_BxT, active_BxT = generation.forced_tokens_at(forced_F, offset_BxT)
+  tokens_BxT = jnp.where(forced_B[:, None] & active_BxT, token_BxT.astype(tokens_BxT.dtype),
+                         tokens_BxT)
+  return tokens_BxT, lengths_B + jnp.where(forced_B, forced_F.shape[0], 0), forced_B
 
 
 def nothinking_prefill(tokens_BxL: jax.Array, lengths_B: jax.Array,

@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Preset `arg` in {None/"default", "coarse"}."""
   c = ml_collections.ConfigDict()
   c.kind = "chinchilla"  # which pipeline experiments.fit_scaling runs
-  c.csv = "../shared/data/chinchilla_besiroglu2024/svg_extracted_data.csv"  # from repo root
+  c.csv = "chinchilla_besiroglu2024/svg_extracted_data.csv"  # or absolute; see data_path
   c.n_col = "Model Size"  # column with parameters N
   c.flop_col = "Training FLOP"  # tokens D = FLOP / (6 N)
   c.loss_col = "loss"  # column with final loss

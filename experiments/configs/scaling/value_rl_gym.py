@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Preset `arg` in {None/"default", "tiny" (no bootstrap, CI smoke test)}."""
   c = ml_collections.ConfigDict()
   c.kind = "value_rl"  # which pipeline experiments.fit_scaling runs
-  c.data_dir = "../shared/data/qscaled_rybkin2025"  # relative to the repo root
+  c.data_dir = "qscaled_rybkin2025"  # absolute, or relative to the shared data dir
   c.runs = ("gym_ours", "gym_baseline_utd2")  # zips in <data_dir>/raw_zips
   c.sigma_star_run = "gym_ours"  # run whose sigma*(F) is the top-level entry
   c.bs_fit = "grid_proposed_fits/gym_sweep/shared_bs_fit.npy"  # key in fits_from_npy.json

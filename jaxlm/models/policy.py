@@ -1,4 +1,4 @@
-"""Extracted policies of the offline algorithms, in the two forms evaluation needs.
+"""Extracted policies, in the two forms evaluation needs; `perturb` is the one extraction rule.
 
 Every offline algorithm extracts a token-level policy softmax(logits + beta * advantage)
 (Snell et al. 2022, ILQL, Eq. 6; BC has no advantage, MC returns use Q, ILQL uses Q - V), where
@@ -6,7 +6,7 @@ the logits and the advantage may come from different transformers (ILQL's frozen
 value trunk and its target trunk). A `Policy` carries it twice:
 
 * `scorer(params, tokens_BxT, mask_BxT) -> (logits_BxTxV, advantage_BxTxV | None)` over whole
-  sequences: reranking a fixed action set (`offline.make_candidate_scorer`).
+  sequences: reranking a fixed action set (`jaxlm.evaluation.make_candidate_scorer`).
 * `decoder`, a `JointDecoder`: the same policy one token at a time for `jaxlm.generate`. It runs
   each transformer with its own KV cache (the cache is the tuple of theirs) and combines their
   outputs into the perturbed logits. Beta is data, one value per row (`beta_B` in the params),
@@ -26,6 +26,9 @@ import jax.numpy as jnp
 
 from jaxlm.models import transformer as tfm
 
+# (params, tokens_BxT, mask_BxT) -> (logits_BxTxV, advantage_BxTxV | None) over whole sequences.
+Scorer = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
+
 # (heads params, one TransformerOutput per model) -> (logits_BxTxV, advantage_BxTxV | None).
 Combine = Callable[[Any, tuple[tfm.TransformerOutput, ...]], tuple[jax.Array, jax.Array | None]]
 
@@ -33,6 +36,9 @@ Combine = Callable[[Any, tuple[tfm.TransformerOutput, ...]], tuple[jax.Array, ja
 def perturb(logits_BxTxV: jax.Array, adv_BxTxV: jax.Array | None, beta_B: jax.Array,
             adv_clip: jax.Array | float = jnp.inf) -> jax.Array:
   """Logits of the extracted policy, logits + beta * clip(adv, -c, c) (Snell et al. 2022, Eq. 6).
+
+  The one place the rule is written: free-text decoding (`JointDecoder`), candidate reranking
+  and evaluation all call it.
 
   Args:
     logits_BxTxV: the behaviour policy's logits (pi_beta).
@@ -107,7 +113,7 @@ class Policy:
     decoder: the same policy step by step (`JointDecoder`).
     decoder_params: `trained params -> {"models": ..., "heads": ...}` of the decoder.
   """
-  scorer: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
+  scorer: Scorer
   decoder: JointDecoder
   decoder_params: Callable[[Any], dict[str, Any]]
 
