@@ -26,7 +26,8 @@ def save(fig, path: str, dpi: int = 100) -> None:
 
 
 def plot_learning_curve(rows: list[Mapping[str, float]], path: str,
-                        keys: tuple[str, ...] = ("loss", "eval/loss")) -> None:
+                        keys: tuple[str, ...] = ("loss", "eval/loss"),
+                        ylabel: str = "loss (nats/token)") -> None:
   """Learning curve (one line per metric key present in `rows`) as a PNG."""
   fig, ax = pyplot().subplots(figsize=(6, 4))
   for key in keys:
@@ -34,7 +35,7 @@ def plot_learning_curve(rows: list[Mapping[str, float]], path: str,
     if pts:
       ax.plot(*zip(*pts), marker="." if key.startswith("eval") else None, label=key)
   ax.set_xlabel("step")
-  ax.set_ylabel("loss (nats/token)")
+  ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
   ax.legend()
   save(fig, path)

@@ -51,17 +51,18 @@ class Interrupt(Exception):
 
 
 @contextlib.contextmanager
-def killed_at(iterator_cls: type, index: int):
-  """Within the block, `iterator_cls.__next__` raises `Interrupt` when asked for batch `index`.
+def killed_at(iterator_cls: type, index: int, method: str = "__next__"):
+  """Within the block, `iterator_cls.<method>` (`__next__`, or `__call__` of online data)
+  raises `Interrupt` when asked for batch `index`.
 
   With `checkpoint_every=3`, index 4 kills a run after steps 1-3 ran and step 3 was saved.
   """
-  next_batch = iterator_cls.__next__
+  next_batch = getattr(iterator_cls, method)
 
-  def dies(self):
+  def dies(self, *args):
     if self.index == index:
       raise Interrupt()
-    return next_batch(self)
+    return next_batch(self, *args)
 
-  with mock.patch.object(iterator_cls, "__next__", dies):
+  with mock.patch.object(iterator_cls, method, dies):
     yield

@@ -131,6 +131,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
                     schedule: optax.Schedule | None = None, mesh: Mesh | None = None,
                     state_shardings: Any = None, batch_sharding: Any = None,
                     target_update: float | None = None, accum_steps: int = 1,
+                    epochs: int = 1, minibatches: int = 1,
+                    prepare_batch: Callable[[Batch], Batch] | None = None,
                     donate: bool = True) -> Callable[[TrainState, Batch],
                                                      tuple[TrainState, Metrics]]:
   """Builds the jitted update `step(state, batch) -> (state, metrics)`.
@@ -147,12 +149,23 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     target_update: Polyak tau for `state.target_params` (None: targets untouched).
     accum_steps: microbatches per update; the batch's leading dim must be divisible by it.
       The gradient is the mean of microbatch gradients, i.e. equal to the full-batch gradient
-      when `loss` is a mean over equally sized microbatches.
+      when `loss` is a mean over equally sized microbatches (a loss normalised by a count of
+      the whole update's batch, e.g. a global token mean, writes that count into the batch in
+      `prepare_batch`, as `jaxlm.losses.pg` does).
+    epochs, minibatches: optimizer updates per call: `epochs` passes over the batch, each
+      shuffling its rows (rng from the state) and splitting them into `minibatches` equal
+      minibatches, one update each (PPO's epochs x minibatches per rollout batch). The
+      default (1, 1) is one update on the whole batch. `state.step` counts calls; the
+      optimizer (and its schedule) counts updates, so build it for num_steps * epochs *
+      minibatches updates.
+    prepare_batch: applied to each update's (mini)batch before it is split into microbatches.
     donate: donate the input state's buffers to the output.
 
   Returns:
     The jitted step. Metrics (replicated): loss, grad_norm (before clipping), param_norm,
-    update_norm, learning_rate (if `schedule`) and the loss's aux metrics.
+    update_norm, learning_rate (if `schedule`) and the loss's aux metrics; with several
+    updates per call, loss, grad_norm, update_norm and aux are means over the updates and
+    param_norm is the final one.
   """
   if accum_steps < 1:
     raise ValueError(f"accum_steps={accum_steps} must be >= 1")
@@ -176,21 +189,53 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     aux = jax.tree.map(lambda x: x.mean(0), auxes)
     return losses.mean(), aux, jax.tree.map(lambda g: g / accum_steps, grads)
 
-  def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    rng, step_rng = jax.random.split(state.rng)
-    loss, aux, grads = loss_and_grads(state, batch, step_rng)
+  if epochs < 1 or minibatches < 1:
+    raise ValueError(f"epochs={epochs} and minibatches={minibatches} must be >= 1")
+  prepare = prepare_batch or (lambda b: b)
+
+  def update(state, batch, rng):
+    """One optimizer update; returns the state with new params (step unchanged)."""
+    loss, aux, grads = loss_and_grads(state, prepare(batch), rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target = state.target_params
     if target_update is not None and target is not None:
       target = polyak_update(target, params, target_update)
     metrics = {"loss": loss.astype(jnp.float32), "grad_norm": _norm(grads),
-               "param_norm": _norm(params), "update_norm": _norm(updates), **aux}
+               "update_norm": _norm(updates), **aux}
+    return state.replace(params=params, opt_state=opt_state, target_params=target), metrics
+
+  def several_updates(state, batch, rng):
+    rows = jax.tree.leaves(batch)[0].shape[0]
+    if rows % minibatches:
+      raise ValueError(f"batch of {rows} rows is not divisible by minibatches={minibatches}")
+
+    def epoch(state, key):
+      perm_key, step_key = jax.random.split(key)
+      perm = jax.random.permutation(perm_key, rows)
+      shuffled = jax.tree.map(lambda x: x[perm], batch)
+      minis = _split_microbatches(shuffled, minibatches, mesh)
+
+      def one(state, xs):
+        i, mini = xs
+        return update(state, mini, jax.random.fold_in(step_key, i))
+
+      return jax.lax.scan(one, state, (jnp.arange(minibatches), minis))
+
+    state, metrics = jax.lax.scan(epoch, state, jax.random.split(rng, epochs))
+    return state, jax.tree.map(lambda x: x.mean(), metrics)
+
+  def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng, step_rng = jax.random.split(state.rng)
+    if epochs * minibatches == 1:
+      new_state, metrics = update(state, batch, step_rng)
+    else:
+      new_state, metrics = several_updates(state, batch, step_rng)
+    metrics["param_norm"] = _norm(new_state.params)
     if schedule is not None:
-      metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng,
-                              target_params=target)
-    return new_state, metrics
+      metrics["learning_rate"] = jnp.asarray(
+          schedule(state.step * epochs * minibatches), jnp.float32)
+    return new_state.replace(step=state.step + 1, rng=rng), metrics
 
   donate_argnums = (0,) if donate else ()
   if mesh is None:
@@ -217,15 +262,17 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
           checkpointer: Any = None, checkpoint_every: int = 0, config: Any = None,
           put_batch: Callable[[Batch], Batch] = jax.device_put,
           tokens_per_batch: Callable[[Batch], int] = _count_tokens,
-          transfer_guard: str | None = None, progress: bool = True
+          transfer_guard: str | None = None, progress: bool = True,
+          show: tuple[str, ...] = ("loss",)
           ) -> tuple[TrainState, list[dict[str, float]]]:
   """Runs `step_fn` from `state.step` to `num_steps`.
 
   Args:
     state: initial (or restored) state.
     step_fn: from `make_train_step`.
-    data: iterator of host batches; if it has `get_state() -> dict` its position is saved
-      with each checkpoint (restore it with `set_state` before calling `train` to resume).
+    data: iterator of host batches, or a callable `data(state) -> batch` (online RL: rollouts
+      of the current policy); if it has `get_state() -> dict` its position is saved with each
+      checkpoint (restore it with `set_state` before calling `train` to resume).
     num_steps: total number of updates (the loop stops when `state.step == num_steps`).
     workdir: where metrics.jsonl, tb/ and learning_curve.png go (None: nothing written).
     log_every: steps between metric fetches (the only host syncs in the loop).
@@ -240,6 +287,7 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     transfer_guard: e.g. "disallow": run the step under `jax.transfer_guard` so an implicit
       host<->device copy inside the step is an error.
     progress: show a tqdm bar.
+    show: metrics shown on the bar (besides tokens/s) when logged.
 
   Returns:
     (final state, history): history rows are the logged metrics (train and eval).
@@ -272,7 +320,7 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     run_eval(0)
   tokens, t0, metrics = 0, time.perf_counter(), None
   for step in range(start + 1, num_steps + 1):
-    host_batch = next(data)
+    host_batch = data(state) if callable(data) else next(data)
     tokens += tokens_per_batch(host_batch)
     batch = put_batch(host_batch)
     with guard():
@@ -285,7 +333,8 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
       if not math.isfinite(scalars["loss"]):
         logging.warning("step %d: non-finite loss %s", step, scalars["loss"])
       log(step, scalars)
-      bar.set_postfix(loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}",
+      bar.set_postfix({**{k: f"{scalars[k]:.4g}" for k in show if k in scalars},
+                       "tok_s": f"{scalars['tokens_per_s']:.0f}"},
                       refresh=False)  # shown at the next redraw (mininterval)
       tokens, t0 = 0, time.perf_counter()
     if eval_every and step % eval_every == 0 and step != num_steps:
@@ -308,9 +357,11 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
 
 def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
         loss_fn: LossFn, data: Any, *, resume: bool = False,
-        target_update: float | None = None, extra: Any = None,
+        target_update: float | None = None,
+        extra_fn: Callable[[Any], Any] | None = None,
         eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
-        eval_every: int = 0, saved_config: Any = None
+        eval_every: int = 0, saved_config: Any = None, epochs: int = 1, minibatches: int = 1,
+        prepare_batch: Callable[[Any], Any] | None = None, show: tuple[str, ...] = ("loss",)
         ) -> tuple[TrainState, list[dict[str, float]]]:
   """The one training driver: init or resume, the loop, metrics, evals and checkpoints.
 
@@ -328,10 +379,14 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
     resume: continue from the newest checkpoint in `run_dir/checkpoints` when there is one (a
       finished run is loaded, not retrained); without it, existing checkpoints are an error.
     target_update: Polyak rate of `TrainState.target_params` (None: no target copy).
-    extra: non-trained state carried in `TrainState.extra` (e.g. a frozen policy).
+    extra_fn: `initial params -> TrainState.extra`, non-trained state built inside the sharded
+      init (e.g. a frozen copy of the initial policy: it shards like the params).
     eval_fn, eval_every: `eval_fn(state) -> scalars` every `eval_every` steps (and at step 0 of
       a fresh run and at the end), logged with an `eval/` prefix.
     saved_config: the algorithm's whole config, stored with each checkpoint.
+    epochs, minibatches, prepare_batch: updates per batch (`make_train_step`); the schedule
+      spans num_steps * epochs * minibatches updates.
+    show: metrics on the progress bar.
 
   Returns:
     (final state, logged history).
@@ -342,19 +397,23 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
     raise ValueError(f"{ckpt_dir} already holds checkpoints; pass --resume or use a fresh "
                      "workdir")
   mesh = sharding_lib.make_mesh(*config.mesh)
-  optimizer, schedule = make_optimizer(config.lr, config.warmup, config.num_steps, config.clip,
+  optimizer, schedule = make_optimizer(config.lr, config.warmup,
+                                       config.num_steps * epochs * minibatches, config.clip,
                                        config.weight_decay)
 
   def state_fn(key):
     init_key, state_key = jax.random.split(key)
-    return TrainState.create(init_fn(init_key), optimizer, state_key,
-                             with_target=target_update is not None, extra=extra)
+    params = init_fn(init_key)
+    return TrainState.create(params, optimizer, state_key,
+                             with_target=target_update is not None,
+                             extra=None if extra_fn is None else extra_fn(params))
 
   state, shardings = sharding_lib.init_sharded(state_fn, mesh, jax.random.PRNGKey(config.seed),
                                                rules=config.sharding_rules)
   step_fn = make_train_step(loss_fn, optimizer, schedule=schedule, mesh=mesh,
                             state_shardings=shardings, target_update=target_update,
-                            accum_steps=config.accum_steps)
+                            accum_steps=config.accum_steps, epochs=epochs,
+                            minibatches=minibatches, prepare_batch=prepare_batch)
   checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
   if has_ckpt:
     state, data_state, _ = checkpointer.restore(state, shardings)
@@ -366,6 +425,6 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
       checkpointer=checkpointer, checkpoint_every=config.checkpoint_every,
       config=saved_config, put_batch=lambda b: sharding_lib.shard_batch(b, mesh),
       tokens_per_batch=data.num_tokens,
-      transfer_guard="disallow" if config.transfer_guard else None)
+      transfer_guard="disallow" if config.transfer_guard else None, show=show)
   checkpointer.close()
   return state, history

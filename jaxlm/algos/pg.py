@@ -1,0 +1,440 @@
+"""Online policy-gradient RL on prompts with verifiable rewards: PPO, GRPO, Dr. GRPO, RLOO, DAPO.
+
+One algorithm, its estimator picked by the config (verl's `adv_estimator`):
+  "grpo"     group-normalised outcome advantages (Shao et al. 2024, Sec. 4.1.2);
+  "dr_grpo"  group-centred, no std division (Liu et al. 2025); use aggregation
+             "seq_sum_constant" for the whole Dr. GRPO recipe;
+  "rloo"     leave-one-out baseline (Ahmadian et al. 2024);
+  "gae"      PPO with a critic (Schulman et al. 2017; GAE, Schulman et al. 2016): a value head
+             on the policy trunk ("head") or a separate value transformer ("separate").
+DAPO (Yu et al. 2025) is "grpo" with clip_high > clip_low (clip-higher), aggregation
+"token_mean" and drop_zero_variance (dynamic sampling; the dropped share is logged).
+
+Each `fit` step is one rollout batch: `Rollouts` samples G completions for each of P prompts
+from the current policy, scores them (task reward), recomputes their log-probs with the
+trainer's forward (the behaviour log-probs; the sampler's own are kept for the mismatch
+metric), the reference log-probs (a frozen copy of the initial policy in `TrainState.extra`,
+only when kl_coef > 0), values and advantages; then `epochs` x `minibatches` clipped updates
+(`jaxlm.train.make_train_step`). The loss normaliser of each update is computed over its whole
+minibatch before micro-batching (`prepare_batch`), so the gradient does not change with
+`train.accum_steps` or the mesh. Resume is bit-identical: the rollout of step i is seeded by
+(train.seed, i) and i is the checkpointed data position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Literal, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm import generation
+from jaxlm import plots
+from jaxlm import train as train_lib
+from jaxlm.config import TrainConfig
+from jaxlm.data.batch import RLBatch
+from jaxlm.data.iterators import IndexedBatches
+from jaxlm.losses import pg as pg_losses
+from jaxlm.losses.lm import masked_mean
+from jaxlm.models import TransformerConfig, lm_networks
+from jaxlm.models.heads import MLPHead
+from jaxlm.rl import advantages as adv_lib
+from jaxlm.rl import rollout as rollout_lib
+from jaxlm.rl.returns import batch_gae, decision_view
+
+ESTIMATORS = ("grpo", "dr_grpo", "rloo", "gae")
+CRITICS = ("none", "head", "separate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Online policy-gradient RL.
+
+  Attributes:
+    model: the policy transformer.
+    train: the run; `num_steps` counts rollout batches, `batch_size` is rows per rollout
+      (P prompts x group_size), `seed` seeds init, prompts and sampling.
+    group_size: G completions per prompt.
+    sampling: how completions are drawn (`jaxlm.rl.rollout.Sampling`; the task sets stop and
+      pad ids).
+    estimator: one of ESTIMATORS (module docstring).
+    std_ddof: ddof of the group std of "grpo" (1: the torch.std the anchors use).
+    advantage_mode: "full" | "positive_only" | "negative_only" (e3's negative-gradient
+      ablation; `jaxlm.rl.advantages.advantage_mode`).
+    drop_zero_variance: mask out groups whose rewards are all equal (DAPO dynamic sampling).
+    critic: "none", "head" (value head on the policy trunk) or "separate" (its own transformer
+      initialised from the policy); "gae" needs one.
+    gamma, gae_lambda: discount and GAE lambda (per action token).
+    whiten_advantages: normalise GAE advantages to zero mean, unit std over the batch's tokens.
+    aggregation: loss aggregation (`jaxlm.losses.pg.AGGREGATIONS`).
+    max_len_constant: L of "seq_sum_constant" (default: max_new_tokens).
+    clip_low, clip_high, dual_clip: PPO ratio clipping (`jaxlm.losses.pg.ppo_surrogate`).
+    kl_coef: beta of the KL to the reference policy (0: no reference model at all).
+    kl_estimator: "k1" | "k2" | "k3".
+    kl_placement: "in_loss" | "in_reward" (which gradient each follows: `jaxlm.losses.pg`).
+    entropy_coef: weight of the entropy bonus.
+    vf_coef, vf_clip: value-loss weight and clip (None: unclipped).
+    epochs, minibatches: updates per rollout batch (PPO epochs x minibatches).
+    eval_every: rollout batches between evaluations (0: start and end only).
+    eval_samples: sampled completions per evaluation prompt (pass@1 estimate).
+  """
+  model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=256,
+                                               pos="rope")
+  train: TrainConfig = TrainConfig(num_steps=100, batch_size=64, lr=1e-4, warmup=0,
+                                   log_every=5, checkpoint_every=50)
+  group_size: int = 8
+  sampling: rollout_lib.Sampling = rollout_lib.Sampling()
+  estimator: Literal["grpo", "dr_grpo", "rloo", "gae"] = "grpo"
+  std_ddof: int = 1
+  advantage_mode: Literal["full", "positive_only", "negative_only"] = "full"
+  drop_zero_variance: bool = False
+  critic: Literal["none", "head", "separate"] = "none"
+  gamma: float = 1.0
+  gae_lambda: float = 0.95
+  whiten_advantages: bool = True
+  aggregation: Literal["seq_mean_token_mean", "token_mean", "seq_sum_constant"] = "token_mean"
+  max_len_constant: int | None = None
+  clip_low: float = 0.2
+  clip_high: float = 0.2
+  dual_clip: float | None = None
+  kl_coef: float = 0.0
+  kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+  kl_placement: Literal["in_loss", "in_reward"] = "in_loss"
+  entropy_coef: float = 0.0
+  vf_coef: float = 0.5
+  vf_clip: float | None = 0.2
+  epochs: int = 1
+  minibatches: int = 1
+  eval_every: int = 0
+  eval_samples: int = 4
+
+  def __post_init__(self):
+    checks = [(self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}"),
+              (self.critic in CRITICS, f"critic must be one of {CRITICS}"),
+              (self.estimator != "gae" or self.critic != "none",
+               'estimator "gae" needs a critic ("head" or "separate")'),
+              (self.advantage_mode in adv_lib.ADVANTAGE_MODES,
+               f"advantage_mode must be one of {adv_lib.ADVANTAGE_MODES}"),
+              (self.aggregation in pg_losses.AGGREGATIONS,
+               f"aggregation must be one of {pg_losses.AGGREGATIONS}"),
+              (self.kl_estimator in pg_losses.KL_ESTIMATORS,
+               f"kl_estimator must be one of {pg_losses.KL_ESTIMATORS}"),
+              (self.kl_placement in pg_losses.KL_PLACEMENTS,
+               f"kl_placement must be one of {pg_losses.KL_PLACEMENTS}"),
+              (self.group_size >= 1 and self.train.batch_size % self.group_size == 0,
+               f"train.batch_size={self.train.batch_size} must be a multiple of group_size="
+               f"{self.group_size}"),
+              (self.train.batch_size % (self.minibatches * self.train.accum_steps) == 0,
+               f"train.batch_size={self.train.batch_size} must be divisible by minibatches x "
+               f"train.accum_steps = {self.minibatches} x {self.train.accum_steps}")]
+    for ok, message in checks:
+      if not ok:
+        raise ValueError(f"pg.Config: {message}")
+
+  @property
+  def prompts_per_step(self) -> int:
+    return self.train.batch_size // self.group_size
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTask:
+  """Prompts with a verifiable reward.
+
+  Attributes:
+    train_prompts, eval_prompts: token ids of each prompt (BOS included).
+    reward: `(split, prompt index, completion ids without stop tokens) -> float`; a reward
+      >= 1 counts as solved (pass@1), so format bonuses must stay below 1.
+    stop_tokens: ids that end a completion.
+    pad_id: padding id.
+    max_prompt_len: prompt buffer length (longest prompt by default).
+  """
+  train_prompts: Sequence[Sequence[int]]
+  eval_prompts: Sequence[Sequence[int]]
+  reward: Callable[[str, int, Sequence[int]], float]
+  stop_tokens: tuple[int, ...] = ()
+  pad_id: int = 0
+  max_prompt_len: int | None = None
+
+  @property
+  def prompt_len(self) -> int:
+    longest = max(len(p) for p in (*self.train_prompts, *self.eval_prompts))
+    return self.max_prompt_len or longest
+
+  def encode(self, split: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded prompt buffers [P, L] and their masks."""
+    prompts = self.train_prompts if split == "train" else self.eval_prompts
+    length = self.prompt_len
+    tokens = np.full((len(indices), length), self.pad_id, np.int32)
+    mask = np.zeros((len(indices), length), np.int32)
+    for row, i in enumerate(indices):
+      ids = list(prompts[i])
+      if len(ids) > length:
+        raise ValueError(f"{split} prompt {i} has {len(ids)} tokens > max_prompt_len={length}")
+      tokens[row, length - len(ids):], mask[row, length - len(ids):] = ids, 1
+    return tokens, mask
+
+  def rewards(self, split: str, indices: Sequence[int], c: rollout_lib.Completions
+              ) -> np.ndarray:
+    tokens, starts, lengths = (np.asarray(x) for x in (c.tokens_BxT, c.prompt_lengths_B,
+                                                       c.lengths_B))
+    stop = set(self.stop_tokens)
+    return np.array([self.reward(split, int(i), [int(t) for t in tokens[b, s:s + n]
+                                                 if t not in stop])
+                     for b, (i, s, n) in enumerate(zip(indices, starts, lengths))], np.float32)
+
+
+@flax.struct.dataclass
+class OnlineBatch:
+  """One rollout batch; per-token fields in the decision frame (`jaxlm.rl.returns`).
+
+  Attributes:
+    rl: the token-level batch (completion tokens are actions; loss_mask drops filtered groups).
+    behaviour_logp: log-probs of the sampled tokens under the rollout-time policy.
+    ref_logp: the same under the reference policy (0 without one).
+    advantages: per-token advantages.
+    returns: value targets (GAE advantages + old values; 0 without a critic).
+    old_values: rollout-time values (0 without a critic).
+    norm_share: [B] this row's share of its update's loss normaliser (`prepare_batch`).
+    reward, length, zero_var, sampler_gap: [B] logging fields: outcome reward, completion
+      tokens, the row's group had zero reward variance, |trainer - sampler| log-prob (max).
+  """
+  rl: RLBatch
+  behaviour_logp: jax.Array
+  ref_logp: jax.Array
+  advantages: jax.Array
+  returns: jax.Array
+  old_values: jax.Array
+  norm_share: jax.Array
+  reward: jax.Array
+  length: jax.Array
+  zero_var: jax.Array
+  sampler_gap: jax.Array
+
+
+def task_sampling(config: Config, task: PromptTask) -> rollout_lib.Sampling:
+  """The config's sampling with the task's stop and pad ids."""
+  return dataclasses.replace(config.sampling, stop_tokens=task.stop_tokens, pad_id=task.pad_id)
+
+
+def networks(config: Config, pretrained: Any = None):
+  """(model, init_fn, forward, policy_logits): `forward(params, tokens, mask) -> (logits_BxTxV,
+  values_BxT or None)`; `policy_logits(params["policy"], tokens, mask)` (the reference model). Params are {"policy": transformer} plus {"value": {"head"}} (critic "head", on the
+  policy trunk's hidden states) or {"value": {"trunk", "head"}} ("separate": a transformer
+  initialised like the policy, `pretrained` included)."""
+  model, init_lm, policy_logits = lm_networks(config.model, pretrained)
+  head = MLPHead(1, out_axis=None, squeeze=True)
+
+  def init_fn(key):
+    k_policy, k_head = jax.random.split(key)
+    params = {"policy": init_lm(k_policy)}
+    if config.critic != "none":
+      value = {"head": head.init(k_head, jnp.zeros((1, 1, config.model.d_model)))["params"]}
+      if config.critic == "separate":
+        value["trunk"] = jax.tree.map(jnp.copy, params["policy"])
+      params["value"] = value
+    return params
+
+  def forward(params, tokens_BxT, mask_BxT):
+    out = model.apply({"params": params["policy"]}, tokens_BxT, attention_mask_BxT=mask_BxT)
+    if config.critic == "none":
+      return out.logits, None
+    hidden = out.hidden
+    if config.critic == "separate":
+      hidden = model.apply({"params": params["value"]["trunk"]}, tokens_BxT,
+                           attention_mask_BxT=mask_BxT).hidden
+    return out.logits, head.apply({"params": params["value"]["head"]}, hidden)
+
+  return model, init_fn, forward, policy_logits
+
+
+def _whiten(x_BxT, mask_BxT):
+  mean = masked_mean(x_BxT, mask_BxT)
+  var = masked_mean(jnp.square(x_BxT - mean), mask_BxT)
+  return jnp.where(mask_BxT > 0, (x_BxT - mean) * jax.lax.rsqrt(var + 1e-8), 0.0)
+
+
+def score(config: Config, forward: Callable, policy_logits: Callable, params: Any,
+          ref_params: Any, c: rollout_lib.Completions, rewards_B: jax.Array) -> OnlineBatch:
+  """Completions + outcome rewards -> `OnlineBatch` (behaviour/ref log-probs, values,
+  advantages). Pure; the rollout jits it."""
+  sampling = config.sampling
+  rl = rollout_lib.completion_batch(c, rewards_B)
+  logits, values = forward(params, rl.tokens, rl.attention_mask)
+  logp = sampling.logprobs(logits, rl.tokens)
+  mask = decision_view(rl).trains
+  zeros = jnp.zeros_like(logp)
+  ref_logp = zeros
+  if ref_params is not None:
+    ref_logp = sampling.logprobs(policy_logits(ref_params, rl.tokens, rl.attention_mask),
+                                 rl.tokens)
+  penalty = zeros
+  if config.kl_coef > 0 and config.kl_placement == "in_reward":
+    penalty = pg_losses.kl_in_reward(logp, ref_logp, mask, coef=config.kl_coef,
+                                     estimator=config.kl_estimator)
+  b, g = rewards_B.shape[0], config.group_size
+  rewards_PxG = rewards_B.reshape(b // g, g)
+  zero_var_B = jnp.repeat(adv_lib.zero_variance_groups(rewards_PxG), g)
+  keep_B = jnp.ones((b,), jnp.float32)
+  if config.drop_zero_variance:
+    keep_B = 1.0 - zero_var_B.astype(jnp.float32)
+  if config.estimator == "gae":
+    # Token-frame rewards: the KL penalty of decision t is a reward of token t + 1.
+    penalised = rl.replace(rewards=rl.rewards - jnp.pad(penalty[:, :-1], ((0, 0), (1, 0))))
+    values = jnp.where(mask > 0, values, 0.0)
+    adv = batch_gae(values, penalised, gamma=config.gamma, lambda_=config.gae_lambda)
+    returns, old_values = adv + values, values
+    if config.whiten_advantages:
+      adv = _whiten(adv, mask)
+  else:
+    seq_rewards_PxG = rewards_PxG - jnp.sum(penalty, axis=1).reshape(b // g, g)
+    if config.estimator == "rloo":
+      adv_PxG = adv_lib.rloo_advantages(seq_rewards_PxG)
+    else:
+      adv_PxG = adv_lib.group_advantages(
+          seq_rewards_PxG, scale="std" if config.estimator == "grpo" else "none",
+          ddof=config.std_ddof)
+    adv = adv_lib.token_advantages(adv_PxG.reshape(-1), mask)
+    returns = old_values = zeros
+  adv = adv_lib.advantage_mode(adv, config.advantage_mode)
+  rl = rl.replace(loss_mask=rl.action_mask * keep_B[:, None])
+  gap_BxT = jnp.where(mask > 0, jnp.abs(logp - c.sampler_logp_BxT), 0.0)
+  return OnlineBatch(rl=rl, behaviour_logp=logp, ref_logp=ref_logp, advantages=adv,
+                     returns=returns, old_values=old_values,
+                     norm_share=jnp.zeros((b,), jnp.float32), reward=rewards_B,
+                     length=c.lengths_B.astype(jnp.float32),
+                     zero_var=zero_var_B.astype(jnp.float32),
+                     sampler_gap=jnp.max(jnp.nan_to_num(gap_BxT, posinf=1e9), axis=1))
+
+
+def prepare_batch(config: Config, batch: OnlineBatch) -> OnlineBatch:
+  """Writes each row's share of the (mini)batch's loss normaliser (`make_train_step`'s
+  prepare_batch): the micro-batch losses then use sum(norm_share) = normaliser x their share
+  of the rows, and the mean of their gradients is the whole minibatch's gradient."""
+  mask = decision_view(batch.rl).trains
+  norm = pg_losses.aggregation_normalizer(
+      mask, config.aggregation,
+      max_len=config.max_len_constant or config.sampling.max_new_tokens)
+  rows = mask.shape[0]
+  return batch.replace(norm_share=jnp.full((rows,), norm / rows, jnp.float32))
+
+
+def make_loss(config: Config, forward: Callable):
+  """The pure loss `(params, batch, rng, *, state) -> (loss, metrics)`: PPO surrogate, KL to
+  the reference (in the loss), entropy bonus and value loss, one normaliser for all."""
+  sampling = config.sampling
+
+  def loss_fn(params, batch: OnlineBatch, rng, *, state):
+    del rng, state
+    rl = batch.rl
+    logits, values = forward(params, rl.tokens, rl.attention_mask)
+    z = sampling.logits(logits)
+    mask = decision_view(rl).trains
+    actions = jnp.concatenate([rl.tokens[:, 1:], jnp.zeros_like(rl.tokens[:, :1])], axis=1)
+    logp = pg_losses.token_logprobs(z, actions)
+    agg = dict(aggregation=config.aggregation, normalizer=jnp.sum(batch.norm_share))
+    loss, metrics = pg_losses.ppo_surrogate(
+        logp, batch.behaviour_logp, batch.advantages, mask, clip_low=config.clip_low,
+        clip_high=config.clip_high, dual_clip=config.dual_clip, **agg)
+    if config.kl_coef > 0:  # the reference exists only then
+      kl_values = pg_losses.kl_estimator(logp, batch.ref_logp, mask, config.kl_estimator)
+      metrics["kl"] = masked_mean(jax.lax.stop_gradient(kl_values), mask)
+    if config.kl_coef > 0 and config.kl_placement == "in_loss":
+      kl_loss, _ = pg_losses.kl_in_loss(logp, batch.ref_logp, mask, coef=config.kl_coef,
+                                        estimator=config.kl_estimator, **agg)
+      loss, metrics["kl_loss"] = loss + kl_loss, kl_loss
+    entropy = pg_losses.entropy_bonus(z, mask, **agg)
+    metrics["entropy"] = jax.lax.stop_gradient(entropy)
+    if config.entropy_coef:
+      loss = loss - config.entropy_coef * entropy
+    if values is not None:
+      vf_loss, vf_metrics = pg_losses.value_loss(values, batch.old_values, batch.returns, mask,
+                                                 clip=config.vf_clip, **agg)
+      loss = loss + config.vf_coef * vf_loss
+      metrics.update(vf_metrics)
+    metrics.update(reward=jnp.mean(batch.reward), response_length=jnp.mean(batch.length),
+                   zero_variance_share=jnp.mean(batch.zero_var),
+                   sampler_gap=jnp.max(batch.sampler_gap),
+                   advantage_mean=masked_mean(batch.advantages, mask))
+    return loss, metrics
+
+  return loss_fn
+
+
+class Rollouts(IndexedBatches):
+  """`fit`'s data: `rollouts(state)` samples, scores and returns the next `OnlineBatch` from
+  the current policy; its position (the rollout index) is checkpointed."""
+
+  def __init__(self, config: Config, task: PromptTask, model: Any, forward: Callable,
+               policy_logits: Callable):
+    super().__init__(config.train.seed)
+    self.config, self.task = config, task
+    self._sample = jax.jit(functools.partial(rollout_lib.sample, model,
+                                             sampling=task_sampling(config, task),
+                                             group_size=config.group_size))
+    self._score = jax.jit(functools.partial(score, config, forward, policy_logits))
+
+  def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
+    rng = np.random.default_rng((self.seed, self.index))
+    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
+    self.index += 1
+    prompts = rng.integers(0, len(self.task.train_prompts), self.config.prompts_per_step)
+    tokens, mask = self.task.encode("train", prompts)
+    c = self._sample(state.params["policy"], tokens, mask, key)
+    indices = np.repeat(prompts, self.config.group_size)
+    rewards = self.task.rewards("train", indices, c)
+    return self._score(state.params, state.extra, c, jnp.asarray(rewards))
+
+  def num_tokens(self, batch: OnlineBatch) -> int:
+    return int(jnp.sum(batch.rl.attention_mask))
+
+
+def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *,
+             split: str = "eval", seed: int = 0) -> dict[str, float]:
+  """Held-out pass@1 (mean success of `eval_samples` sampled completions per prompt, at the
+  training sampling settings), mean reward, greedy pass@1 and mean completion length."""
+  sampling = task_sampling(config, task)
+  prompts = task.eval_prompts if split == "eval" else task.train_prompts
+  indices = np.arange(len(prompts))
+  tokens, mask = task.encode(split, indices)
+  c = rollout_lib.sample(model, policy_params, tokens, mask, jax.random.key(seed), sampling,
+                         config.eval_samples)
+  rewards = task.rewards(split, np.repeat(indices, config.eval_samples), c)
+  out = generation.generate(model, policy_params, tokens, mask, temperature=0.0,
+                            max_new_tokens=sampling.max_new_tokens,
+                            stop_tokens=sampling.stop_tokens, pad_id=sampling.pad_id)
+  greedy = task.rewards(split, indices, rollout_lib.realign(tokens, mask, out))
+  return {"pass@1": float(np.mean(rewards >= 1.0)), "reward": float(np.mean(rewards)),
+          "greedy": float(np.mean(greedy >= 1.0)),
+          "response_length": float(np.mean(np.asarray(c.lengths_B)))}
+
+
+SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
+
+
+def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = None,
+          resume: bool = False) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
+  """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
+  checkpoints, learning_curve.png (reward and eval pass@1) and length_curve.png."""
+  model, init_fn, forward, policy_logits = networks(config, pretrained)
+  rollouts = Rollouts(config, task, model, forward, policy_logits)
+  reference = None
+  if config.kl_coef > 0:
+    reference = lambda params: jax.tree.map(jnp.copy, params["policy"])
+  state, history = train_lib.fit(
+      workdir, config.train, init_fn, make_loss(config, forward), rollouts, resume=resume,
+      extra_fn=reference, saved_config=config, epochs=config.epochs,
+      minibatches=config.minibatches, prepare_batch=functools.partial(prepare_batch, config),
+      eval_fn=lambda s: evaluate(model, s.params["policy"], task, config),
+      eval_every=config.eval_every, show=SHOWN)
+  if jax.process_index() == 0 and history:
+    plots.plot_learning_curve(history, f"{workdir}/learning_curve.png",
+                              keys=("reward", "eval/reward", "eval/pass@1", "eval/greedy"),
+                              ylabel="reward / pass@1")
+    plots.plot_learning_curve(history, f"{workdir}/length_curve.png",
+                              keys=("response_length", "eval/response_length"),
+                              ylabel="completion tokens")
+  return state, history

@@ -1,0 +1,186 @@
+"""Online policy-gradient RL (jaxlm.algos.pg) end to end on the prompt -> 3-token bandit."""
+
+import dataclasses
+import functools
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments.configs import grpo as grpo_configs
+from jaxlm import config as config_lib
+from jaxlm import testing
+from jaxlm import train as train_lib
+from jaxlm.algos import online
+from jaxlm.algos import pg
+from jaxlm.envs import bandit
+from jaxlm.rl import rollout
+
+TASK = bandit.task()
+MODEL = testing.tiny_model(vocab_size=bandit.vocab_size(), max_len=8)
+
+
+def _config(**kw):
+  train = testing.tiny_train(batch_size=32, lr=3e-3, warmup=0, **kw.pop("train", {}))
+  base = dict(model=MODEL, train=train, group_size=8, sampling=rollout.Sampling(max_new_tokens=3),
+              eval_samples=4)
+  return pg.Config(**{**base, **kw})
+
+
+def _batch(config, params, index=0):
+  """One rollout batch of `config` from `params` (prepared for the loss)."""
+  model, _, forward, policy_logits = pg.networks(config)
+  rollouts = pg.Rollouts(config, TASK, model, forward, policy_logits)
+  rollouts.index = index
+  extra = params["policy"] if config.kl_coef > 0 else None
+  state = train_lib.TrainState(step=0, params=params, opt_state=None, rng=None, extra=extra)
+  return pg.prepare_batch(config, rollouts(state)), forward
+
+
+class LossTest(parameterized.TestCase):
+
+  @parameterized.product(estimator=["grpo", "rloo", "gae"],
+                         aggregation=["seq_mean_token_mean", "token_mean", "seq_sum_constant"])
+  def test_first_iteration_is_on_policy_reinforce(self, estimator, aggregation):
+    config = _config(estimator=estimator, aggregation=aggregation,
+                     critic="head" if estimator == "gae" else "none")
+    params = pg.networks(config)[1](jax.random.key(0))
+    batch, forward = _batch(config, params)
+    loss_fn = pg.make_loss(config, forward)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, None,
+                                                                     state=None)
+    self.assertAlmostEqual(float(metrics["ratio_min"]), 1.0, delta=1e-5)
+    self.assertAlmostEqual(float(metrics["ratio_max"]), 1.0, delta=1e-5)
+    self.assertEqual(float(metrics["clip_frac"]), 0.0)
+    self.assertLessEqual(float(metrics["sampler_gap"]), 1e-5)
+
+    # REINFORCE: -sum_bt w_bt A_bt log pi(a_bt), weights of the aggregation mode.
+    def reinforce(policy_params):
+      logits, _ = forward({**params, "policy": policy_params}, batch.rl.tokens,
+                          batch.rl.attention_mask)
+      logp = config.sampling.logprobs(logits, batch.rl.tokens)
+      mask = pg.decision_view(batch.rl).trains
+      return pg.pg_losses.aggregate(-batch.advantages * logp, mask, aggregation,
+                                    jnp.sum(batch.norm_share))
+
+    expected = jax.grad(reinforce)(params["policy"])
+    for got, want in zip(jax.tree.leaves(grads["policy"]), jax.tree.leaves(expected)):
+      if estimator != "gae":  # with a shared trunk the value loss adds its own gradient
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    self.assertGreater(float(jnp.abs(jax.tree.leaves(expected)[0]).max()), 0.0)
+
+  def test_zero_variance_groups_give_zero_advantage_and_can_be_dropped(self):
+    config = _config(drop_zero_variance=True)
+    params = pg.networks(config)[1](jax.random.key(0))
+    batch, _ = _batch(config, params)
+    zero = np.asarray(batch.zero_var) > 0
+    rewards = np.asarray(batch.reward).reshape(-1, 8)
+    np.testing.assert_array_equal(zero.reshape(-1, 8)[:, 0], rewards.min(1) == rewards.max(1))
+    loss_mask = np.asarray(batch.rl.loss_mask)
+    self.assertTrue(np.all(loss_mask[zero] == 0))
+    self.assertTrue(np.all(np.asarray(batch.advantages)[zero] == 0))
+    self.assertTrue(np.all(np.isfinite(np.asarray(batch.advantages))))
+
+  @parameterized.parameters("head", "separate")
+  def test_the_critic_trains(self, critic):
+    config = _config(estimator="gae", critic=critic)
+    params = pg.networks(config)[1](jax.random.key(0))
+    batch, forward = _batch(config, params)
+    optimizer = train_lib.make_optimizer(1e-3, 0, 10)[0]
+    step = train_lib.make_train_step(pg.make_loss(config, forward), optimizer, donate=False)
+    state = train_lib.TrainState.create(params, optimizer, jax.random.key(0))
+    new, metrics = step(state, batch)
+    self.assertGreater(float(metrics["vf_loss"]), 0.0)
+    for before, after in zip(jax.tree.leaves(params["value"]["head"]),
+                             jax.tree.leaves(new.params["value"]["head"])):
+      self.assertGreater(float(jnp.abs(after - before).max()), 0.0)
+    if critic == "separate":  # its own trunk moves too, and only the value loss moves it
+      moved = [float(jnp.abs(a - b).max()) for a, b in
+               zip(jax.tree.leaves(params["value"]["trunk"]),
+                   jax.tree.leaves(new.params["value"]["trunk"]))]
+      self.assertGreater(max(moved), 0.0)
+
+  def test_gradient_is_the_same_for_1_2_4_microbatches(self):
+    config = _config(estimator="grpo", aggregation="token_mean")
+    params = pg.networks(config)[1](jax.random.key(0))
+    _, forward = _batch(config, params)
+    raw, _ = _batch(config, params)
+    loss_fn = pg.make_loss(config, forward)
+    optimizer = optax.sgd(1.0)  # new params = params - gradient
+    results = []
+    for accum in (1, 2, 4):
+      step = train_lib.make_train_step(loss_fn, optimizer, accum_steps=accum, donate=False,
+                                       prepare_batch=functools.partial(pg.prepare_batch, config))
+      state = train_lib.TrainState.create(params, optimizer, jax.random.key(0))
+      results.append(jax.tree.map(jnp.subtract, params, step(state, raw)[0].params))
+    for other in results[1:]:
+      for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    self.assertGreater(max(float(jnp.abs(g).max()) for g in jax.tree.leaves(results[0])), 1e-3)
+
+  def test_config_errors_name_the_field(self):
+    with self.assertRaisesRegex(ValueError, "gae.*critic"):
+      _config(estimator="gae")
+    with self.assertRaisesRegex(ValueError, "group_size"):
+      _config(group_size=5)
+    with self.assertRaisesRegex(ValueError, "estimator"):
+      _config(estimator="ppo2")
+
+
+class TrainTest(parameterized.TestCase):
+
+  def test_twenty_steps_twice_give_bit_identical_metrics(self):
+    config = _config(train={"num_steps": 20, "log_every": 5}, epochs=2, minibatches=2,
+                     kl_coef=0.05)
+    runs = []
+    for _ in range(2):
+      with tempfile.TemporaryDirectory() as d:
+        runs.append(pg.train(config, TASK, d)[1])
+    strip = lambda h: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in h]
+    self.assertEqual(strip(runs[0]), strip(runs[1]))
+    self.assertGreater(len([r for r in runs[0] if "kl" in r]), 3)
+
+  def test_killed_run_resumes_bit_identically(self):
+    config = _config(estimator="gae", critic="head", kl_coef=0.05)
+    with tempfile.TemporaryDirectory() as straight_dir, tempfile.TemporaryDirectory() as d:
+      straight, _ = pg.train(config, TASK, straight_dir)
+      with testing.killed_at(pg.Rollouts, 4, method="__call__"):
+        with self.assertRaises(testing.Interrupt):
+          pg.train(config, TASK, d)
+      resumed, _ = pg.train(config, TASK, d, resume=True)
+      self.assertEqual(int(resumed.step), 6)
+      for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+      with open(os.path.join(d, "metrics.jsonl")) as f:
+        self.assertIn("reward", json.loads(f.readline()) | json.loads(f.readline()))
+      self.assertTrue(os.path.exists(os.path.join(d, "learning_curve.png")))
+      self.assertTrue(os.path.exists(os.path.join(d, "length_curve.png")))
+
+
+class BanditLearningTest(parameterized.TestCase):
+  """The bandit preset of experiments/configs/grpo.py learns (400 rollouts, ~20 s each)."""
+
+  @parameterized.named_parameters(("grpo_kl", "grpo", 0.05), ("ppo", "gae", 0.0))
+  def test_reaches_reward_0_9(self, estimator, kl_coef):
+    c = grpo_configs.get_config("bandit")
+    c.rl.update(estimator=estimator, kl_coef=kl_coef, critic="head" if estimator == "gae"
+                else "none")
+    config = config_lib.from_dict(online.Config, c.to_dict())
+    with tempfile.TemporaryDirectory() as d:
+      results = online.train_and_evaluate(config, d)
+      history = [json.loads(line) for line in open(os.path.join(d, "bandit", "metrics.jsonl"))]
+    self.assertLess(results["sft"]["reward"], 0.4)  # random init: ~1/6 per token
+    self.assertGreaterEqual(results["bandit"]["reward"], 0.9)
+    if kl_coef:
+      kls = [r["kl"] for r in history if "kl" in r]
+      self.assertLess(max(kls), 3.0)
+
+
+if __name__ == "__main__":
+  absltest.main()
