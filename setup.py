@@ -31,5 +31,6 @@ setuptools.setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5", "transformers>=4.45", "torch==2.13.0",
                  "gguf>=0.10"],
         "gguf": ["gguf>=0.10"],
+        "bench": ["trl==1.16.0", "torch==2.13.0", "transformers>=4.45"],
     },
 )

@@ -27,7 +27,8 @@ MODEL = testing.tiny_model(vocab_size=bandit.vocab_size(), max_len=8)
 
 
 def _config(**kw):
-  train = testing.tiny_train(batch_size=32, lr=3e-3, warmup=0, **kw.pop("train", {}))
+  train = testing.tiny_train(**{"batch_size": 32, "lr": 3e-3, "warmup": 0,
+                                **kw.pop("train", {})})
   base = dict(model=MODEL, train=train, group_size=8, sampling=rollout.Sampling(max_new_tokens=3),
               eval_samples=4)
   return pg.Config(**{**base, **kw})
@@ -123,6 +124,20 @@ class LossTest(parameterized.TestCase):
       for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
         np.testing.assert_allclose(a, b, atol=1e-6)
     self.assertGreater(max(float(jnp.abs(g).max()) for g in jax.tree.leaves(results[0])), 1e-3)
+
+  def test_epoch_prompt_order_visits_every_prompt_once_per_pass(self):
+    config = _config(prompt_order="epochs", train={"batch_size": 24})  # P = 3 prompts a step
+    model, _, forward, policy_logits = pg.networks(config)
+    rollouts = pg.Rollouts(config, bandit.task(num_prompts=5), model, forward, policy_logits)
+    drawn = []
+    for i in range(1, 6):  # 15 draws = 3 passes over 5 prompts
+      rollouts.index = i
+      drawn.append(rollouts._prompts(np.random.default_rng(0)))
+    drawn = np.concatenate(drawn)
+    for k in range(3):
+      self.assertEqual(sorted(drawn[5 * k:5 * k + 5]), [0, 1, 2, 3, 4])
+    rollouts.index = 2
+    np.testing.assert_array_equal(rollouts._prompts(None), drawn[3:6])  # a function of index
 
   def test_config_errors_name_the_field(self):
     with self.assertRaisesRegex(ValueError, "gae.*critic"):

@@ -59,6 +59,8 @@ class Config:
     train: the run; `num_steps` counts rollout batches, `batch_size` is rows per rollout
       (P prompts x group_size), `seed` seeds init, prompts and sampling.
     group_size: G completions per prompt.
+    prompt_order: "uniform" draws each step's P prompts with replacement; "epochs" walks
+      through seeded shuffles of the prompt set (each prompt once per pass, as TRL's sampler).
     sampling: how completions are drawn (`jaxlm.rl.rollout.Sampling`; the task sets stop and
       pad ids).
     estimator: one of ESTIMATORS (module docstring).
@@ -87,6 +89,7 @@ class Config:
   train: TrainConfig = TrainConfig(num_steps=100, batch_size=64, lr=1e-4, warmup=0,
                                    log_every=5, checkpoint_every=50)
   group_size: int = 8
+  prompt_order: Literal["uniform", "epochs"] = "uniform"
   sampling: rollout_lib.Sampling = rollout_lib.Sampling()
   estimator: Literal["grpo", "dr_grpo", "rloo", "gae"] = "grpo"
   std_ddof: int = 1
@@ -114,6 +117,8 @@ class Config:
 
   def __post_init__(self):
     checks = [(self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}"),
+              (self.prompt_order in ("uniform", "epochs"),
+               'prompt_order must be "uniform" or "epochs"'),
               (self.critic in CRITICS, f"critic must be one of {CRITICS}"),
               (self.estimator != "gae" or self.critic != "none",
                'estimator "gae" needs a critic ("head" or "separate")'),
@@ -179,12 +184,9 @@ class PromptTask:
 
   def rewards(self, split: str, indices: Sequence[int], c: rollout_lib.Completions
               ) -> np.ndarray:
-    tokens, starts, lengths = (np.asarray(x) for x in (c.tokens_BxT, c.prompt_lengths_B,
-                                                       c.lengths_B))
-    stop = set(self.stop_tokens)
-    return np.array([self.reward(split, int(i), [int(t) for t in tokens[b, s:s + n]
-                                                 if t not in stop])
-                     for b, (i, s, n) in enumerate(zip(indices, starts, lengths))], np.float32)
+    ids = rollout_lib.completion_ids(c, self.stop_tokens)
+    return np.array([self.reward(split, int(i), row) for i, row in zip(indices, ids)],
+                    np.float32)
 
 
 @flax.struct.dataclass
@@ -221,10 +223,14 @@ def task_sampling(config: Config, task: PromptTask) -> rollout_lib.Sampling:
 
 
 def networks(config: Config, pretrained: Any = None):
-  """(model, init_fn, forward, policy_logits): `forward(params, tokens, mask) -> (logits_BxTxV,
-  values_BxT or None)`; `policy_logits(params["policy"], tokens, mask)` (the reference model). Params are {"policy": transformer} plus {"value": {"head"}} (critic "head", on the
-  policy trunk's hidden states) or {"value": {"trunk", "head"}} ("separate": a transformer
-  initialised like the policy, `pretrained` included)."""
+  """(model, init_fn, forward, policy_logits).
+
+  `forward(params, tokens, mask) -> (logits_BxTxV, values_BxT or None)`;
+  `policy_logits(params["policy"], tokens, mask)` (what the reference model runs). Params are
+  {"policy": transformer} plus {"value": {"head"}} (critic "head", on the policy trunk's hidden
+  states) or {"value": {"trunk", "head"}} ("separate": a transformer initialised like the
+  policy, `pretrained` included).
+  """
   model, init_lm, policy_logits = lm_networks(config.model, pretrained)
   head = MLPHead(1, out_axis=None, squeeze=True)
 
@@ -301,13 +307,12 @@ def score(config: Config, forward: Callable, policy_logits: Callable, params: An
     returns = old_values = zeros
   adv = adv_lib.advantage_mode(adv, config.advantage_mode)
   rl = rl.replace(loss_mask=rl.action_mask * keep_B[:, None])
-  gap_BxT = jnp.where(mask > 0, jnp.abs(logp - c.sampler_logp_BxT), 0.0)
   return OnlineBatch(rl=rl, behaviour_logp=logp, ref_logp=ref_logp, advantages=adv,
                      returns=returns, old_values=old_values,
                      norm_share=jnp.zeros((b,), jnp.float32), reward=rewards_B,
                      length=c.lengths_B.astype(jnp.float32),
                      zero_var=zero_var_B.astype(jnp.float32),
-                     sampler_gap=jnp.max(jnp.nan_to_num(gap_BxT, posinf=1e9), axis=1))
+                     sampler_gap=rollout_lib.behaviour_gap(rl, logp, c.sampler_logp_BxT))
 
 
 def prepare_batch(config: Config, batch: OnlineBatch) -> OnlineBatch:
@@ -332,9 +337,9 @@ def make_loss(config: Config, forward: Callable):
     rl = batch.rl
     logits, values = forward(params, rl.tokens, rl.attention_mask)
     z = sampling.logits(logits)
-    mask = decision_view(rl).trains
-    actions = jnp.concatenate([rl.tokens[:, 1:], jnp.zeros_like(rl.tokens[:, :1])], axis=1)
-    logp = pg_losses.token_logprobs(z, actions)
+    view = decision_view(rl)
+    mask = view.trains
+    logp = pg_losses.token_logprobs(z, view.actions)
     agg = dict(aggregation=config.aggregation, normalizer=jnp.sum(batch.norm_share))
     loss, metrics = pg_losses.ppo_surrogate(
         logp, batch.behaviour_logp, batch.advantages, mask, clip_low=config.clip_low,
@@ -381,12 +386,23 @@ class Rollouts(IndexedBatches):
     rng = np.random.default_rng((self.seed, self.index))
     key = jax.random.fold_in(jax.random.key(self.seed), self.index)
     self.index += 1
-    prompts = rng.integers(0, len(self.task.train_prompts), self.config.prompts_per_step)
+    prompts = self._prompts(rng)
     tokens, mask = self.task.encode("train", prompts)
     c = self._sample(state.params["policy"], tokens, mask, key)
     indices = np.repeat(prompts, self.config.group_size)
     rewards = self.task.rewards("train", indices, c)
     return self._score(state.params, state.extra, c, jnp.asarray(rewards))
+
+  def _prompts(self, rng: np.random.Generator) -> np.ndarray:
+    """The prompt indices of rollout `self.index - 1` (a function of seed and index only)."""
+    n, p = len(self.task.train_prompts), self.config.prompts_per_step
+    if self.config.prompt_order == "uniform":
+      return rng.integers(0, n, p)
+    start = (self.index - 1) * p
+    passes = range(start // n, (start + p - 1) // n + 1)
+    order = np.concatenate([np.random.default_rng((self.seed, 1 << 30, e)).permutation(n)
+                            for e in passes])
+    return order[start - passes[0] * n:][:p]
 
   def num_tokens(self, batch: OnlineBatch) -> int:
     return int(jnp.sum(batch.rl.attention_mask))

@@ -142,19 +142,25 @@ def completion_batch(c: Completions, rewards_B: jax.Array) -> RLBatch:
                  dones=last_BxT.astype(jnp.float32))
 
 
-def completion_texts(c: Completions, decode: Callable[[Sequence[int]], str],
-                     stop_tokens: Sequence[int] = ()) -> list[str]:
-  """Host-side text of each row's completion (stop tokens dropped)."""
+def completion_ids(c: Completions, stop_tokens: Sequence[int] = ()) -> list[list[int]]:
+  """Host-side token ids of each row's completion (stop tokens dropped)."""
   tokens = np.asarray(c.tokens_BxT)
   starts, lengths = np.asarray(c.prompt_lengths_B), np.asarray(c.lengths_B)
   stop = set(stop_tokens)
-  return [decode([t for t in tokens[b, s:s + n] if t not in stop])
+  return [[int(t) for t in tokens[b, s:s + n] if t not in stop]
           for b, (s, n) in enumerate(zip(starts, lengths))]
 
 
+def completion_texts(c: Completions, decode: Callable[[Sequence[int]], str],
+                     stop_tokens: Sequence[int] = ()) -> list[str]:
+  """Host-side text of each row's completion (stop tokens dropped)."""
+  return [decode(ids) for ids in completion_ids(c, stop_tokens)]
+
+
 def behaviour_gap(batch: RLBatch, logp_BxT: jax.Array, sampler_logp_BxT: jax.Array) -> jax.Array:
-  """max |trainer - sampler| log-prob over the trained tokens (0 when they agree): the
-  sampler / trainer mismatch an inference engine can introduce (TRL PR #3867)."""
+  """[B] max |trainer - sampler| log-prob over each row's trained tokens (0 when they agree;
+  1e9 for a token the trainer's filters exclude): the sampler / trainer mismatch an inference
+  engine can introduce (TRL PR #3867)."""
   mask_BxT = decision_view(batch).trains > 0
   gap_BxT = jnp.where(mask_BxT, jnp.abs(logp_BxT - sampler_logp_BxT), 0.0)
-  return jnp.max(jnp.where(jnp.isfinite(gap_BxT), gap_BxT, 1e9))
+  return jnp.max(jnp.where(jnp.isfinite(gap_BxT), gap_BxT, 1e9), axis=1)
