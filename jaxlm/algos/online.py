@@ -30,6 +30,7 @@ from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.envs import bandit
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
+from jaxlm.envs.base import PromptTask
 
 TASKS = ("countdown", "bandit")
 
@@ -66,8 +67,8 @@ class Config:
 
 
 def countdown_task(problems: list[countdown.Problem], val: list[countdown.Problem],
-                   format_reward: float) -> pg.PromptTask:
-  """Countdown as a `pg.PromptTask` (character tokens; a completion stops at eos)."""
+                   format_reward: float) -> PromptTask:
+  """Countdown as a `PromptTask` (character tokens; a completion stops at eos)."""
   tok = countdown_data.tokenizer()
   splits = {"train": problems, "eval": val}
 
@@ -79,14 +80,14 @@ def countdown_task(problems: list[countdown.Problem], val: list[countdown.Proble
     malformed = why == "empty solution" or "cannot parse" in why
     return 0.0 if malformed else format_reward
 
-  return pg.PromptTask(
+  return PromptTask(
       train_prompts=[countdown_data.encode_prompt(tok, p) for p in problems],
       eval_prompts=[countdown_data.encode_prompt(tok, p) for p in val], reward=reward,
       stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 
 
 def prepare(config: Config, workdir: str, *, resume: bool = False
-            ) -> tuple[pg.Config, pg.PromptTask, Any]:
+            ) -> tuple[pg.Config, PromptTask, Any]:
   """(the RL config, the task, the starting policy params or None)."""
   if config.task == "bandit":
     task = bandit.task(config.bandit_prompts, config.bandit_symbols)
@@ -98,10 +99,9 @@ def prepare(config: Config, workdir: str, *, resume: bool = False
   params = test_time.train_policy(cd, train_problems, workdir, resume=resume)
   task = countdown_task(train_problems[:config.rl_problems], val, config.format_reward)
   model = cd.model_config()
-  longest = max(len(p) for p in (*task.train_prompts, *task.eval_prompts))
   sampling = dataclasses.replace(config.rl.sampling,
                                  max_new_tokens=min(config.rl.sampling.max_new_tokens,
-                                                    model.max_len - longest))
+                                                    model.max_len - task.prompt_len))
   return dataclasses.replace(config.rl, model=model, sampling=sampling), task, params
 
 

@@ -38,6 +38,7 @@ from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
 from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import IndexedBatches
+from jaxlm.envs.base import PromptTask
 from jaxlm.losses import pg as pg_losses
 from jaxlm.losses.lm import masked_mean
 from jaxlm.models import TransformerConfig, lm_networks
@@ -145,48 +146,12 @@ class Config:
     return self.train.batch_size // self.group_size
 
 
-@dataclasses.dataclass(frozen=True)
-class PromptTask:
-  """Prompts with a verifiable reward.
-
-  Attributes:
-    train_prompts, eval_prompts: token ids of each prompt (BOS included).
-    reward: `(split, prompt index, completion ids without stop tokens) -> float`; a reward
-      >= 1 counts as solved (pass@1), so format bonuses must stay below 1.
-    stop_tokens: ids that end a completion.
-    pad_id: padding id.
-    max_prompt_len: prompt buffer length (longest prompt by default).
-  """
-  train_prompts: Sequence[Sequence[int]]
-  eval_prompts: Sequence[Sequence[int]]
-  reward: Callable[[str, int, Sequence[int]], float]
-  stop_tokens: tuple[int, ...] = ()
-  pad_id: int = 0
-  max_prompt_len: int | None = None
-
-  @property
-  def prompt_len(self) -> int:
-    longest = max(len(p) for p in (*self.train_prompts, *self.eval_prompts))
-    return self.max_prompt_len or longest
-
-  def encode(self, split: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded prompt buffers [P, L] and their masks."""
-    prompts = self.train_prompts if split == "train" else self.eval_prompts
-    length = self.prompt_len
-    tokens = np.full((len(indices), length), self.pad_id, np.int32)
-    mask = np.zeros((len(indices), length), np.int32)
-    for row, i in enumerate(indices):
-      ids = list(prompts[i])
-      if len(ids) > length:
-        raise ValueError(f"{split} prompt {i} has {len(ids)} tokens > max_prompt_len={length}")
-      tokens[row, length - len(ids):], mask[row, length - len(ids):] = ids, 1
-    return tokens, mask
-
-  def rewards(self, split: str, indices: Sequence[int], c: rollout_lib.Completions
-              ) -> np.ndarray:
-    ids = rollout_lib.completion_ids(c, self.stop_tokens)
-    return np.array([self.reward(split, int(i), row) for i, row in zip(indices, ids)],
-                    np.float32)
+def task_rewards(task: PromptTask, split: str, indices: Sequence[int],
+                 c: rollout_lib.Completions) -> np.ndarray:
+  """[B] host rewards of the completions of prompts `indices` (stop tokens dropped)."""
+  ids = rollout_lib.completion_ids(c, task.stop_tokens)
+  return np.array([task.reward(split, int(i), row) for i, row in zip(indices, ids)],
+                  np.float32)
 
 
 @flax.struct.dataclass
@@ -390,7 +355,7 @@ class Rollouts(IndexedBatches):
     tokens, mask = self.task.encode("train", prompts)
     c = self._sample(state.params["policy"], tokens, mask, key)
     indices = np.repeat(prompts, self.config.group_size)
-    rewards = self.task.rewards("train", indices, c)
+    rewards = task_rewards(self.task, "train", indices, c)
     return self._score(state.params, state.extra, c, jnp.asarray(rewards))
 
   def _prompts(self, rng: np.random.Generator) -> np.ndarray:
@@ -418,11 +383,11 @@ def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *
   tokens, mask = task.encode(split, indices)
   c = rollout_lib.sample(model, policy_params, tokens, mask, jax.random.key(seed), sampling,
                          config.eval_samples)
-  rewards = task.rewards(split, np.repeat(indices, config.eval_samples), c)
+  rewards = task_rewards(task, split, np.repeat(indices, config.eval_samples), c)
   out = generation.generate(model, policy_params, tokens, mask, temperature=0.0,
                             max_new_tokens=sampling.max_new_tokens,
                             stop_tokens=sampling.stop_tokens, pad_id=sampling.pad_id)
-  greedy = task.rewards(split, indices, rollout_lib.realign(tokens, mask, out))
+  greedy = task_rewards(task, split, indices, rollout_lib.realign(tokens, mask, out))
   return {"pass@1": float(np.mean(rewards >= 1.0)), "reward": float(np.mean(rewards)),
           "greedy": float(np.mean(greedy >= 1.0)),
           "response_length": float(np.mean(np.asarray(c.lengths_B)))}

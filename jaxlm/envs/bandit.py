@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from jaxlm.algos.pg import PromptTask
+from jaxlm.envs.base import PromptTask
 
 PAD, BOS, FIRST = 0, 1, 2  # ids; symbols are FIRST .. FIRST + num_symbols - 1
 

@@ -1,6 +1,7 @@
 """Text environments: the `TextEnv` protocol, batched rollouts and score reporting."""
 
 import dataclasses
+import functools
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -99,3 +100,41 @@ class ScoreConstants:
 
   def normalize(self, raw):
     return normalized_score(raw, self.min, self.mean, self.max)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTask:
+  """A single-turn text task: prompts with a verifiable reward (online RL, `jaxlm.algos.pg`).
+
+  Attributes:
+    train_prompts, eval_prompts: token ids of each prompt (BOS included).
+    reward: `(split, prompt index, completion ids without stop tokens) -> float`; a reward
+      >= 1 counts as solved (pass@1), so format bonuses must stay below 1.
+    stop_tokens: ids that end a completion.
+    pad_id: padding id.
+    max_prompt_len: prompt buffer length (longest prompt by default).
+  """
+  train_prompts: Sequence[Sequence[int]]
+  eval_prompts: Sequence[Sequence[int]]
+  reward: Callable[[str, int, Sequence[int]], float]
+  stop_tokens: tuple[int, ...] = ()
+  pad_id: int = 0
+  max_prompt_len: int | None = None
+
+  @functools.cached_property
+  def prompt_len(self) -> int:
+    """The prompt buffer length: max_prompt_len, or the longest prompt."""
+    return self.max_prompt_len or max(map(len, (*self.train_prompts, *self.eval_prompts)))
+
+  def encode(self, split: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded prompt buffers [P, L] and their masks."""
+    prompts = self.train_prompts if split == "train" else self.eval_prompts
+    length = self.prompt_len
+    tokens = np.full((len(indices), length), self.pad_id, np.int32)
+    mask = np.zeros((len(indices), length), np.int32)
+    for row, i in enumerate(indices):
+      ids = list(prompts[i])
+      if len(ids) > length:
+        raise ValueError(f"{split} prompt {i} has {len(ids)} tokens > max_prompt_len={length}")
+      tokens[row, length - len(ids):], mask[row, length - len(ids):] = ids, 1
+    return tokens, mask
