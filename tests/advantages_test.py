@@ -150,6 +150,15 @@ class DynamicSamplingTest(parameterized.TestCase):
     np.testing.assert_array_equal(keep_P, [1.0, 1.0, 0.0])
     np.testing.assert_allclose(dropped, 1.0 / 3.0, rtol=1e-6)
 
+  def test_fill_groups_keeps_varying_groups_first_in_draw_order(self):
+    r_KxG = np.array([[1, 1], [0, 1], [0, 0], [1, 0], [0.5, 0]], np.float32)
+    np.testing.assert_array_equal(advantages.fill_groups(r_KxG, 2), [1, 3])
+    np.testing.assert_array_equal(advantages.fill_groups(r_KxG, 3), [1, 3, 4])
+    # Fewer varying groups than slots: the earliest zero-variance groups fill the rest.
+    np.testing.assert_array_equal(advantages.fill_groups(r_KxG, 5), [1, 3, 4, 0, 2])
+    with self.assertRaisesRegex(ValueError, "num=6 must be in"):
+      advantages.fill_groups(r_KxG, 6)
+
 
 class HelpersTest(parameterized.TestCase):
 

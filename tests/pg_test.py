@@ -15,11 +15,13 @@ import optax
 
 from experiments.configs import grpo as grpo_configs
 from jaxlm import config as config_lib
+from jaxlm import sharding
 from jaxlm import testing
 from jaxlm import train as train_lib
 from jaxlm.algos import online
 from jaxlm.algos import pg
 from jaxlm.envs import bandit
+from jaxlm.rl import advantages
 from jaxlm.rl import rollout
 
 TASK = bandit.task()
@@ -88,6 +90,29 @@ class LossTest(parameterized.TestCase):
     self.assertTrue(np.all(np.asarray(batch.advantages)[zero] == 0))
     self.assertTrue(np.all(np.isfinite(np.asarray(batch.advantages))))
 
+  def test_oversampling_keeps_the_first_varying_groups_of_the_draw(self):
+    # The same seed and rollout index with twice the batch and oversample 1 draws the same
+    # prompts and completions; oversample 2 must keep exactly fill_groups' rows of them.
+    # At temperature 0.1 the random init gives 2 varying groups of the 8 drawn: the batch of
+    # 4 holds both, then the first two zero-variance groups.
+    cold = rollout.Sampling(max_new_tokens=3, temperature=0.1)
+    config = _config(oversample=2, drop_zero_variance=True, sampling=cold)
+    params = pg.networks(config)[1](jax.random.key(0))
+    batch, _ = _batch(config, params)
+    drawn, _ = _batch(_config(train={"batch_size": 64}, sampling=cold), params)
+    rewards_KxG = np.asarray(drawn.reward).reshape(-1, 8)
+    keep = np.asarray(advantages.fill_groups(rewards_KxG, 4))
+    rows = (keep[:, None] * 8 + np.arange(8)).reshape(-1)
+    np.testing.assert_array_equal(batch.rl.tokens, np.asarray(drawn.rl.tokens)[rows])
+    np.testing.assert_array_equal(batch.reward, np.asarray(drawn.reward)[rows])
+    zero_drawn = np.asarray(advantages.zero_variance_groups(rewards_KxG))
+    np.testing.assert_array_equal(zero_drawn.astype(int), [0, 1, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(keep, [0, 2, 1, 3])
+    np.testing.assert_array_equal(np.asarray(batch.zero_var).reshape(-1, 8)[:, 0], [0, 0, 1, 1])
+    self.assertTrue(np.all(np.asarray(batch.rl.loss_mask)[16:] == 0))
+    with self.assertRaisesRegex(ValueError, "oversample.*group estimator"):
+      _config(oversample=2, estimator="gae", critic="head")
+
   @parameterized.parameters("head", "separate")
   def test_the_critic_trains(self, critic):
     config = _config(estimator="gae", critic=critic)
@@ -124,6 +149,33 @@ class LossTest(parameterized.TestCase):
       for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
         np.testing.assert_allclose(a, b, atol=1e-6)
     self.assertGreater(max(float(jnp.abs(g).max()) for g in jax.tree.leaves(results[0])), 1e-3)
+
+  def test_update_is_the_same_on_a_2x2x2_mesh(self):
+    # PPO with a separate critic, a KL reference in `extra`, 2 minibatches x 2 micro-batches:
+    # the sharded step (params over fsdp/tensor, rows over data/fsdp) moves the params as the
+    # one-device step does.
+    config = _config(estimator="gae", critic="separate", kl_coef=0.05, minibatches=2,
+                     train={"accum_steps": 2})
+    params = pg.networks(config)[1](jax.random.key(0))
+    raw, forward = _batch(config, params)
+    optimizer = optax.sgd(1.0)
+    make = functools.partial(train_lib.make_train_step, pg.make_loss(config, forward), optimizer,
+                             accum_steps=2, minibatches=2, donate=False,
+                             prepare_batch=functools.partial(pg.prepare_batch, config))
+    state_fn = lambda key: train_lib.TrainState.create(params, optimizer, key,
+                                                       extra=params["policy"])
+    single = make()(state_fn(jax.random.key(1)), raw)[0].params
+    mesh = sharding.make_mesh(2, 2, 2)
+    state, shardings = sharding.init_sharded(state_fn, mesh, jax.random.key(1))
+    sharded = make(mesh=mesh, state_shardings=shardings)(
+        state, sharding.shard_batch(raw, mesh))[0].params
+    self.assertTrue(any(not leaf.sharding.is_fully_replicated
+                        for leaf in jax.tree.leaves(state.params)))
+    moved = []
+    for p, a, b in zip(jax.tree.leaves(params), jax.tree.leaves(single), jax.tree.leaves(sharded)):
+      np.testing.assert_allclose(a - p, b - p, atol=1e-6)
+      moved.append(float(jnp.abs(a - p).max()))
+    self.assertGreater(max(moved), 1e-3)
 
   def test_epoch_prompt_order_visits_every_prompt_once_per_pass(self):
     config = _config(prompt_order="epochs", train={"batch_size": 24})  # P = 3 prompts a step
@@ -181,11 +233,13 @@ class TrainTest(parameterized.TestCase):
 class BanditLearningTest(parameterized.TestCase):
   """The bandit preset of experiments/configs/grpo.py learns (400 rollouts, ~20 s each)."""
 
-  @parameterized.named_parameters(("grpo_kl", "grpo", 0.05), ("ppo", "gae", 0.0))
-  def test_reaches_reward_0_9(self, estimator, kl_coef):
+  @parameterized.named_parameters(("grpo_kl", "grpo", 0.05, 0.1), ("ppo", "gae", 0.0, 0.1),
+                                  ("dr_grpo", "dr_grpo", 0.0, 0.03))
+  def test_reaches_reward_0_9(self, estimator, kl_coef, entropy_coef):
+    # entropy_coef: 0.03 for the un-normalised advantages of dr_grpo (the config's docstring).
     c = grpo_configs.get_config("bandit")
-    c.rl.update(estimator=estimator, kl_coef=kl_coef, critic="head" if estimator == "gae"
-                else "none")
+    c.rl.update(estimator=estimator, kl_coef=kl_coef, entropy_coef=entropy_coef,
+                critic="head" if estimator == "gae" else "none")
     config = config_lib.from_dict(online.Config, c.to_dict())
     with tempfile.TemporaryDirectory() as d:
       results = online.train_and_evaluate(config, d)

@@ -5,7 +5,9 @@ Run (default preset: GRPO on Countdown from the direct-answer SFT policy):
   python -m experiments.grpo --workdir /tmp/grpo
   python -m experiments.grpo --config experiments/configs/grpo.py:positive_only --workdir W
   python -m experiments.grpo --config experiments/configs/grpo.py:bandit --workdir /tmp/b \
-      --config.rl.estimator=rloo        # grpo | dr_grpo | rloo | gae (PPO, critic "head")
+      --config.rl.estimator=gae --config.rl.critic=head     # PPO; grpo is the preset's default
+  python -m experiments.grpo --config experiments/configs/grpo.py:bandit --workdir /tmp/b \
+      --config.rl.estimator=dr_grpo --config.rl.entropy_coef=0.03   # or rloo
   python -m experiments.grpo --config experiments/configs/grpo.py:smoke --workdir /tmp/g0
 
 The default trains the search experiment's direct-answer policy first (its `policy` run,
@@ -28,6 +30,18 @@ lr 1e-3 collapsed (pass@1 0.015 after 100 batches). A format reward of 0.1 with 
 groups collapsed too: all-wrong groups then rank well-formed against malformed answers at full
 advantage scale, and the policy learned short well-formed wrong answers (reward 0.1 everywhere).
 Hence format_reward 0 in this preset.
+
+Bandit (4 prompts -> 3 tokens of 6 symbols, reward = share of tokens right; 400 batches of
+64, ~20-40 s a run), held-out mean reward of sampled completions, seed 0:
+  estimator            entropy_coef 0.1 (preset)   0.03          0
+  grpo (kl 0.05)       0.917                        0.917
+  gae (PPO, head)      1.0                          0.667
+  dr_grpo              0.813                        0.917 (seed 1: 0.917)   0.833
+  rloo                 0.896                        0.917
+The entropy bonus is weighed against the advantages: grpo and gae whiten them (unit scale),
+dr_grpo and rloo keep the reward scale (std ~0.3 here), so the same bonus is ~3x stronger
+for them and the sampled policy stays soft (greedy 1.0); scaled to 0.03 they pass 0.9. With
+no bonus a group can collapse onto a wrong token (zero variance, zero gradient): 0.833.
 """
 
 from jaxlm import config as config_lib

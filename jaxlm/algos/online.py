@@ -8,10 +8,16 @@ Tasks:
                reward is 1 for a verified solution (`jaxlm.envs.countdown.verify`) and
                `format_reward` for a completion whose every line is a well-formed step.
   "bandit"     the prompt -> 3-token bandit (`jaxlm.envs.bandit`) from a random init.
+  "env"        a multi-turn text game of `jaxlm.envs.tasks` (`bc.env`: FO / PO Maze, Wordle):
+               the start is the offline pipeline's BC policy (`jaxlm.algos.bc`, trained here
+               on `bc`'s offline episodes, or loaded with --resume), RL plays fresh episodes
+               (`pg.EpisodeRollouts`, estimator "gae"), and both policies are evaluated by
+               `offline.evaluate` with `bc`'s settings: the same episode seeds, temperature
+               and context, the ILQL job's table (return, normalized, success, episodes).
 
 `train_and_evaluate` writes results.json {"sft": {...}, "<name>": {...}} (pass@1 sampled at the
 training temperature, greedy pass@1, mean reward, mean completion length; "sft" is the starting
-policy) and the RL run's metrics, learning_curve.png and length_curve.png under `<name>/`.
+policy; for "env" {"bc": {...}, "<name>": {...}} with the offline table's fields) and the RL run's metrics, learning_curve.png and length_curve.png under `<name>/`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from absl import logging
 import jax
 
 from jaxlm import files
+from jaxlm import evaluation
+from jaxlm.algos import bc as bc_lib
+from jaxlm.algos import offline
 from jaxlm.algos import pg
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
@@ -31,8 +40,9 @@ from jaxlm.envs import bandit
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
 from jaxlm.envs.base import PromptTask
+from jaxlm.models import policy as policy_lib
 
-TASKS = ("countdown", "bandit")
+TASKS = ("countdown", "bandit", "env")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +59,10 @@ class Config:
     rl_problems: training questions used as RL prompts (the first ones of the policy's).
     format_reward: Countdown reward of a well-formed but wrong solution (< 1).
     bandit_prompts, bandit_symbols: the bandit's size.
+    bc: "env": the game, its offline data, the BC start and the evaluation settings
+      (`jaxlm.algos.bc.Config`); the RL policy reads `bc.window_transitions` turns of context.
   """
-  task: Literal["countdown", "bandit"] = "countdown"
+  task: Literal["countdown", "bandit", "env"] = "countdown"
   name: str = "grpo"
   rl: pg.Config = pg.Config()
   countdown: test_time.Config = test_time.Config(strategies=())
@@ -58,6 +70,7 @@ class Config:
   format_reward: float = 0.1
   bandit_prompts: int = 4
   bandit_symbols: int = 6
+  bc: bc_lib.Config = bc_lib.Config()
 
   def __post_init__(self):
     if self.task not in TASKS:
@@ -108,6 +121,8 @@ def prepare(config: Config, workdir: str, *, resume: bool = False
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                        ) -> dict[str, dict[str, float]]:
   """Starting policy -> RL -> both evaluated on the held-out prompts (module docstring)."""
+  if config.task == "env":
+    return _train_and_evaluate_env(config, workdir, resume=resume)
   rl, task, start = prepare(config, workdir, resume=resume)
   model, init_fn, _, _ = pg.networks(rl, start)
   start_params = init_fn(jax.random.PRNGKey(rl.train.seed))["policy"] if start is None else start
@@ -120,7 +135,28 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   return results
 
 
+def _train_and_evaluate_env(config: Config, workdir: str, *, resume: bool
+                            ) -> dict[str, dict[str, float]]:
+  """BC on the game's offline episodes, then RL from it; both evaluated alike."""
+  bc = config.bc
+  data = offline.prepare(bc, workdir)
+  params, bc_policy = bc_lib.train(bc, data, workdir, resume=resume, name="bc")
+  results = {"bc": offline.evaluate(bc_policy, params, data.task, bc, betas=(0.0,),
+                                    name="bc")[0]}
+  rl = dataclasses.replace(config.rl, model=data.model, transitions=bc.window_transitions)
+  state, _ = pg.train(rl, data.task, os.path.join(workdir, config.name), pretrained=params,
+                      resume=resume)
+  model, _, _, policy_logits = pg.networks(rl)
+  results[config.name] = offline.evaluate(
+      policy_lib.lm_policy(model, policy_logits), state.params["policy"], data.task, bc,
+      betas=(0.0,), name=config.name)[0]
+  files.write_json(os.path.join(workdir, "results.json"), results)
+  return results
+
+
 def results_table(results: dict[str, dict[str, float]]) -> str:
+  if "normalized" in next(iter(results.values())):
+    return evaluation.results_table(results)
   keys = ("pass@1", "greedy", "reward", "response_length")
   lines = [f"{'policy':<10}" + "".join(f"{k:>17}" for k in keys)]
   for name, row in results.items():

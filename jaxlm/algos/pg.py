@@ -8,7 +8,12 @@ One algorithm, its estimator picked by the config (verl's `adv_estimator`):
   "gae"      PPO with a critic (Schulman et al. 2017; GAE, Schulman et al. 2016): a value head
              on the policy trunk ("head") or a separate value transformer ("separate").
 DAPO (Yu et al. 2025) is "grpo" with clip_high > clip_low (clip-higher), aggregation
-"token_mean" and drop_zero_variance (dynamic sampling; the dropped share is logged).
+"token_mean", and dynamic sampling: oversample > 1 draws more prompts and keeps the groups
+whose rewards vary, drop_zero_variance masks any zero-variance group left (its share is logged).
+
+Multi-turn text games (`jaxlm.envs.tasks.Task`: Maze, Wordle) run "gae" on per-turn rows
+(`EpisodeRollouts`, `jaxlm.rl.episodes`): each rollout batch plays train.batch_size fresh
+episodes with the current policy, one row per turn, GAE across the turns of each episode.
 
 Each `fit` step is one rollout batch: `Rollouts` samples G completions for each of P prompts
 from the current policy, scores them (task reward), recomputes their log-probs with the
@@ -32,20 +37,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlm import evaluation
 from jaxlm import generation
 from jaxlm import plots
 from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
 from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import IndexedBatches
+from jaxlm.envs import base as envs_base
+from jaxlm.envs import tasks as tasks_lib
 from jaxlm.envs.base import PromptTask
 from jaxlm.losses import pg as pg_losses
 from jaxlm.losses.lm import masked_mean
 from jaxlm.models import TransformerConfig, lm_networks
+from jaxlm.models import policy as policy_lib
 from jaxlm.models.heads import MLPHead
 from jaxlm.rl import advantages as adv_lib
+from jaxlm.rl import episodes as episodes_lib
 from jaxlm.rl import rollout as rollout_lib
-from jaxlm.rl.returns import batch_gae, decision_view
+from jaxlm.rl.returns import decision_view
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "gae")
 CRITICS = ("none", "head", "separate")
@@ -69,6 +79,9 @@ class Config:
     advantage_mode: "full" | "positive_only" | "negative_only" (e3's negative-gradient
       ablation; `jaxlm.rl.advantages.advantage_mode`).
     drop_zero_variance: mask out groups whose rewards are all equal (DAPO dynamic sampling).
+    oversample: draw oversample x P prompts per rollout and keep the P groups whose rewards
+      vary first (`jaxlm.rl.advantages.fill_groups`: DAPO's sample-until-full at a fixed
+      cost); 1 keeps every drawn group.
     critic: "none", "head" (value head on the policy trunk) or "separate" (its own transformer
       initialised from the policy); "gae" needs one.
     gamma, gae_lambda: discount and GAE lambda (per action token).
@@ -84,6 +97,11 @@ class Config:
     epochs, minibatches: updates per rollout batch (PPO epochs x minibatches).
     eval_every: rollout batches between evaluations (0: start and end only).
     eval_samples: sampled completions per evaluation prompt (pass@1 estimate).
+    reward_scale: multiplies the task's rewards before advantages and value targets (logged
+      rewards stay unscaled); keeps a critic's targets O(1) on games with returns of -100.
+    transitions: multi-turn tasks: (action, observation) chunks of context the policy reads
+      (`jaxlm.evaluation.prompt_ids`; the offline windows' `window_transitions`).
+    eval_episodes: multi-turn tasks: evaluation episodes.
   """
   model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=256,
                                                pos="rope")
@@ -96,6 +114,7 @@ class Config:
   std_ddof: int = 1
   advantage_mode: Literal["full", "positive_only", "negative_only"] = "full"
   drop_zero_variance: bool = False
+  oversample: int = 1
   critic: Literal["none", "head", "separate"] = "none"
   gamma: float = 1.0
   gae_lambda: float = 0.95
@@ -115,12 +134,19 @@ class Config:
   minibatches: int = 1
   eval_every: int = 0
   eval_samples: int = 4
+  reward_scale: float = 1.0
+  transitions: int = 1
+  eval_episodes: int = 64
 
   def __post_init__(self):
     checks = [(self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}"),
               (self.prompt_order in ("uniform", "epochs"),
                'prompt_order must be "uniform" or "epochs"'),
               (self.critic in CRITICS, f"critic must be one of {CRITICS}"),
+              (self.oversample >= 1, f"oversample={self.oversample} must be >= 1"),
+              (self.oversample == 1 or self.estimator != "gae",
+               'oversample selects groups by reward variance: it needs a group estimator, '
+               'not "gae"'),
               (self.estimator != "gae" or self.critic != "none",
                'estimator "gae" needs a critic ("head" or "separate")'),
               (self.advantage_mode in adv_lib.ADVANTAGE_MODES,
@@ -230,10 +256,25 @@ def _whiten(x_BxT, mask_BxT):
 
 def score(config: Config, forward: Callable, policy_logits: Callable, params: Any,
           ref_params: Any, c: rollout_lib.Completions, rewards_B: jax.Array) -> OnlineBatch:
-  """Completions + outcome rewards -> `OnlineBatch` (behaviour/ref log-probs, values,
-  advantages). Pure; the rollout jits it."""
+  """Single-turn completions + outcome rewards -> `OnlineBatch` (behaviour/ref log-probs,
+  values, advantages). Pure; the rollout jits it."""
+  b = rewards_B.shape[0]
+  return score_rows(config, forward, policy_logits, params, ref_params,
+                    rollout_lib.completion_batch(c, rewards_B), c.sampler_logp_BxT,
+                    bootstrap_B=jnp.zeros((b,), jnp.float32), outcome_B=rewards_B,
+                    reward=rewards_B, length=c.lengths_B.astype(jnp.float32))
+
+
+def score_rows(config: Config, forward: Callable, policy_logits: Callable, params: Any,
+               ref_params: Any, rl: RLBatch, sampler_logp_BxT: jax.Array, *,
+               bootstrap_B: jax.Array, outcome_B: jax.Array | None, reward: jax.Array,
+               length: jax.Array) -> OnlineBatch:
+  """Token rows (single-turn completions or per-turn episode rows, `jaxlm.rl.episodes`) ->
+  `OnlineBatch`. `outcome_B` is the per-row outcome the group estimators read (None for
+  multi-turn rows, which need "gae"); `bootstrap_B` marks bootstrap rows; `reward` and
+  `length` are [B] logging fields. Rewards the advantages see are scaled by reward_scale."""
   sampling = config.sampling
-  rl = rollout_lib.completion_batch(c, rewards_B)
+  rl = rl.replace(rewards=rl.rewards * config.reward_scale)
   logits, values = forward(params, rl.tokens, rl.attention_mask)
   logp = sampling.logprobs(logits, rl.tokens)
   mask = decision_view(rl).trains
@@ -246,21 +287,27 @@ def score(config: Config, forward: Callable, policy_logits: Callable, params: An
   if config.kl_coef > 0 and config.kl_placement == "in_reward":
     penalty = pg_losses.kl_in_reward(logp, ref_logp, mask, coef=config.kl_coef,
                                      estimator=config.kl_estimator)
-  b, g = rewards_B.shape[0], config.group_size
-  rewards_PxG = rewards_B.reshape(b // g, g)
-  zero_var_B = jnp.repeat(adv_lib.zero_variance_groups(rewards_PxG), g)
+  b = rl.tokens.shape[0]
+  zero_var_B = jnp.zeros((b,), bool)
   keep_B = jnp.ones((b,), jnp.float32)
-  if config.drop_zero_variance:
-    keep_B = 1.0 - zero_var_B.astype(jnp.float32)
   if config.estimator == "gae":
     # Token-frame rewards: the KL penalty of decision t is a reward of token t + 1.
     penalised = rl.replace(rewards=rl.rewards - jnp.pad(penalty[:, :-1], ((0, 0), (1, 0))))
-    values = jnp.where(mask > 0, values, 0.0)
-    adv = batch_gae(values, penalised, gamma=config.gamma, lambda_=config.gae_lambda)
+    values = jnp.where((mask > 0) | (bootstrap_B[:, None] > 0), values, 0.0)
+    adv = episodes_lib.episode_gae(values, penalised, bootstrap_B, gamma=config.gamma,
+                                   lambda_=config.gae_lambda)
     returns, old_values = adv + values, values
     if config.whiten_advantages:
       adv = _whiten(adv, mask)
   else:
+    if outcome_B is None:
+      raise ValueError(f'estimator "{config.estimator}" needs one outcome per row '
+                       '(single-turn); multi-turn episodes need estimator "gae"')
+    g = config.group_size
+    rewards_PxG = outcome_B.reshape(b // g, g) * config.reward_scale
+    zero_var_B = jnp.repeat(adv_lib.zero_variance_groups(rewards_PxG), g)
+    if config.drop_zero_variance:
+      keep_B = 1.0 - zero_var_B.astype(jnp.float32)
     seq_rewards_PxG = rewards_PxG - jnp.sum(penalty, axis=1).reshape(b // g, g)
     if config.estimator == "rloo":
       adv_PxG = adv_lib.rloo_advantages(seq_rewards_PxG)
@@ -274,10 +321,9 @@ def score(config: Config, forward: Callable, policy_logits: Callable, params: An
   rl = rl.replace(loss_mask=rl.action_mask * keep_B[:, None])
   return OnlineBatch(rl=rl, behaviour_logp=logp, ref_logp=ref_logp, advantages=adv,
                      returns=returns, old_values=old_values,
-                     norm_share=jnp.zeros((b,), jnp.float32), reward=rewards_B,
-                     length=c.lengths_B.astype(jnp.float32),
+                     norm_share=jnp.zeros((b,), jnp.float32), reward=reward, length=length,
                      zero_var=zero_var_B.astype(jnp.float32),
-                     sampler_gap=rollout_lib.behaviour_gap(rl, logp, c.sampler_logp_BxT))
+                     sampler_gap=rollout_lib.behaviour_gap(rl, logp, sampler_logp_BxT))
 
 
 def prepare_batch(config: Config, batch: OnlineBatch) -> OnlineBatch:
@@ -354,13 +400,18 @@ class Rollouts(IndexedBatches):
     prompts = self._prompts(rng)
     tokens, mask = self.task.encode("train", prompts)
     c = self._sample(state.params["policy"], tokens, mask, key)
-    indices = np.repeat(prompts, self.config.group_size)
-    rewards = task_rewards(self.task, "train", indices, c)
+    g = self.config.group_size
+    rewards = task_rewards(self.task, "train", np.repeat(prompts, g), c)
+    if self.config.oversample > 1:
+      keep = np.asarray(adv_lib.fill_groups(rewards.reshape(-1, g), self.config.prompts_per_step))
+      rows = (keep[:, None] * g + np.arange(g)).reshape(-1)
+      c, rewards = jax.tree.map(lambda x: x[rows], c), rewards[rows]
     return self._score(state.params, state.extra, c, jnp.asarray(rewards))
 
   def _prompts(self, rng: np.random.Generator) -> np.ndarray:
-    """The prompt indices of rollout `self.index - 1` (a function of seed and index only)."""
-    n, p = len(self.task.train_prompts), self.config.prompts_per_step
+    """The prompt indices of rollout `self.index - 1` (a function of seed and index only):
+    prompts_per_step x oversample of them."""
+    n, p = len(self.task.train_prompts), self.config.prompts_per_step * self.config.oversample
     if self.config.prompt_order == "uniform":
       return rng.integers(0, n, p)
     start = (self.index - 1) * p
@@ -371,6 +422,70 @@ class Rollouts(IndexedBatches):
 
   def num_tokens(self, batch: OnlineBatch) -> int:
     return int(jnp.sum(batch.rl.attention_mask))
+
+
+def episode_sampling(config: Config, task: tasks_lib.Task) -> rollout_lib.Sampling:
+  """The config's sampling for a multi-turn task: an action ends at any token whose text ends
+  with `task.action_end`, and has at most `task.max_action_tokens` tokens when the task sets
+  a cap (else sampling.max_new_tokens)."""
+  cap = min(config.sampling.max_new_tokens, task.max_action_tokens or 1 << 30)
+  return dataclasses.replace(
+      config.sampling, max_new_tokens=cap, pad_id=task.tokenizer.pad_id,
+      stop_tokens=episodes_lib.stop_ids(task.tokenizer, task.action_end,
+                                        config.model.vocab_size))
+
+
+class EpisodeRollouts(IndexedBatches):
+  """`fit`'s data for a multi-turn task (`jaxlm.envs.tasks.Task`): each call plays
+  `train.batch_size` episodes from fresh seeds with the current policy and returns their
+  per-turn rows scored as an `OnlineBatch` (`jaxlm.rl.episodes`; "gae" only). The episode seeds
+  and the sampling key are functions of (train.seed, rollout index), so resume is exact."""
+
+  def __init__(self, config: Config, task: tasks_lib.Task, model: Any, forward: Callable,
+               policy_logits: Callable):
+    if config.estimator != "gae":
+      raise ValueError(f'{task.name} is multi-turn: its advantages need estimator "gae" (a '
+                       f'critic), not "{config.estimator}"')
+    super().__init__(config.train.seed)
+    self.config, self.task = config, task
+    sampling = episode_sampling(config, task)
+    self.prompt_width = config.model.max_len - sampling.max_new_tokens
+    self._sample = jax.jit(functools.partial(rollout_lib.sample, model, sampling=sampling,
+                                             group_size=1))
+    self._score = jax.jit(functools.partial(score_rows, config, forward, policy_logits))
+
+  def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
+    rng = np.random.default_rng((self.seed, self.index))
+    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
+    self.index += 1
+    e = self.config.train.batch_size
+    sampler = episodes_lib.TurnSampler(self._sample, state.params["policy"],
+                                       self.task.tokenizer, e, self.prompt_width,
+                                       self.config.transitions, key)
+    trajectories = envs_base.rollout(self.task.make_env, sampler, rng.integers(2**31 - 1, size=e),
+                                     self.task.max_steps, env_tags=np.arange(e))
+    eb = episodes_lib.episode_rows(sampler, trajectories, self.config.model.max_len, e)
+    rows = eb.rl.tokens.shape[0]
+    return self._score(state.params, state.extra, jax.tree.map(jnp.asarray, eb.rl),
+                       jnp.asarray(eb.sampler_logp), bootstrap_B=jnp.asarray(eb.bootstrap),
+                       outcome_B=None, reward=jnp.full((rows,), eb.returns.mean()),
+                       length=jnp.full((rows,), eb.action_tokens.mean()))
+
+  def num_tokens(self, batch: OnlineBatch) -> int:
+    return int(jnp.sum(batch.rl.attention_mask))
+
+
+def evaluate_episodes(model: Any, policy_logits: Callable, policy_params: Any,
+                      task: tasks_lib.Task, config: Config, *, name: str = "policy"
+                      ) -> dict[str, float]:
+  """A multi-turn policy in its environment, as the offline algorithms are evaluated
+  (`jaxlm.evaluation.evaluate_policy`: `eval_episodes` episodes on the seeds of train.seed,
+  sampled at the rollout temperature): return, normalised score (95% CIs), success."""
+  return evaluation.evaluate_policy(
+      policy_lib.lm_policy(model, policy_logits), policy_params, task, betas=(0.0,),
+      episodes=config.eval_episodes, temperature=config.sampling.temperature,
+      transitions=config.transitions, max_len=config.model.max_len, seed=config.train.seed,
+      name=name)[0]
 
 
 def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *,
@@ -396,12 +511,21 @@ def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *
 SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
-def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = None,
+def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pretrained: Any = None,
           resume: bool = False) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
-  checkpoints, learning_curve.png (reward and eval pass@1) and length_curve.png."""
+  checkpoints, learning_curve.png (reward and eval pass@1, or episode return) and
+  length_curve.png. `task` is a single-turn `PromptTask` or a multi-turn text game
+  (`jaxlm.envs.tasks.Task`; `train.batch_size` then counts episodes per rollout)."""
   model, init_fn, forward, policy_logits = networks(config, pretrained)
-  rollouts = Rollouts(config, task, model, forward, policy_logits)
+  if isinstance(task, PromptTask):
+    rollouts = Rollouts(config, task, model, forward, policy_logits)
+    eval_fn = lambda s: evaluate(model, s.params["policy"], task, config)
+    curves = ("reward", "eval/reward", "eval/pass@1", "eval/greedy"), "reward / pass@1"
+  else:
+    rollouts = EpisodeRollouts(config, task, model, forward, policy_logits)
+    eval_fn = lambda s: evaluate_episodes(model, policy_logits, s.params["policy"], task, config)
+    curves = ("reward", "eval/return"), "episode return"
   reference = None
   if config.kl_coef > 0:
     reference = lambda params: jax.tree.map(jnp.copy, params["policy"])
@@ -409,13 +533,11 @@ def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = N
       workdir, config.train, init_fn, make_loss(config, forward), rollouts, resume=resume,
       extra_fn=reference, saved_config=config, epochs=config.epochs,
       minibatches=config.minibatches, prepare_batch=functools.partial(prepare_batch, config),
-      eval_fn=lambda s: evaluate(model, s.params["policy"], task, config),
-      eval_every=config.eval_every, show=SHOWN)
+      eval_fn=eval_fn, eval_every=config.eval_every, show=SHOWN)
   if jax.process_index() == 0 and history:
     plots.plot_learning_curve(history, f"{workdir}/learning_curve.png",
-                              keys=("reward", "eval/reward", "eval/pass@1", "eval/greedy"),
-                              ylabel="reward / pass@1")
+                              keys=curves[0], ylabel=curves[1])
     plots.plot_learning_curve(history, f"{workdir}/length_curve.png",
                               keys=("response_length", "eval/response_length"),
-                              ylabel="completion tokens")
+                              ylabel="completion (action) tokens")
   return state, history

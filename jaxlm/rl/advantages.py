@@ -82,6 +82,28 @@ def dynamic_sampling_mask(rewards_PxG: jax.Array, mask_PxG: jax.Array | None = N
   return keep_P, jnp.mean(zero_P.astype(jnp.float32))
 
 
+def fill_groups(rewards_KxG: jax.Array, num: int) -> jax.Array:
+  """DAPO dynamic sampling by over-sampling: which `num` of K >= num drawn groups fill a batch.
+
+  DAPO (Yu et al. 2025, Sec. 3.2, Algorithm 1) keeps sampling prompts until the batch holds
+  only groups whose rewards vary. With static shapes we draw K groups at once and keep the
+  first `num` that vary, in draw order; when fewer than `num` vary, the earliest zero-variance
+  groups fill the rest (a trainer masks them with `dynamic_sampling_mask`).
+
+  Args:
+    rewards_KxG: [K, G] rewards of the drawn groups.
+    num: groups to keep (<= K).
+
+  Returns:
+    [num] int32 indices into the K groups, the varying groups first.
+  """
+  k = rewards_KxG.shape[0]
+  if not 0 < num <= k:
+    raise ValueError(f"fill_groups: num={num} must be in [1, {k}] (the drawn groups)")
+  zero_K = zero_variance_groups(rewards_KxG)
+  return jnp.argsort(zero_K.astype(jnp.int32), stable=True)[:num].astype(jnp.int32)
+
+
 def group_advantages(rewards_PxG: jax.Array, mask_PxG: jax.Array | None = None, *,
                      scale: str = "std", ddof: int = 1, eps: float = 1e-6) -> jax.Array:
   """Group-relative advantages: GRPO (scale="std") and Dr. GRPO (scale="none").
