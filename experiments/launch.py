@@ -25,6 +25,10 @@ _NPROC = flags.DEFINE_integer("jaxlm_num_processes", None,
                               "Number of processes (multi-host; or env JAXLM_NUM_PROCESSES).")
 _PID = flags.DEFINE_integer("jaxlm_process_id", None,
                             "This process's id (multi-host; or env JAXLM_PROCESS_ID).")
+_TIMEOUT = flags.DEFINE_integer(
+    "jaxlm_init_timeout", None,
+    "Seconds to wait for the coordinator and the other processes (multi-host; or env "
+    "JAXLM_INIT_TIMEOUT; default 300).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _RESUME = flags.DEFINE_bool("resume", False, "Continue the runs in --workdir.")
 
@@ -40,7 +44,7 @@ def run(module, name: str, workdir: str, summary: Callable[[Any], str] = str) ->
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments {argv[1:]}")
     checkpoint.quiet_orbax_logs()
-    distributed.maybe_initialize(_COORD.value, _NPROC.value, _PID.value)
+    distributed.maybe_initialize(_COORD.value, _NPROC.value, _PID.value, _TIMEOUT.value)
     config = config_lib.from_dict(module.Config, config_flag.value.to_dict())
     results = module.train_and_evaluate(config, _WORKDIR.value, resume=_RESUME.value)
     print(summary(results))

@@ -8,7 +8,10 @@ temporary directories are removed on start-up). Only the last `keep` steps are k
 
 Restoring takes a target state (concrete or `jax.ShapeDtypeStruct`s, optionally with shardings)
 and checks every saved array's shape against it first, so a checkpoint from a different model
-config fails with a ValueError naming the parameter rather than a tensorstore error.
+config fails with a ValueError naming the parameter rather than a tensorstore error. A complete
+step whose files were damaged later (truncated, emptied or deleted) is skipped with a warning
+naming the step and the error, set aside as `<step>.corrupt.<time>` (never deleted; a resumed run
+saves that step again) and the next older intact step is restored.
 
 Orbax reports every save step by step at INFO level; `quiet_orbax_logs()` (called by the
 experiments' launcher, never at import) drops those records (warnings and errors pass), so a
@@ -18,12 +21,18 @@ training log shows our own progress lines.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import time
 from typing import Any
 
+from absl import logging as absl_logging
 import jax
 import orbax.checkpoint as ocp
+
+
+_TMP_SUFFIX = ".orbax-checkpoint-tmp"  # Names orbax's unfinished saves (`<step>.<suffix>`).
 
 
 class _DropOrbaxInfo(logging.Filter):
@@ -42,6 +51,14 @@ def quiet_orbax_logs() -> None:
 
 class CheckpointNotFoundError(FileNotFoundError, ValueError):
   """No complete checkpoint where one was required (e.g. --resume)."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint does not fit the current config (an array's shape or presence differs)."""
+
+
+class CorruptCheckpointError(ValueError):
+  """A checkpoint that cannot be read (damaged files); names the step and the error."""
 
 
 def _path_name(path) -> str:
@@ -118,31 +135,54 @@ class Checkpointer:
     for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]:
       name = _path_name(path)
       if name not in saved:
-        raise ValueError(f"checkpoint step {step} in {self.directory} has no entry {name!r} "
-                         "required by the current config")
+        raise CheckpointMismatchError(
+            f"checkpoint step {step} in {self.directory} has no entry {name!r} required by the "
+            "current config")
       if saved[name] != tuple(leaf.shape):
-        raise ValueError(f"checkpoint step {step} in {self.directory}: {name!r} has shape "
-                         f"{saved[name]} but the current config expects {tuple(leaf.shape)}")
+        raise CheckpointMismatchError(
+            f"checkpoint step {step} in {self.directory}: {name!r} has shape {saved[name]} but "
+            f"the current config expects {tuple(leaf.shape)}")
 
   def restore(self, target: Any, shardings: Any = None, step: int | None = None
               ) -> tuple[Any, dict, dict]:
-    """Restores (state, data_state, config) at `step` (default latest).
+    """Restores (state, data_state, config) at `step` (default: the newest intact one).
 
     Args:
       target: a state pytree (arrays or ShapeDtypeStructs) giving structure, shapes, dtypes.
       shardings: matching tree of shardings for the restored arrays (default: the target's
         own `.sharding` where present, else single-device).
-      step: which checkpoint; None = latest complete one.
+      step: which checkpoint; None = the newest complete one that can be read: unreadable
+        newer ones are skipped (warning) and moved aside (module docstring).
 
     Raises:
       CheckpointNotFoundError: no complete checkpoint in the directory.
-      ValueError: a saved array's shape differs from the target's (names the array).
+      CheckpointMismatchError: a saved array's shape differs from the target's (names it).
+      CorruptCheckpointError: `step` (or, with step=None, every step) cannot be read.
     """
-    step = self.latest_step() if step is None else step
-    if step is None or step not in self.all_steps():
+    steps = self.all_steps()
+    if not steps or (step is not None and step not in steps):
       raise CheckpointNotFoundError(
           f"no complete checkpoint{'' if step is None else f' for step {step}'} in "
-          f"{self.directory} (found steps {self.all_steps()})")
+          f"{self.directory} (found steps {steps})")
+    skipped = []
+    for s in [step] if step is not None else sorted(steps, reverse=True):
+      try:
+        out = self._restore(s, target, shardings)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  # Any damage: try an older step.
+        why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+        skipped.append((s, why))
+        if step is None:
+          absl_logging.warning("checkpoint step %d in %s cannot be read (%s); trying an older "
+                               "one", s, self.directory, why)
+        continue
+      self._set_aside([s for s, _ in skipped])
+      return out
+    raise CorruptCheckpointError(f"no readable checkpoint in {self.directory}: " + "; ".join(
+        f"step {s}: {why}" for s, why in skipped))
+
+  def _restore(self, step: int, target: Any, shardings: Any) -> tuple[Any, dict, dict]:
     self._check_shapes(step, target)
     if shardings is None:
       abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(
@@ -155,12 +195,61 @@ class Checkpointer:
         config=ocp.args.JsonRestore()))
     return out["state"], dict(out["data"] or {}), dict(out["config"] or {})
 
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames unreadable steps to `<step>.corrupt.<time>` so that their step can be saved."""
+    if not steps:
+      return
+    if jax.process_index() == 0:
+      stamp = time.strftime("%Y%m%d-%H%M%S")
+      for s in steps:
+        aside = os.path.join(self.directory, f"{s}.corrupt.{stamp}")
+        os.rename(os.path.join(self.directory, str(s)), aside)
+        absl_logging.warning("moved unreadable checkpoint step %d to %s", s, aside)
+    self._manager.reload()
 
-def require_checkpoint(directory: str) -> None:
-  """Raises CheckpointNotFoundError unless `directory` holds a complete checkpoint."""
-  if not os.path.isdir(directory):
-    raise CheckpointNotFoundError(f"--resume: checkpoint directory {directory} does not exist")
-  manager = ocp.CheckpointManager(os.path.abspath(directory),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
-  if manager.latest_step() is None:
-    raise CheckpointNotFoundError(f"--resume: no complete checkpoint in {directory}")
+
+def require_checkpoint(*directories: str) -> None:
+  """Raises CheckpointNotFoundError unless one of `directories` holds a complete checkpoint.
+
+  A directory holding only a save interrupted by a kill (an orbax temporary directory) passes
+  with a warning: the run started there and resumes from step 0.
+  """
+  why = []
+  for d in directories:
+    if not os.path.isdir(d):
+      why.append(f"checkpoint directory {d} does not exist")
+      continue
+    manager = ocp.CheckpointManager(os.path.abspath(d),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    if manager.latest_step() is not None:
+      return
+    if any(_TMP_SUFFIX in name for name in os.listdir(d)):
+      absl_logging.warning("--resume: the only checkpoint save in %s was interrupted; the run "
+                           "restarts from step 0", d)
+      return
+    why.append(f"{d} holds none")
+  raise CheckpointNotFoundError(f"--resume: no complete checkpoint: {'; '.join(why)}")
+
+
+# TrainConfig fields that do not change what a run computes: a resume may change them.
+_RUN_POLICY = ("allow_config_change", "on_nonfinite", "log_every", "checkpoint_every",
+               "keep_checkpoints", "transfer_guard")
+
+
+def config_changes(saved: dict, current: Any) -> list[str]:
+  """`"path: saved -> current"` for each field where a checkpoint's config and `current` differ.
+
+  Fields in `_RUN_POLICY` are not compared.
+  """
+  def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      if isinstance(v, dict) and v:
+        out.update(flat(v, f"{prefix}{k}."))
+      elif k not in _RUN_POLICY:
+        out[prefix + k] = v
+    return out
+  old, new = flat(saved), flat(json.loads(json.dumps(to_json(current))))
+  missing = "<absent>"
+  return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}"
+          for k in sorted(old.keys() | new.keys()) if old.get(k, missing) != new.get(k, missing)]

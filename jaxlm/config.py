@@ -42,6 +42,11 @@ class TrainConfig:
       ConfigDict gives it as a dict.
     transfer_guard: run the step under `jax.transfer_guard("disallow")`, so an implicit
       host <-> device copy inside it is an error.
+    on_nonfinite: "stop" (a FloatingPointError naming the step and the non-finite metrics,
+      checked at each logged step and before each checkpoint, so no checkpoint holds the bad
+      state) or "continue" (log a warning and go on).
+    allow_config_change: on resume, continue although the checkpoint's config differs from
+      this one (the differences are logged); otherwise they are an error naming the fields.
   """
   num_steps: int = 1000
   batch_size: int = 64
@@ -57,6 +62,8 @@ class TrainConfig:
   mesh: tuple[int, int, int] = (-1, 1, 1)
   sharding_rules: sharding_lib.Rules = sharding_lib.DEFAULT_RULES
   transfer_guard: bool = False
+  on_nonfinite: str = "stop"
+  allow_config_change: bool = False
 
   def __post_init__(self):
     # One canonical order (a ConfigDict sorts its keys; each logical axis has one rule).
@@ -71,6 +78,9 @@ class TrainConfig:
     if self.batch_size % self.accum_steps:
       raise ValueError(f"TrainConfig.batch_size={self.batch_size} is not divisible by "
                        f"accum_steps={self.accum_steps}")
+    if self.on_nonfinite not in ("stop", "continue"):
+      raise ValueError(f"TrainConfig.on_nonfinite={self.on_nonfinite!r}; expected 'stop' or "
+                       "'continue'")
     if len(self.mesh) != len(sharding_lib.MESH_AXES):
       raise ValueError(f"TrainConfig.mesh={self.mesh} must give sizes of "
                        f"{sharding_lib.MESH_AXES}")

@@ -194,8 +194,10 @@ def rollout_scores(policy, task: Task, num_variants: int, episodes: int, seed: i
     ret, ret_ci = envs_base.mean_confidence_interval(returns)
     norm, norm_ci = envs_base.mean_confidence_interval(task.scores.normalize(returns))
     success = np.mean([t.done and t.rewards[-2] == 0.0 for t in mine])
-    out.append({"return": ret, "return_ci": ret_ci, "normalized": norm, "normalized_ci": norm_ci,
-                "success": float(success), "episodes": len(mine)})
+    defined = lambda ci: None if np.isnan(ci) else ci  # one episode: no interval (JSON null)
+    out.append({"return": ret, "return_ci": defined(ret_ci), "normalized": norm,
+                "normalized_ci": defined(norm_ci), "success": float(success),
+                "episodes": len(mine)})
   return out
 
 
@@ -239,17 +241,21 @@ def evaluate_policy(policy: policy_lib.Policy, params: Any, task: Task, *,
     row["beta"] = float(beta)
     if isinstance(actor, GenerationPolicy):
       row["cut_actions"] = float(actor.cut[k] / max(actor.actions[k], 1))
-    logging.info("%s beta=%g: return %.2f +- %.2f, normalized %.1f, success %.2f (%.0fs)", name,
-                 beta, row["return"], row["return_ci"], row["normalized"], row["success"],
-                 time.perf_counter() - t0)
+    logging.info("%s beta=%g: return %.2f +- %s, normalized %.1f, success %.2f (%.0fs)", name,
+                 beta, row["return"], _ci(row["return_ci"], 2), row["normalized"],
+                 row["success"], time.perf_counter() - t0)
   return rows
+
+
+def _ci(half_width: float | None, digits: int) -> str:
+  return "n/a" if half_width is None else f"{half_width:.{digits}f}"
 
 
 def results_table(results: dict[str, dict[str, float]]) -> str:
   """A plain-text table: algo, return +- CI, normalised score +- CI, success, episodes."""
   lines = [f"{'algo':<12} {'return':>16} {'normalized':>16} {'success':>8} {'episodes':>8}"]
   for algo, r in results.items():
-    lines.append(f"{algo:<12} {r['return']:>9.2f} +- {r['return_ci']:<4.2f} "
-                 f"{r['normalized']:>9.1f} +- {r['normalized_ci']:<4.1f} {r['success']:>8.2f} "
-                 f"{r['episodes']:>8d}")
+    lines.append(f"{algo:<12} {r['return']:>9.2f} +- {_ci(r['return_ci'], 2):<4} "
+                 f"{r['normalized']:>9.1f} +- {_ci(r['normalized_ci'], 1):<4} "
+                 f"{r['success']:>8.2f} {r['episodes']:>8d}")
   return "\n".join(lines)

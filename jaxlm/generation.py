@@ -13,6 +13,11 @@
   P - 1 + max_new_tokens slots and lives only inside the compiled call, so no donation is needed.
 * Per step: raw logits -> `logit_processor(step_state, logits)` -> temperature -> top-k -> top-p
   -> sample (or argmax when `temperature == 0`). A finished row emits `pad_id` with log-prob 0.
+* Temperature: a scalar or one per row [B]. A row whose temperature is 0 decodes greedily
+  (exactly the argmax of its processed logits, as with `temperature=0` for the whole batch). A
+  concrete temperature < 0 or NaN is an error; a traced one (e.g. under an outer `jax.jit`)
+  cannot be checked, so every row whose temperature is not > 0 (negative or NaN included) is
+  clamped to greedy: the output is never NaN and never garbage.
 * Two log-probs per token: `logprobs_BxN` under the raw model (temperature 1, no processor, no
   filtering: what an RL loss or a perplexity wants) and `processed_logprobs_BxN` under the
   distribution that was actually sampled from (after processor, temperature and top-k/top-p; for
@@ -269,7 +274,8 @@ def sampling_logits(logits_xV: jax.Array, temperature, top_k: int = 0, top_p=Non
 
   Args:
     logits_xV: logits with any leading shape.
-    temperature: > 0 (scalar or traced).
+    temperature: > 0: a scalar (concrete or traced) or an array broadcasting against
+      `logits_xV` (e.g. [B, 1], one per row).
     top_k: keep the k most likely tokens (0 = off; static).
     top_p: nucleus mass, or None for off.
   """
@@ -282,15 +288,20 @@ def sampling_logits(logits_xV: jax.Array, temperature, top_k: int = 0, top_p=Non
   return z_NxV.reshape(shape)
 
 
-def _choose(cfg: _StaticConfig, logits_BxV, temperature, top_p, rng):
-  """Processed logits -> (token_B, the logits of the distribution the token was drawn from)."""
+def _choose(cfg: _StaticConfig, logits_BxV, temperature_B, top_p, rng):
+  """Processed logits -> (token_B, the logits of the distribution the token was drawn from).
+
+  Rows whose temperature is not > 0 (0, or a traced negative or NaN) take the argmax.
+  """
+  argmax_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
   if cfg.greedy:
-    token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-    return token_B, logits_BxV
-  logits_BxV = sampling_logits(logits_BxV, temperature, cfg.top_k,
-                               top_p if cfg.use_top_p else None)
-  token_B = jax.random.categorical(rng, logits_BxV, axis=-1).astype(jnp.int32)
-  return token_B, logits_BxV
+    return argmax_B, logits_BxV
+  greedy_B = ~(temperature_B > 0)
+  sampled_BxV = sampling_logits(logits_BxV, jnp.where(greedy_B, 1.0, temperature_B)[:, None],
+                                cfg.top_k, top_p if cfg.use_top_p else None)
+  token_B = jax.random.categorical(rng, sampled_BxV, axis=-1).astype(jnp.int32)
+  return (jnp.where(greedy_B, argmax_B, token_B),
+          jnp.where(greedy_B[:, None], logits_BxV, sampled_BxV))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +309,7 @@ def _choose(cfg: _StaticConfig, logits_BxV, temperature, top_p, rng):
 
 
 def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, prompt_BxP,
-                   mask_BxP, rng, temperature, top_p, stop_BxK, max_lengths_B, pad_id, processor,
+                   mask_BxP, rng, temperature_B, top_p, stop_BxK, max_lengths_B, pad_id, processor,
                    aux):
   b, p = prompt_BxP.shape
   n = cfg.max_new_tokens
@@ -343,7 +354,7 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
     state = StepState(step, c["tokens_BxN"], c["position_B"], prompt_lengths_B, hidden_BxD,
                       c["finished_B"], jax.random.fold_in(step_rng, 1), aux)
     processed_BxV = logits_BxV if processor is None else processor(state, logits_BxV)
-    token_B, sampled_from_BxV = _choose(cfg, processed_BxV, temperature, top_p,
+    token_B, sampled_from_BxV = _choose(cfg, processed_BxV, temperature_B, top_p,
                                         jax.random.fold_in(step_rng, 0))
     live_B = ~c["finished_B"]
     token_B = jnp.where(live_B, token_B, pad_id)
@@ -420,10 +431,16 @@ def _validate(config, prompt_BxP, mask_BxP, max_new_tokens, temperature, top_k, 
     raise ValueError(f"generate: max_new_tokens={max_new_tokens} must be >= 1")
   if int(top_k) < 0 or (config is not None and top_k > config.vocab_size):
     raise ValueError(f"generate: top_k={top_k} must be in [0, vocab_size]")
-  for name, value, ok in (("temperature", temperature, lambda t: t >= 0),
-                          ("top_p", top_p, lambda q: 0 < q <= 1)):
-    if _is_concrete(value) and not ok(float(value)):
-      raise ValueError(f"generate: {name}={float(value)} is out of range")
+  b = prompt_BxP.shape[0]
+  if jnp.shape(temperature) not in ((), (b,)):
+    raise ValueError(f"generate: temperature must be a scalar or one per row ({b},), got "
+                     f"shape {jnp.shape(temperature)}")
+  if _is_concrete(temperature) and not np.all(np.asarray(temperature) >= 0):
+    t = np.atleast_1d(np.asarray(temperature, np.float64))
+    raise ValueError(f"generate: temperature must be >= 0 (0 = greedy), got {t.tolist()} "
+                     f"(bad at rows {np.flatnonzero(~(t >= 0)).tolist()})")
+  if _is_concrete(top_p) and not 0 < float(top_p) <= 1:
+    raise ValueError(f"generate: top_p={float(top_p)} is out of range (0, 1]")
   if config is not None and config.pos == "learned":
     need = prompt_BxP.shape[1] - 1 + int(max_new_tokens)
     if need > config.max_len:
@@ -465,8 +482,9 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
     prompt_mask_BxP: 1 on real prompt tokens (0s then 1s per row); None = all real.
     rng: PRNG key; needed unless `temperature == 0`.
     max_new_tokens: N, the number of decode steps at most (static).
-    temperature: softmax temperature; a Python 0 means greedy (argmax; top-k/top-p then do
-      nothing). A traced temperature always samples.
+    temperature: softmax temperature, a scalar or per row [B]; 0 means greedy (argmax; top-k/
+      top-p then do nothing) for the rows where it is 0. Must be >= 0; a traced value that is
+      not > 0 (negative or NaN) is clamped to greedy (see the module docstring).
     top_k: keep the k most likely tokens (0 = off; static).
     top_p: nucleus mass (1 = off).
     stop_tokens: ids that end a row (the stop token is emitted and counted): a sequence [K]
@@ -500,7 +518,7 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
   _validate(config, prompt_tokens_BxP, prompt_mask_BxP, max_new_tokens, temperature, top_k,
             top_p)
   b = prompt_tokens_BxP.shape[0]
-  greedy = _is_concrete(temperature) and float(temperature) == 0.0
+  greedy = _is_concrete(temperature) and bool(np.all(np.asarray(temperature) == 0))
   if rng is None:
     if not greedy:
       raise ValueError("generate: rng is required when sampling (temperature > 0)")
@@ -524,6 +542,7 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
                        cache_dtype=cache_dtype and jnp.dtype(cache_dtype))
   return _generate_jit(apply_fn, cache_fn, extra_outputs, cfg, nn.meta.unbox(params),
                        jnp.asarray(prompt_tokens_BxP, jnp.int32), prompt_mask_BxP, rng,
-                       jnp.asarray(temperature, jnp.float32), jnp.asarray(top_p, jnp.float32),
+                       jnp.broadcast_to(jnp.asarray(temperature, jnp.float32), (b,)),
+                       jnp.asarray(top_p, jnp.float32),
                        stop, max_lengths_B, jnp.asarray(pad_id, jnp.int32),
                        as_pytree(logit_processor), aux)

@@ -40,3 +40,27 @@ def read_metrics(workdir: str) -> list[dict[str, float]]:
   """Rows of `<workdir>/metrics.jsonl`."""
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_metrics(workdir: str, step: int) -> None:
+  """Keeps only the rows of `<workdir>/metrics.jsonl` logged at or before `step` (process 0).
+
+  A resumed run calls this with the restored step (a fresh one with -1), so the rows logged
+  after the last checkpoint by a killed run are not repeated (nor a line cut by the kill).
+  Rewritten atomically.
+  """
+  path = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() != 0 or not os.path.exists(path):
+    return
+
+  def kept(line):
+    try:
+      return json.loads(line)["step"] <= step
+    except (ValueError, KeyError, TypeError):
+      return False
+
+  with open(path) as f:
+    lines = [line for line in f if kept(line)]
+  with open(f"{path}.tmp", "w") as f:
+    f.writelines(lines)
+  os.replace(f"{path}.tmp", path)

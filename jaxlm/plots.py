@@ -47,7 +47,7 @@ def plot_beta_sweep(sweeps: dict[str, list[dict[str, float]]], path: str, title:
   for algo, rows in sweeps.items():
     rows = sorted(rows, key=lambda r: r["beta"])
     x = [max(r["beta"], 0.1) for r in rows]
-    ax.errorbar(x, [r["normalized"] for r in rows], [r["normalized_ci"] for r in rows],
+    ax.errorbar(x, [r["normalized"] for r in rows], [r["normalized_ci"] or 0.0 for r in rows],
                 marker="o", capsize=3, label=algo)
   ax.set_xscale("log")
   ax.set_xlabel("beta (0 plotted at 0.1)")

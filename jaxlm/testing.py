@@ -5,10 +5,14 @@ from __future__ import annotations
 import contextlib
 from unittest import mock
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jaxlm import train
 from jaxlm.config import TrainConfig
 from jaxlm.data import RLBatch
+from jaxlm.data.iterators import IndexedBatches
 from jaxlm.models import TransformerConfig
 
 
@@ -43,7 +47,47 @@ def fake_rl_batch(batch_size: int = 4, length: int = 12, vocab_size: int = 16, s
     if last.size:
       rewards[b, last[-1]], dones[b, last[-1]] = 1.0, 1.0
   tokens[attn == 0] = 0
-  return RLBatch(tokens, attn, act, rewards, dones).validate()
+  return RLBatch(tokens, attn, act, rewards, dones).validate(vocab_size)
+
+
+class LinearData(IndexedBatches):
+  """Regression batches {"x": [8,3], "y": [8,2]} (y = x @ ones + noise) for `linear_init` and
+  `linear_loss`: the cheapest run `jaxlm.train.fit` can train (use `tiny_train()`).
+
+  Batch `nan_at` (consumed by step nan_at + 1) has a NaN target: that step's loss is NaN.
+  """
+
+  def __init__(self, seed: int = 0, nan_at: int | None = None):
+    super().__init__(seed)
+    self.nan_at = nan_at
+
+  def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    x_Nx3 = rng.normal(size=(8, 3)).astype(np.float32)
+    y_Nx2 = x_Nx3 @ np.ones((3, 2), np.float32) + 0.1 * rng.normal(size=(8, 2)).astype(np.float32)
+    if self.index == self.nan_at:
+      y_Nx2[0, 0] = np.nan
+    return {"x": x_Nx3, "y": y_Nx2}
+
+  def num_tokens(self, batch: dict[str, np.ndarray]) -> int:
+    return batch["x"].shape[0]
+
+
+def linear_init(key: jax.Array) -> dict[str, jax.Array]:
+  return {"w": jax.random.normal(key, (3, 2)), "b": jnp.zeros((2,))}
+
+
+def linear_loss(params, batch, rng, *, state):
+  """Mean squared error of `x @ w + b` (a `jaxlm.train` loss)."""
+  del rng, state
+  return jnp.mean((batch["x"] @ params["w"] + params["b"] - batch["y"]) ** 2), {}
+
+
+def linear_state(config: TrainConfig) -> train.TrainState:
+  """The abstract state `train.fit(..., config, linear_init, ...)` builds (a restore target)."""
+  opt, _ = train.make_optimizer(config.lr, config.warmup, config.num_steps, config.clip,
+                                config.weight_decay)
+  return jax.eval_shape(lambda k: train.TrainState.create(linear_init(k), opt, k),
+                        jax.random.PRNGKey(config.seed))
 
 
 class Interrupt(Exception):

@@ -263,7 +263,7 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
           put_batch: Callable[[Batch], Batch] = jax.device_put,
           tokens_per_batch: Callable[[Batch], int] = _count_tokens,
           transfer_guard: str | None = None, progress: bool = True,
-          show: tuple[str, ...] = ("loss",)
+          show: tuple[str, ...] = ("loss",), on_nonfinite: str = "stop"
           ) -> tuple[TrainState, list[dict[str, float]]]:
   """Runs `step_fn` from `state.step` to `num_steps`.
 
@@ -288,10 +288,19 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
       host<->device copy inside the step is an error.
     progress: show a tqdm bar.
     show: metrics shown on the bar (besides tokens/s) when logged.
+    on_nonfinite: what a non-finite loss or parameter norm does, checked at every logged step
+      and before every checkpoint: "stop" raises FloatingPointError naming the step and the
+      non-finite metrics (the last checkpoint stays the one before the bad step); "continue"
+      logs a warning.
 
   Returns:
     (final state, history): history rows are the logged metrics (train and eval).
+
+  Raises:
+    FloatingPointError: non-finite loss or parameters with `on_nonfinite="stop"`.
   """
+  if on_nonfinite not in ("stop", "continue"):
+    raise ValueError(f"on_nonfinite={on_nonfinite!r}; expected 'stop' or 'continue'")
   start = int(jax.device_get(state.step))
   writer = metrics_lib.MetricWriter(workdir)
   history: list[dict[str, float]] = []
@@ -318,6 +327,24 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
                   dynamic_ncols=True, mininterval=interval, maxinterval=max(interval, 10.0))
   if start == 0:
     run_eval(0)
+  last_saved = start or None
+
+  def check_finite(step, scalars):
+    if math.isfinite(scalars["loss"]) and math.isfinite(scalars.get("param_norm", 0.0)):
+      return
+    bad = sorted((k != "loss", k) for k, v in scalars.items() if not math.isfinite(v))
+    what = f"step {step}: non-finite " + ", ".join(f"{k}={scalars[k]}" for _, k in bad)
+    if on_nonfinite == "continue":
+      logging.warning("%s; continuing (on_nonfinite='continue')", what)
+      return
+    bar.close()
+    writer.close()
+    if checkpointer is not None:
+      checkpointer.wait()
+    kept = f"the last checkpoint is step {last_saved}" if last_saved else "no checkpoint written"
+    raise FloatingPointError(f"{what} (checked every {log_every} steps and before each "
+                             f"checkpoint); stopped, {kept}. on_nonfinite='continue' trains on")
+
   tokens, t0, metrics = 0, time.perf_counter(), None
   for step in range(start + 1, num_steps + 1):
     host_batch = data(state) if callable(data) else next(data)
@@ -326,21 +353,26 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     with guard():
       state, metrics = step_fn(state, batch)
     bar.update(1)
-    if step % log_every == 0 or step == num_steps:
+    logged = step % log_every == 0 or step == num_steps
+    saving = (checkpointer is not None and checkpoint_every and step % checkpoint_every == 0
+              and step != num_steps)
+    if logged or saving:  # The loop's only host syncs (besides evals and saves).
       scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if logged:
       elapsed = time.perf_counter() - t0
       scalars["tokens_per_s"] = tokens / max(elapsed, 1e-9)
-      if not math.isfinite(scalars["loss"]):
-        logging.warning("step %d: non-finite loss %s", step, scalars["loss"])
       log(step, scalars)
       bar.set_postfix({**{k: f"{scalars[k]:.4g}" for k in show if k in scalars},
                        "tok_s": f"{scalars['tokens_per_s']:.0f}"},
                       refresh=False)  # shown at the next redraw (mininterval)
       tokens, t0 = 0, time.perf_counter()
+    if logged or saving:
+      check_finite(step, scalars)
     if eval_every and step % eval_every == 0 and step != num_steps:
       run_eval(step)
-    if checkpoint_every and step % checkpoint_every == 0 and step != num_steps:
+    if saving:
       save(step)
+      last_saved = step
   bar.close()
   if num_steps > start:
     run_eval(num_steps)
@@ -376,14 +408,18 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
     init_fn: `key -> params`.
     loss_fn: `loss_fn(params, batch, rng, *, state) -> (loss, aux)`.
     data: the batch iterator (batches of `config.batch_size` rows).
-    resume: continue from the newest checkpoint in `run_dir/checkpoints` when there is one (a
-      finished run is loaded, not retrained); without it, existing checkpoints are an error.
+    resume: continue from the newest intact checkpoint in `run_dir/checkpoints` when there is
+      one (a finished run is loaded, not retrained), after checking that its saved config
+      equals `saved_config` (differences are a ValueError naming the fields unless
+      `config.allow_config_change`); metrics.jsonl keeps only the rows up to the restored
+      step. Without it, existing checkpoints are an error.
     target_update: Polyak rate of `TrainState.target_params` (None: no target copy).
     extra_fn: `initial params -> TrainState.extra`, non-trained state built inside the sharded
       init (e.g. a frozen copy of the initial policy: it shards like the params).
     eval_fn, eval_every: `eval_fn(state) -> scalars` every `eval_every` steps (and at step 0 of
       a fresh run and at the end), logged with an `eval/` prefix.
-    saved_config: the algorithm's whole config, stored with each checkpoint.
+    saved_config: the algorithm's whole config, stored with each checkpoint (default
+      `config`).
     epochs, minibatches, prepare_batch: updates per batch (`make_train_step`); the schedule
       spans num_steps * epochs * minibatches updates.
     show: metrics on the progress bar.
@@ -392,10 +428,13 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
     (final state, logged history).
   """
   ckpt_dir = os.path.join(run_dir, "checkpoints")
-  has_ckpt = os.path.isdir(ckpt_dir) and bool(os.listdir(ckpt_dir))
+  # Complete steps only: a kill during a save leaves a temporary directory, no checkpoint.
+  checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
+  has_ckpt = bool(checkpointer.all_steps())
   if has_ckpt and not resume:
     raise ValueError(f"{ckpt_dir} already holds checkpoints; pass --resume or use a fresh "
                      "workdir")
+  saved_config = config if saved_config is None else saved_config
   mesh = sharding_lib.make_mesh(*config.mesh)
   optimizer, schedule = make_optimizer(config.lr, config.warmup,
                                        config.num_steps * epochs * minibatches, config.clip,
@@ -414,17 +453,32 @@ def fit(run_dir: str, config: TrainConfig, init_fn: Callable[[jax.Array], Any],
                             state_shardings=shardings, target_update=target_update,
                             accum_steps=config.accum_steps, epochs=epochs,
                             minibatches=minibatches, prepare_batch=prepare_batch)
-  checkpointer = checkpoint_lib.Checkpointer(ckpt_dir, keep=config.keep_checkpoints)
   if has_ckpt:
-    state, data_state, _ = checkpointer.restore(state, shardings)
+    state, data_state, old_config = checkpointer.restore(state, shardings)
+    _check_config(ckpt_dir, old_config, saved_config, config.allow_config_change)
     data.set_state(data_state)
     logging.info("%s: resumed at step %d", run_dir, int(state.step))
+  metrics_lib.truncate_metrics(run_dir, int(state.step) if has_ckpt else -1)
   state, history = train(
       state, step_fn, data, num_steps=config.num_steps, workdir=run_dir,
       log_every=config.log_every, eval_every=eval_every, eval_fn=eval_fn,
       checkpointer=checkpointer, checkpoint_every=config.checkpoint_every,
       config=saved_config, put_batch=lambda b: sharding_lib.shard_batch(b, mesh),
       tokens_per_batch=data.num_tokens,
-      transfer_guard="disallow" if config.transfer_guard else None, show=show)
+      transfer_guard="disallow" if config.transfer_guard else None, show=show,
+      on_nonfinite=config.on_nonfinite)
   checkpointer.close()
   return state, history
+
+
+def _check_config(ckpt_dir: str, saved: dict, current: Any, allow: bool) -> None:
+  """Raises ValueError naming the fields where the checkpoint's config differs (unless allow)."""
+  changes = checkpoint_lib.config_changes(saved, current)
+  if not changes:
+    return
+  what = f"the config differs from the one saved in {ckpt_dir}: {'; '.join(changes)}"
+  if not allow:
+    raise ValueError(f"--resume: {what}. Resume with the saved values, or set "
+                     "train.allow_config_change=True (--config.train.allow_config_change=True) "
+                     "to continue with the new ones")
+  logging.warning("resuming although %s (allow_config_change)", what)

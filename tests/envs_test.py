@@ -1,12 +1,19 @@
 """Tests for jaxlm.envs: Wordle, Maze, rollouts and score helpers."""
 
+import json
+import os
+import tempfile
+
+from absl.testing import absltest, parameterized
 import numpy as np
 import scipy.stats
-from absl.testing import absltest, parameterized
 
 from jaxlm import envs
+from jaxlm import evaluation
+from jaxlm import files
 from jaxlm.data import SimpleTokenizer, to_rl_batch
 from jaxlm.envs import maze as maze_lib
+from jaxlm.envs import tasks
 from jaxlm.envs import wordle as wordle_lib
 
 SMALL_WORDS = wordle_lib.load_words()[::10]  # ~300 words: fast solver table
@@ -235,6 +242,18 @@ class HelpersTest(parameterized.TestCase):
     lo, hi = scipy.stats.t.interval(0.95, 3, loc=2.5, scale=scipy.stats.sem(x))
     self.assertAlmostEqual(hi - mean, half, places=6)
     self.assertTrue(np.isnan(envs.mean_confidence_interval([1.0])[1]))
+
+  def test_one_episode_has_no_interval_and_still_writes_strict_json(self):
+    task = tasks.make_task("maze_fo")
+    row, = evaluation.rollout_scores(lambda hs, _: ["move up\n"] * len(hs), task, 1, 1, 0)
+    self.assertIsNone(row["return_ci"])
+    self.assertIsNone(row["normalized_ci"])
+    self.assertEqual(row["episodes"], 1)
+    with tempfile.TemporaryDirectory() as d:
+      files.write_json(os.path.join(d, "r.json"), {"bc": row})
+      with open(os.path.join(d, "r.json")) as f:
+        self.assertIsNone(json.load(f)["bc"]["normalized_ci"])
+    self.assertIn("+- n/a", evaluation.results_table({"bc": row}))
 
   def test_rollout_with_env_list_and_errors(self):
     seeds = [0, 1, 2]

@@ -158,6 +158,33 @@ class GenerationTest(parameterized.TestCase):
     np.testing.assert_allclose(np.exp(out.processed_logprobs_BxN[0]),
                                want[np.asarray(out.tokens_BxN[0])], rtol=1e-5)
 
+  def test_traced_temperature_zero_or_below_is_exactly_greedy(self):
+    # Issue 16, class 6: under jit a traced temperature <= 0 used to divide the logits by 0 or
+    # flip their sign (NaN log-probs, all-zero or anti-greedy tokens).
+    model, params = _params(CFG)
+    want = _greedy()
+    run = jax.jit(lambda t: gen.generate(model, params, PROMPT, rng=jax.random.key(0),
+                                         max_new_tokens=N_NEW, temperature=t))
+    for t in (0.0, -1.0, float("nan")):
+      out = run(t)
+      np.testing.assert_array_equal(out.tokens_BxN, want.tokens_BxN, err_msg=str(t))
+      np.testing.assert_allclose(out.processed_logprobs_BxN, want.processed_logprobs_BxN,
+                                 atol=1e-6, err_msg=str(t))
+
+  def test_per_row_temperature_zero_rows_are_greedy(self):
+    model, params = _params(CFG)
+    want = _greedy()
+    kw = dict(rng=jax.random.key(0), max_new_tokens=N_NEW)
+    hot = gen.generate(model, params, PROMPT, temperature=1.0, **kw)
+    mixed = gen.generate(model, params, PROMPT, temperature=np.array([0.0, 1.0]), **kw)
+    traced = jax.jit(lambda t: gen.generate(model, params, PROMPT, temperature=t, **kw))(
+        jnp.array([0.0, 1.0]))
+    for out in (mixed, traced):
+      np.testing.assert_array_equal(out.tokens_BxN[0], want.tokens_BxN[0])
+      np.testing.assert_array_equal(out.tokens_BxN[1], hot.tokens_BxN[1])  # Rows independent.
+      np.testing.assert_allclose(out.processed_logprobs_BxN[1], hot.processed_logprobs_BxN[1],
+                                 atol=1e-6)
+
   def test_top_k_never_samples_outside_the_k_best(self):
     logits = np.array([1.0, 3.0, 0.5, 2.0, 2.5, -1.0])
     freq, out = _sample_counts(logits, top_k=3)
@@ -299,6 +326,9 @@ class GenerationTest(parameterized.TestCase):
       ("no_rng", dict(temperature=1.0, rng=None), "rng"),
       ("token_range", dict(prompt_tokens_BxP=np.asarray([[1, 2, 99]])), "token ids"),
       ("top_p", dict(top_p=0.0), "top_p"),
+      ("negative_temperature", dict(temperature=-0.5), r"temperature must be >= 0.*rows \[0\]"),
+      ("nan_temperature", dict(temperature=float("nan")), "temperature must be >= 0"),
+      ("temperature_shape", dict(temperature=np.ones(3)), "one per row"),
       ("stop_shape", dict(stop_tokens=np.zeros((3, 2))), "stop_tokens"),
   )
   def test_bad_input(self, override, message):

@@ -75,7 +75,8 @@ from jaxlm.algos import test_time
 
 def _train(num_steps, batch_size, lr, log_every=50, checkpoint_every=500):
   """One training run (`jaxlm.config.TrainConfig`): every field a run sets, the rest (accum_steps,
-  keep_checkpoints, sharding_rules, transfer_guard) at the library defaults."""
+  keep_checkpoints, sharding_rules, transfer_guard, on_nonfinite, allow_config_change) at the
+  library defaults."""
   return config_lib.config_dict(config_lib.TrainConfig(
       num_steps=num_steps,  # optimizer updates
       batch_size=batch_size,  # rows per update

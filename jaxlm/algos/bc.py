@@ -43,6 +43,8 @@ def train(config: Config, data: offline.OfflineData, workdir: str, *, resume: bo
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
                        name: str = "bc") -> dict[str, dict[str, float]]:
   """Trains BC (or filtered BC), evaluates it in the environment: {name: result row}."""
+  if resume:
+    offline.require_checkpoint(workdir, name)
   data = offline.prepare(config, workdir)
   params, policy = train(config, data, workdir, resume=resume, name=name)
   results = {name: offline.evaluate(policy, params, data.task, config, betas=(0.0,),

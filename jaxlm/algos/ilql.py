@@ -221,6 +221,8 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   Writes `workdir/results.json` ({algo: {return, normalized, episodes, ...}}), the beta sweep
   (`beta_sweep.json`, `beta_sweep.png`) and per-run learning curves (`<algo>/learning_curve.png`).
   """
+  if resume:
+    offline.require_checkpoint(workdir, "bc", "filtered_bc", "mc", "ilql")
   data = offline.prepare(config, workdir)
   baselines = baseline_configs(config)
   results, sweeps = {}, {}

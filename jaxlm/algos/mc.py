@@ -90,6 +90,8 @@ def evaluate(config: Config, params, policy: policy_lib.Policy, data: offline.Of
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False,
                        name: str = "mc") -> dict[str, dict[str, float]]:
   """Trains MC returns; {name: row of the first beta}; the sweep goes to beta_sweep.json."""
+  if resume:
+    offline.require_checkpoint(workdir, name)
   data = offline.prepare(config, workdir)
   params, policy = train(config, data, workdir, resume=resume, name=name)
   results = {name: evaluate(config, params, policy, data, workdir, name)[0]}

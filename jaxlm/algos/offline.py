@@ -18,6 +18,7 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
+from jaxlm import checkpoint
 from jaxlm import evaluation
 from jaxlm.config import TrainConfig
 from jaxlm.data import HFTokenizer, RLBatch, to_rl_batch, top_fraction_by_return
@@ -87,6 +88,13 @@ class OfflineConfig:
         raise ValueError(f"{type(self).__name__}.{name}={getattr(self, name)} must be >= 1")
 
 
+def require_checkpoint(workdir: str, *runs: str) -> None:
+  """For --resume: raises CheckpointNotFoundError unless one of `runs` (subdirectories of
+  `workdir`, e.g. "bc", "ilql") holds a complete checkpoint, so that a mistyped or empty workdir
+  is an error rather than a fresh run."""
+  checkpoint.require_checkpoint(*(os.path.join(workdir, r, "checkpoints") for r in runs))
+
+
 def shared_fields(config: OfflineConfig) -> dict[str, Any]:
   """The `OfflineConfig` fields of `config` (to build another offline algorithm's config)."""
   return {f.name: getattr(config, f.name) for f in dataclasses.fields(OfflineConfig)}
@@ -106,6 +114,9 @@ class OfflineData:
   batch: RLBatch
   model: TransformerConfig
   pretrained: Any = None
+
+  def __post_init__(self):
+    self.batch.validate(self.model.vocab_size)  # e.g. an HF tokenizer larger than its model
 
 
 def windows(config: OfflineConfig, task: tasks.Task, workdir: str | None) -> RLBatch:

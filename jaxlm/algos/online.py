@@ -121,6 +121,9 @@ def prepare(config: Config, workdir: str, *, resume: bool = False
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                        ) -> dict[str, dict[str, float]]:
   """Starting policy -> RL -> both evaluated on the held-out prompts (module docstring)."""
+  if resume:  # an empty or mistyped workdir is an error, not a fresh run
+    start = {"countdown": ("policy",), "env": ("bc",), "bandit": ()}[config.task]
+    offline.require_checkpoint(workdir, *start, config.name)
   if config.task == "env":
     return _train_and_evaluate_env(config, workdir, resume=resume)
   rl, task, start = prepare(config, workdir, resume=resume)

@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxlm import checkpoint as checkpoint_lib
 from jaxlm import files
+from jaxlm import metrics as metrics_lib
 from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
@@ -171,12 +172,15 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = False) -> di
       workdir, train, init_fn, loss_fn,
       WindowIterator(train_tokens, train.batch_size, config.seq_len, train.seed),
       resume=resume, eval_fn=eval_fn, eval_every=config.eval_every, saved_config=config)
-  evals = [r for r in history if "eval/perplexity" in r] or [{"step": -1,
-                                                               "eval/perplexity": math.nan}]
+  # The whole run's rows (a resumed run's history holds only the steps it trained itself).
+  if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    history = metrics_lib.read_metrics(workdir)
+  evals = [r for r in history if "eval/perplexity" in r]
   train_rows = [r for r in history if "loss" in r]
   results = {
-      "initial_perplexity": evals[0]["eval/perplexity"] if evals[0]["step"] == 0 else None,
-      "final_perplexity": evals[-1]["eval/perplexity"],
+      "initial_perplexity": evals[0]["eval/perplexity"] if evals and evals[0]["step"] == 0
+                            else None,
+      "final_perplexity": evals[-1]["eval/perplexity"] if evals else None,
       "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
       "steps": int(state.step),
       "tokens_per_s": float(np.median([r["tokens_per_s"] for r in train_rows[1:]]))

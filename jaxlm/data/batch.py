@@ -58,8 +58,13 @@ class RLBatch:
   def shape(self) -> tuple[int, int]:
     return tuple(self.tokens.shape)
 
-  def validate(self) -> "RLBatch":
-    """Host-side checks; raises ValueError naming the field, row and position. Returns self."""
+  def validate(self, vocab_size: int | None = None) -> "RLBatch":
+    """Host-side checks; raises ValueError naming the field, row and position. Returns self.
+
+    Args:
+      vocab_size: when given, token ids must be < vocab_size (an id outside the embedding
+        table gives NaN logits, not an error, inside a jitted model).
+    """
     names = ("tokens", "attention_mask", "action_mask", "rewards", "dones")
     arrs = {n: np.asarray(getattr(self, n)) for n in names}
     shape = arrs["tokens"].shape
@@ -76,12 +81,15 @@ class RLBatch:
         raise ValueError(f"RLBatch field 'bootstrap_returns' must be finite [B]={shape[:1]}, "
                          f"got shape {boot.shape}")
 
-    def check(bad, field, what):
+    def check(bad, field, what):  # `what` may show the offending value as "{}".
       if np.any(bad):
         b, t = np.argwhere(bad)[0]
-        raise ValueError(f"RLBatch row {b} position {t}: field '{field}' {what}")
+        value = np.asarray(getattr(self, field))[b, t]
+        raise ValueError(f"RLBatch row {b} position {t}: field '{field}' {what.format(value)}")
 
-    check(arrs["tokens"] < 0, "tokens", "is negative")
+    check(arrs["tokens"] < 0, "tokens", "is negative ({})")
+    if vocab_size is not None:
+      check(arrs["tokens"] >= vocab_size, "tokens", f"is {{}} >= vocab_size={vocab_size}")
     for n in ("attention_mask", "action_mask", "dones"):
       check((arrs[n] != 0) & (arrs[n] != 1), n, "is not 0/1")
     check(~np.isfinite(arrs["rewards"]), "rewards", "is not finite")
@@ -205,7 +213,8 @@ def to_rl_batch(trajectories: Sequence[TextTrajectory], tokenizer, *, max_len: i
     out[1, b, :n], out[2, b, :n], out[3, b, :n], out[4, b, :n] = act, rew, done, loss
   boot = np.array([r[4] for r in rows], np.float32)
   return RLBatch(tokens=tokens, attention_mask=out[0], action_mask=out[1], rewards=out[2],
-                 dones=out[3], bootstrap_returns=boot, loss_mask=out[4]).validate()
+                 dones=out[3], bootstrap_returns=boot,
+                 loss_mask=out[4]).validate(tok.vocab_size)
 
 
 def next_window_rows(batch: RLBatch) -> np.ndarray:

@@ -13,6 +13,8 @@ import numbers
 import os
 from typing import Any, Sequence
 
+from jaxlm import files
+
 _FIELDS = ("texts", "is_action", "rewards", "done")
 
 
@@ -103,17 +105,16 @@ def write_jsonl(path: str | os.PathLike, trajectories: Sequence[TextTrajectory])
 
 
 def read_jsonl(path: str | os.PathLike) -> list[TextTrajectory]:
-  """Reads and validates; trajectory index = 0-based index among non-empty lines."""
+  """Reads and validates; trajectory index = 0-based index among non-empty lines.
+
+  Every error names the file and line (`files.read_jsonl`).
+  """
   out = []
-  with open(path) as f:
-    for line in f:
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"trajectory {len(out)}: invalid JSON ({e})") from e
+  for line_no, record in files.read_jsonl(path):
+    try:
       out.append(TextTrajectory.from_json(record, len(out)))
+    except ValueError as e:
+      raise ValueError(f"{path}:{line_no}: {e}") from e
   return out
 
 

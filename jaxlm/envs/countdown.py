@@ -270,31 +270,111 @@ class SearchResult:
   expansions: int
 
 
-def _fmt(pool: Sequence[int]) -> str:
+@dataclasses.dataclass(frozen=True)
+class Edge:
+  """One child listed under an expanded node of a best-first search.
+
+  Attributes:
+    step: the written operation, ``hi op lo=c``.
+    pool: the sorted numbers after it.
+    status: "goal" (one number, the target), "pruned" (``heuristic`` is None: written ``x``)
+      or "open" (it joined the frontier).
+    h: its ``heuristic`` when open.
+    node_id: its node id when open.
+  """
+  step: str
+  pool: tuple[int, ...]
+  status: str
+  h: int | None = None
+  node_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Expansion:
+  """One expanded node of a best-first search.
+
+  Attributes:
+    node_id: its id (creation order; the start is #0).
+    pool: its sorted numbers.
+    h: its ``heuristic`` (None only for a start that cannot reach the target).
+    edges: its listed children.
+    backtrack_to: the parent it backtracked to first, or None when it is a child of the
+      previous expansion (or the first expansion).
+  """
+  node_id: int
+  pool: tuple[int, ...]
+  h: int | None
+  edges: tuple[Edge, ...]
+  backtrack_to: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+  """A best-first search as data (``best_first``); ``format_search`` writes its trace.
+
+  Attributes:
+    target: the number to reach.
+    start: the sorted starting pool (node #0).
+    expansions: the expanded nodes in order.
+    solution: the step lines from ``start`` to the target, or None (the search gave up).
+  """
+  target: int
+  start: tuple[int, ...]
+  expansions: tuple[Expansion, ...]
+  solution: tuple[str, ...] | None
+
+
+def bracket_pool(pool: Sequence[int]) -> str:
+  """A node's numbers as written in traces and prompts: ``[a b c]``."""
   return "[" + " ".join(map(str, pool)) + "]"
 
 
-def search_trace(problem: Problem, max_expansions: int = 100) -> SearchResult:
-  """Heuristic best-first search that writes its own trace (Stream-of-Search style).
+def search_header(target: int, pool: Sequence[int]) -> str:
+  """The first line of a search trace, ``Goal <target> from [<pool>]``: the thread's prompt."""
+  return f"Goal {target} from {bracket_pool(pool)}"
+
+
+def format_edge(edge: Edge) -> str:
+  """One child line of an expansion: ``  <step> -> [<pool>] goal|x|h=<h> #<id>``."""
+  mark = {"goal": "goal", "pruned": "x"}.get(edge.status, f"h={edge.h} #{edge.node_id}")
+  return f"  {edge.step} -> {bracket_pool(edge.pool)} {mark}"
+
+
+def expansion_lines(expansion: Expansion) -> list[str]:
+  """The lines of one expansion: optional backtrack, the node, its children (or dead end)."""
+  lines = [] if expansion.backtrack_to is None else [f"backtrack to #{expansion.backtrack_to}"]
+  lines.append(f"#{expansion.node_id} {bracket_pool(expansion.pool)} h={expansion.h}")
+  lines.extend(map(format_edge, expansion.edges))
+  if not any(e.status in ("goal", "open") for e in expansion.edges):
+    lines.append("  dead end")
+  return lines
+
+
+def format_search(search: Search) -> str:
+  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search``; see ``search_trace``."""
+  lines = [search_header(search.target, search.start)]
+  for expansion in search.expansions:
+    lines.extend(expansion_lines(expansion))
+  if search.solution is None:
+    lines.append(f"No solution after {len(search.expansions)} nodes.")
+  else:
+    lines.append(ANSWER_MARKER)
+    lines.extend(search.solution)
+  return "\n".join(lines)
+
+
+def best_first(target: int, start: Sequence[int], max_expansions: int = 100) -> Search:
+  """Heuristic best-first search from ``start``, recorded as a ``Search``.
 
   Nodes are pools of numbers, expanded in order of (``heuristic``, pool size, creation order);
-  pools seen before are skipped. The trace lists each expanded node with its children, marks
-  ``backtrack`` whenever the next node is not a child of the last expanded one, and ends with
-  ``Answer:`` and the solution lines (checked by ``verify``) or with a give-up line.
-
-  Args:
-    problem: the puzzle.
-    max_expansions: node budget.
-
-  Returns:
-    A SearchResult.
+  pools seen before are skipped, one-number pools that miss the target are not listed, and the
+  search stops at the first child equal to the target or after ``max_expansions`` nodes.
   """
-  start = tuple(sorted(problem.numbers))
+  start = tuple(sorted(start))
   nodes = [(start, -1, "")]  # (pool, parent id, step that made it)
-  frontier = [(heuristic(start, problem.target), len(start), 0)]
+  frontier = [(heuristic(start, target), len(start), 0)]
   seen = {start}
-  lines = [f"Goal {problem.target} from {_fmt(start)}"]
-  last, expansions = None, 0
+  expansions, last = [], None
 
   def path(node_id):
     steps = []
@@ -303,44 +383,57 @@ def search_trace(problem: Problem, max_expansions: int = 100) -> SearchResult:
       steps.append(step)
     return tuple(reversed(steps))
 
-  while frontier and expansions < max_expansions:
+  while frontier and len(expansions) < max_expansions:
     h, _, node_id = heapq.heappop(frontier)
     pool, parent, _ = nodes[node_id]
-    if last is not None and parent != last:
-      lines.append(f"backtrack to #{parent}")
-    expansions += 1
-    last = node_id
-    lines.append(f"#{node_id} {_fmt(pool)} h={h}")
-    opened = 0
+    backtrack = parent if last is not None and parent != last else None
+    last, edges, solution = node_id, [], None
     for step, child in _children(pool):
       if len(child) == 1:
-        if child[0] == problem.target:
+        if child[0] == target:
+          edges.append(Edge(step, child, "goal"))
           solution = path(node_id) + (step,)
-          lines.append(f"  {step} -> {_fmt(child)} goal")
-          lines.append(ANSWER_MARKER)
-          lines.extend(solution)
-          return SearchResult("\n".join(lines), solution, expansions)
+          break
         continue
       if child in seen:
         continue
       seen.add(child)
-      child_h = heuristic(child, problem.target)
+      child_h = heuristic(child, target)
       if child_h is None:
-        lines.append(f"  {step} -> {_fmt(child)} x")
+        edges.append(Edge(step, child, "pruned"))
         continue
       nodes.append((child, node_id, step))
       heapq.heappush(frontier, (child_h, len(child), len(nodes) - 1))
-      lines.append(f"  {step} -> {_fmt(child)} h={child_h} #{len(nodes) - 1}")
-      opened += 1
-    if not opened:
-      lines.append("  dead end")
-  lines.append(f"No solution after {expansions} nodes.")
-  return SearchResult("\n".join(lines), None, expansions)
+      edges.append(Edge(step, child, "open", child_h, len(nodes) - 1))
+    expansions.append(Expansion(node_id, pool, h, tuple(edges), backtrack))
+    if solution is not None:
+      return Search(target, start, tuple(expansions), solution)
+  return Search(target, start, tuple(expansions), None)
+
+
+def search_trace(problem: Problem, max_expansions: int = 100) -> SearchResult:
+  """Heuristic best-first search that writes its own trace (Stream-of-Search style).
+
+  The search is ``best_first``; the trace (``format_search``) lists each expanded node with
+  its children, marks ``backtrack`` whenever the next node is not a child of the last expanded
+  one, and ends with ``Answer:`` and the solution lines (checked by ``verify``) or with a give-up
+  line. ``countdown_traces.parse_search`` reads it back.
+
+  Args:
+    problem: the puzzle.
+    max_expansions: node budget.
+
+  Returns:
+    A SearchResult.
+  """
+  search = best_first(problem.target, problem.numbers, max_expansions)
+  return SearchResult(format_search(search), search.solution, len(search.expansions))
 
 
 def prompt(problem: Problem) -> str:
   """The task statement shown to a policy."""
-  return (f"Countdown: reach {problem.target} from {_fmt(problem.numbers)} with + - * /. "
+  return (f"Countdown: reach {problem.target} from {bracket_pool(problem.numbers)} with "
+          "+ - * /. "
           "Use every number once; one operation per line as a op b = c, larger number first.\n")
 
 

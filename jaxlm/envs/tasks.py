@@ -93,10 +93,21 @@ def make_task(env: str, tokenizer: str = "", wordle_words: int = 0) -> Task:
 
 def load_episodes(task: Task, num_trajectories: int, seed: int, workdir: str | None = None
                   ) -> list[TextTrajectory]:
-  """The task's `num_trajectories` offline episodes of `seed`, cached as JSONL in `workdir`."""
+  """The task's `num_trajectories` offline episodes of `seed`, cached as JSONL in `workdir`.
+
+  A cache that cannot be read (corrupt or truncated: an error or fewer episodes than asked) is
+  rebuilt, with a warning naming the file and the problem; the data are deterministic in `seed`.
+  """
   path = workdir and os.path.join(workdir, f"{task.name}_{num_trajectories}_{seed}.jsonl")
   if path and os.path.exists(path):
-    return read_jsonl(path)
+    try:
+      cached = read_jsonl(path)
+      if len(cached) == num_trajectories:
+        return cached
+      problem = f"{len(cached)} episodes, expected {num_trajectories}"
+    except ValueError as e:
+      problem = str(e)
+    logging.warning("rebuilding the corrupt cached dataset %s: %s", path, problem)
   t0 = time.perf_counter()
   trajectories = task.build_dataset(num_trajectories, seed)
   logging.info("built %d %s episodes in %.1fs", len(trajectories), task.name,

@@ -24,6 +24,7 @@ import glob
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
+from jaxlm import files
 from jaxlm.models.transformer import Transformer, TransformerConfig
 
 Params = dict[str, Any]
@@ -360,29 +362,53 @@ def state_dict_from_params(cfg: TransformerConfig, params: Params) -> StateDict:
 # Files.
 
 
+# What a corrupt or truncated weights/config file raises while being parsed.
+_PARSE_ERRORS = (ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
+                 safetensors.SafetensorError)
+
+
+def _reading(path: str):
+  """Parse errors of `path` -> a ValueError naming it."""
+  return files.reading(path, _PARSE_ERRORS)
+
+
+def _read_json(path: str) -> Any:
+  with _reading(path), open(path) as f:
+    return json.load(f)
+
+
 def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
-  """(config dict, state dict) of an HF checkpoint directory; never unpickles."""
+  """(config dict, state dict) of an HF checkpoint directory; never unpickles.
+
+  A missing, truncated or corrupt file is a ValueError naming it.
+  """
   config_path = os.path.join(directory, "config.json")
   if not os.path.isfile(config_path):
     raise ValueError(f"{directory}: no config.json")
-  with open(config_path) as f:
-    hf_config = json.load(f)
+  hf_config = _read_json(config_path)
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.isfile(index):
-    with open(index) as f:
-      files = sorted({os.path.join(directory, v) for v in json.load(f)["weight_map"].values()})
+    index_json = _read_json(index)
+    with _reading(index):
+      weight_files = sorted({os.path.join(directory, v)
+                             for v in index_json["weight_map"].values()})
+    missing = [os.path.basename(f) for f in weight_files if not os.path.isfile(f)]
+    if missing:
+      raise ValueError(f"{index}: lists weight files that do not exist: {missing}")
   else:
-    files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
+    weight_files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
   state_dict: dict[str, Any] = {}
-  for path in files:
-    state_dict.update(safetensors.numpy.load_file(path))
-  if not files:
+  for path in weight_files:
+    with _reading(path):
+      state_dict.update(safetensors.numpy.load_file(path))
+  if not weight_files:
     bins = sorted(glob.glob(os.path.join(directory, "pytorch_model*.bin")))
     if not bins:
       raise ValueError(f"{directory}: no *.safetensors or pytorch_model*.bin weights")
     import torch  # pylint: disable=g-import-not-at-top
     for path in bins:
-      state_dict.update(torch.load(path, map_location="cpu", weights_only=True))
+      with _reading(path):
+        state_dict.update(torch.load(path, map_location="cpu", weights_only=True))
   return hf_config, state_dict
 
 
@@ -503,7 +529,8 @@ def from_gguf(path: str, *, dtype: Any = None,
   except ImportError as e:
     raise ImportError("from_gguf needs the optional `gguf` package: pip install gguf "
                       "(or pip install 'jaxlm[gguf]')") from e
-  reader = gguf.GGUFReader(path)
+  with _reading(path):
+    reader = gguf.GGUFReader(path)
   fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.")}
   arch = fields.get("general.architecture")
   if arch != "llama":

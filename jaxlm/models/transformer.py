@@ -25,6 +25,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
 Cache = dict[str, jax.Array]  # {"k", "v": [L, B, Hkv, S, Dh], "mask": [B, S], "index": []}
@@ -150,6 +151,28 @@ class TransformerOutput:
 def positions_from_mask(attention_mask_BxT: jax.Array) -> jax.Array:
   """Position ids that ignore left padding: 0 at each row's first real token."""
   return jnp.maximum(jnp.cumsum(attention_mask_BxT.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def _check_inputs(cfg: TransformerConfig, tokens_BxT, positions_BxT) -> None:
+  """ValueErrors for inputs that would otherwise give NaN (out-of-range `jnp.take` reads).
+
+  Lengths are static, so a sequence longer than the learned position table is caught under
+  jit too; ids and positions are checked when concrete (outside jit; under jit the data's
+  entry points check them, e.g. `RLBatch.validate(vocab_size)`).
+  """
+  learned = cfg.pos == "learned"
+  if learned and positions_BxT is None and tokens_BxT.shape[1] > cfg.max_len:
+    raise ValueError(f"Transformer: sequence length {tokens_BxT.shape[1]} exceeds the learned "
+                     f"position table (max_len={cfg.max_len})")
+  for name, x, bound in (("tokens_BxT", tokens_BxT, cfg.vocab_size),
+                         ("positions_BxT", positions_BxT, cfg.max_len if learned else None)):
+    if x is None or bound is None or isinstance(x, jax.core.Tracer):
+      continue
+    x = np.asarray(x)
+    bad = (x < 0) | (x >= bound)
+    if bad.any():
+      b, t = np.argwhere(bad)[0]
+      raise ValueError(f"Transformer: {name}[{b}, {t}] = {x[b, t]} is outside [0, {bound})")
 
 
 def _init(scale: float, names: tuple[str | None, ...]):
@@ -295,6 +318,7 @@ class Transformer(nn.Module):
   def __call__(self, tokens_BxT, attention_mask_BxT=None, positions_BxT=None,
                cache: Cache | None = None) -> TransformerOutput:
     cfg = self.cfg
+    _check_inputs(cfg, tokens_BxT, positions_BxT)
     if attention_mask_BxT is None:
       attention_mask_BxT = jnp.ones(tokens_BxT.shape, jnp.int32)
     if positions_BxT is None:

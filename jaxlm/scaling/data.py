@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import pathlib
 import re
 import zipfile
 
 import numpy as np
+
+from jaxlm import files
 
 # Max returns used to normalise gym returns to 0-1000 (Rybkin et al. 2025 code,
 # experiments/2_fitted/gym_explore.ipynb).
@@ -52,12 +55,15 @@ def load_qscaled_zip(path) -> dict[tuple[str, float, float, float], np.ndarray]:
     {(env, utd, batch_size, learning_rate): array (T, columns)}.
   """
   out = {}
-  with zipfile.ZipFile(path) as z:
+  with files.reading(path, (zipfile.BadZipFile,)):
+    z = zipfile.ZipFile(path)
+  with z:
     for name in z.namelist():
       m = _MEMBER.search(name)
       if m is None:
         continue
-      arr = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
+      with files.reading(f"{path}, member {name}", (ValueError, zipfile.BadZipFile)):
+        arr = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
       key = (m["env"], float(m["utd"]), float(m["bs"]), float(m["lr"]))
       if key in out:
         raise ValueError(f"{path}: duplicate run {key} ({name}).")
@@ -67,22 +73,59 @@ def load_qscaled_zip(path) -> dict[tuple[str, float, float, float], np.ndarray]:
   return out
 
 
-def load_csv(path) -> dict[str, np.ndarray]:
-  """CSV -> {column: array}; numeric columns as float64, others as str."""
-  with open(path, newline="") as f:
-    rows = list(csv.DictReader(f))
+class Columns(dict):
+  """{column: array} of a CSV; a missing column is a KeyError naming the file and the columns."""
+
+  def __init__(self, path, cols):
+    super().__init__(cols)
+    self.path = path
+
+  def __missing__(self, key):
+    raise KeyError(f"{self.path}: no column {key!r}; the columns are {list(self)}")
+
+
+def load_csv(path, numeric=None) -> Columns:
+  """CSV -> {column: array}; numeric columns as float64, others as str.
+
+  Args:
+    path: the CSV file (UTF-8, a header row).
+    numeric: columns that must be finite numbers: each must exist (else the error lists the
+      available ones) and a blank, missing, non-numeric or non-finite cell is an error naming
+      the file, column and line. Other columns are float64 when every cell is a number, else
+      str.
+  """
+  try:
+    with open(path, newline="", encoding="utf-8") as f:
+      reader = csv.DictReader(f)
+      rows = [(reader.line_num, r) for r in reader]
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 ({e})") from e
   if not rows:
     raise ValueError(f"{path}: empty CSV.")
+  names = list(reader.fieldnames)
+  missing = [k for k in numeric or () if k not in names]
+  if missing:
+    raise ValueError(f"{path}: no column(s) {missing}; the columns are {names}")
   cols = {}
-  for k in rows[0]:
-    vals = [r[k] for r in rows]
-    try:
-      cols[k] = np.array([float(v) for v in vals], np.float64)
-    except ValueError:
-      cols[k] = np.array(vals)
-  return cols
+  for k in names:
+    bad = [(line, r[k]) for line, r in rows if not _is_number(r[k], k in (numeric or ()))]
+    if bad and k in (numeric or ()):
+      line, cell = bad[0]
+      what = repr(cell) if (cell or "").strip() else "blank or missing cell"
+      raise ValueError(f"{path}: column {k!r}, line {line}: {what} is not a finite number"
+                       f"{f' ({len(bad)} such cells)' if len(bad) > 1 else ''}")
+    cols[k] = np.array([r[k] if bad else float(r[k]) for _, r in rows],
+                       None if bad else np.float64)
+  return Columns(path, cols)
+
+
+def _is_number(cell, finite: bool) -> bool:
+  try:
+    return math.isfinite(float(cell)) or not finite
+  except (TypeError, ValueError):
+    return False
 
 
 def load_json(path) -> dict:
-  with open(path) as f:
+  with files.reading(path), open(path) as f:
     return json.load(f)

@@ -62,7 +62,9 @@ def emergence_law(form: str = "log_power", d0: float = 10.0,
     return p["A"] * jax.nn.relu(e_N - loss_N) + floor
 
   names = ("A", "k", "alpha", "E0") + (("B",) if chance is None else ())
-  return fit_lib.Law(f"emergence_{form}", fn, names, ("A", "k", "alpha"))
+  # g(D)^alpha needs g(D) > 0: D > 1 for log_power, D > 0 for power.
+  inputs = (("loss", None), ("data", 1.0 if form == "log_power" else 0.0))
+  return fit_lib.Law(f"emergence_{form}", fn, names, ("A", "k", "alpha"), inputs)
 
 
 def synthetic_points(params, losses, data, *, noise: float = 0.02,
@@ -126,7 +128,8 @@ class EmergenceResult:
     out = self.mle.to_json()
     out.update(noise_sigma=self.noise_sigma, e0_mle=self.e0_mle,
                e0_bootstrap=self.e0_bootstrap, e0_posterior=self.e0_posterior,
-               acceptance=self.acceptance, prior_box=self.prior_box,
+               acceptance=None if self.posterior is None else self.acceptance,  # strict JSON
+               prior_box=self.prior_box,
                determined=self.determined, form=self.form, d0=self.d0,
                chance=self.chance)
     return out
@@ -186,7 +189,7 @@ def fit_emergence(loss_N, data_N, perf_N, *, form: str = "log_power",
 
   Args:
     loss_N: pretraining loss of each point's checkpoint.
-    data_N: finetuning data amount D of each point (> 1).
+    data_N: finetuning data amount D of each point (> 1 for log_power, > 0 for power).
     perf_N: downstream accuracy.
     form: "log_power" or "power" (see module docstring).
     d0: low-data limit for the few-shot prediction E(D0).
@@ -206,8 +209,6 @@ def fit_emergence(loss_N, data_N, perf_N, *, form: str = "log_power",
                             for a in (loss_N, data_N, perf_N))
   chex.assert_equal_shape([loss_N, data_N, perf_N])
   chex.assert_rank(loss_N, 1)
-  if np.any(data_N <= 1.0):
-    raise ValueError("fit_emergence: data amounts D must be > 1.")
   law = emergence_law(form, float(d0), chance)
   x = (loss_N, data_N)
   res = fit_lib.fit(law, x, perf_N, _starts(law, loss_N, perf_N, chance),

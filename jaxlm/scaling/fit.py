@@ -14,6 +14,14 @@ Positive parameters (named in `Law.positive`) are optimised as their logarithm;
 a start with a non-positive value for one of them is non-finite and masked.
 Starts whose loss or parameters end non-finite are masked, never propagated.
 
+Inputs are checked before fitting, the same way by every entry point (`check_data`): x, y and
+the weights must be finite, x inside the law's domain (`Law.inputs`), y > 0 with `log_target`,
+and the design must be able to determine the parameters: at least as many distinct x values
+among the points with positive weight as the law has parameters (a necessary condition: a law
+seen at m distinct inputs has a Jacobian of rank <= m). A fit where no start ends finite raises
+instead of returning a start. `FitResult.converged` (gradient norm below `gtol`) is reported,
+not enforced.
+
 Losses (residual r = (prediction - target) / y_scale, on y or on log y):
   "mse"        mean r^2.
   "huber"      mean Huber(r; delta), as in Hoffmann et al. (2022) approach 3.
@@ -46,12 +54,16 @@ class Law:
     fn: `fn(params: dict[str, Array], x) -> y_N`, params in natural units.
     param_names: order of the parameter vector.
     positive: names fitted as log(value) (must be > 0).
+    inputs: (name, strict lower bound or None) of each leaf of x, in `jax.tree.leaves`
+      order, for input checks and their messages; e.g. ("x", 0.0) when the law takes a
+      power or log of x. Empty: leaves named x, x[1], ..., any finite value allowed.
   """
 
   name: str
   fn: Callable[[Mapping[str, Array], Any], Array]
   param_names: tuple[str, ...]
   positive: tuple[str, ...] = ()
+  inputs: tuple[tuple[str, float | None], ...] = ()
 
   def __post_init__(self):
     unknown = set(self.positive) - set(self.param_names)
@@ -229,6 +241,12 @@ def _best(theta_SxP, loss_S):
   return theta_SxP[i], loss_S[i]
 
 
+def _best_or_nan(theta_SxP, loss_S):
+  """The best start's parameters, NaN when no start is finite (e.g. a bootstrap resample)."""
+  theta_P, best = _best(theta_SxP, loss_S)
+  return jnp.where(jnp.isfinite(best), theta_P, jnp.nan)
+
+
 def bootstrap_weights(key, num: int, group_N, num_groups: int):
   """Resampling counts (num, N): groups drawn with replacement.
 
@@ -249,30 +267,114 @@ def bootstrap_weights(key, num: int, group_N, num_groups: int):
   return counts_BxG[:, group_N].astype(jnp.float64)
 
 
-def _check_xy(x, y_N, weights_N):
-  y_N = np.asarray(y_N, np.float64)
-  chex.assert_rank(y_N, 1)
-  if y_N.shape[0] == 0:
-    raise ValueError("fit: y is empty.")
-  for leaf in jax.tree.leaves(x):
-    if np.shape(leaf)[:1] != y_N.shape:
-      raise ValueError(f"fit: x leading dim {np.shape(leaf)} does not match "
-                       f"y {y_N.shape}.")
-  bad = np.nonzero(~np.isfinite(y_N))[0]
-  if bad.size:
-    raise ValueError(f"fit: y has non-finite values at indices {bad[:5]}.")
-  w = np.ones_like(y_N) if weights_N is None else np.asarray(weights_N, np.float64)
-  if w.shape != y_N.shape or np.any(w < 0):
-    raise ValueError("fit: weights must be non-negative with y's shape.")
-  return y_N, w
+def check_values(where: str, name: str, a, *, above: float | None = None,
+                 at_least: float | None = None, why: str = "") -> np.ndarray:
+  """`a` as float64; raises unless every value is finite (and > above, >= at_least).
+
+  The one element-wise input check of the scaling fits: the message names the caller, the
+  argument, the offending indices and the first bad value.
+  """
+  a = np.asarray(a, np.float64)
+  ok, bad_as = np.isfinite(a), "non-finite"
+  if above is not None:
+    ok, bad_as = ok & (a > above), f"non-finite or <= {above:g}"
+  if at_least is not None:
+    ok, bad_as = ok & (a >= at_least), f"non-finite or < {at_least:g}"
+  if ok.all():
+    return a
+  if a.ndim == 0:
+    raise ValueError(f"{where}: {name} = {a} is {bad_as}{why}.")
+  bad = np.argwhere(~ok)
+  idx = [tuple(int(j) for j in b) if a.ndim > 1 else int(b[0]) for b in bad[:5]]
+  first = tuple(bad[0])
+  raise ValueError(f"{where}: {name} has {bad_as} values at indices {idx}"
+                   f"{' ...' if len(bad) > 5 else ''} ({name}[{', '.join(map(str, first))}] = "
+                   f"{a[first]}){why}.")
+
+
+def _input_specs(law: Law, leaves) -> list[tuple[str, float | None]]:
+  if not law.inputs:
+    return [("x" if len(leaves) == 1 else f"x[{i}]", None) for i in range(len(leaves))]
+  if len(law.inputs) != len(leaves):
+    raise ValueError(f"law {law.name} takes {len(law.inputs)} inputs "
+                     f"{[n for n, _ in law.inputs]}, x has {len(leaves)} leaves.")
+  return list(law.inputs)
+
+
+def check_data(where: str, law: Law, x, y, weights=None, *, log_target: bool = False):
+  """Validates a fit's data; returns (y_KxN, w_KxN, distinct_K).
+
+  Args:
+    where: the caller, first word of every message.
+    law: its `inputs` name and bound the leaves of x.
+    x: pytree of arrays with leading dim N.
+    y: targets (N,), or (K, N) for K datasets sharing x.
+    weights: like y, or None (all ones).
+    log_target: y must then be > 0.
+
+  Raises ValueError naming the argument and the offending index when x, y or the weights
+  are not finite, x is outside the law's domain, y <= 0 with `log_target`, weights are
+  negative or shapes disagree. distinct_K counts the distinct x values among each dataset's
+  points with positive weight (see `require_determined`).
+  """
+  y = np.asarray(y, np.float64)
+  if y.ndim not in (1, 2) or y.shape[-1] == 0:
+    raise ValueError(f"{where}: y must be (N,) or (K, N) with N >= 1, got {y.shape}.")
+  n = y.shape[-1]
+  leaves = jax.tree.leaves(x)
+  rows_N = []
+  for leaf, (name, bound) in zip(leaves, _input_specs(law, leaves)):
+    if np.shape(leaf)[:1] != (n,):
+      raise ValueError(f"{where}: x leading dim {np.shape(leaf)} does not match y {y.shape}.")
+    why = f" ({law.name} takes a power or log of {name})" if bound is not None else ""
+    rows_N.append(check_values(where, name, leaf, above=bound, why=why).reshape(n, -1))
+  check_values(where, "y", y, above=0.0 if log_target else None,
+               why=" (log_target=True compares log y)" if log_target else "")
+  w = np.ones_like(y) if weights is None else np.asarray(weights, np.float64)
+  if w.shape != y.shape:
+    raise ValueError(f"{where}: weights {w.shape} must have y's shape {y.shape}.")
+  check_values(where, "weights", w, at_least=0.0)
+  _, x_id_N = np.unique(np.concatenate(rows_N, axis=1), axis=0, return_inverse=True)
+  w_KxN = w.reshape(-1, n)
+  distinct_K = np.array([np.unique(x_id_N.ravel()[w_N > 0]).size for w_N in w_KxN])
+  return y.reshape(-1, n), w_KxN, distinct_K
+
+
+def require_determined(where: str, law: Law, distinct_K, w_KxN) -> None:
+  """Raises unless every dataset has at least as many distinct x (with positive weight) as the
+  law has parameters, saying which dataset (when several) and why."""
+  under_K = np.asarray(distinct_K) < len(law.param_names)
+  if not under_K.any():
+    return
+  k = int(np.argmax(under_K))
+  row = f", row {k} of y" if len(under_K) > 1 else ""
+  names = [n for n, _ in law.inputs]
+  what = f"({', '.join(names)}) inputs" if len(names) > 1 else "x value(s)"
+  n_points = int((w_KxN[k] > 0).sum())
+  same = " (every point has the same x)" if distinct_K[k] == 1 and n_points > 1 else ""
+  raise ValueError(
+      f"{where}{row}: only {distinct_K[k]} distinct {what} among the {n_points} point(s) with "
+      f"positive weight{same}, fewer than the {len(law.param_names)} parameters "
+      f"{law.param_names} of {law.name}: the fit is under-determined (add points at new x or "
+      "fix parameters).")
 
 
 def _check_starts(law: Law, starts_SxP) -> np.ndarray:
   starts_SxP = np.asarray(starts_SxP, np.float64)
-  if starts_SxP.ndim != 2 or starts_SxP.shape[1] != len(law.param_names):
-    raise ValueError(f"starts must be (S, {len(law.param_names)}) for "
+  if (starts_SxP.ndim != 2 or starts_SxP.shape[1] != len(law.param_names)
+      or not starts_SxP.shape[0]):
+    raise ValueError(f"starts must be (S >= 1, {len(law.param_names)}) for "
                      f"{law.param_names}, got {starts_SxP.shape}.")
   return law.to_theta(starts_SxP)
+
+
+def no_finite_start_message(where: str, law: Law, theta0_SxP) -> str:
+  """Why a fit has no result: every start ended with a non-finite loss."""
+  unusable = int((~np.isfinite(theta0_SxP).all(axis=1)).sum())
+  return (f"{where}: no start reached a finite loss for {law.name} ({theta0_SxP.shape[0]} "
+          f"starts, {unusable} with NaN or a non-positive value for {law.positive}); the law "
+          "overflows or leaves its domain on these data (check the starts and the scale of x "
+          "and y).")
 
 
 def screened_multistart(objective: Callable, theta0_SxP, num_steps: int,
@@ -316,13 +418,13 @@ def _compiled_fit(law, loss_cfg, steps_cfg, num_bootstrap, num_groups,
       th_all, l_all, ls_all = jax.vmap(
           lambda w: solve(w, theta0_SxP, steps_cfg))(w_all)
       theta_KxP, loss_K, loss_S = th_all[0], l_all[0], ls_all[0]
-      boot_BxP = jax.vmap(_best)(th_all[1:], l_all[1:])[0]
+      boot_BxP = jax.vmap(_best_or_nan)(th_all[1:], l_all[1:])
     else:
       theta_KxP, loss_K, loss_S = solve(w_N, theta0_SxP, steps_cfg)
     if num_bootstrap and bootstrap_starts:
       _, top = jax.lax.top_k(-loss_K, min(bootstrap_starts, loss_K.shape[0]))
-      boot_BxP = jax.vmap(lambda w: _best(*solve(
-          w, theta_KxP[top], (steps_cfg[0], 0, 0))[:2])[0])(wb_BxN)
+      boot_BxP = jax.vmap(lambda w: _best_or_nan(*solve(
+          w, theta_KxP[top], (steps_cfg[0], 0, 0))[:2]))(wb_BxN)
     theta_P, best = _best(theta_KxP, loss_K)
     gnorm = jnp.linalg.norm(jax.grad(fn(w_N))(theta_P))
     return theta_P, best, gnorm, loss_S, boot_BxP
@@ -367,19 +469,20 @@ def fit(law: Law, x, y_N, starts_SxP, *, loss: str = "mse", delta: float = 1.0,
   Returns:
     FitResult.
   """
-  if loss not in LOSSES:
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
-  y_N, w_N = _check_xy(x, y_N, weights_N)
+  chex.assert_rank(np.asarray(y_N), 1)
+  y_KxN, w_KxN, distinct_K = check_data("fit", law, x, y_N, weights_N, log_target=log_target)
+  require_determined("fit", law, distinct_K, w_KxN)
+  (y_N,), (w_N,) = y_KxN, w_KxN
   theta0_SxP = _check_starts(law, starts_SxP)
   if y_scale is None:
     y_scale = float(np.mean(np.abs(np.log(y_N) if log_target else y_N))) or 1.0
   if groups_N is None:
     group_N = np.arange(y_N.shape[0])
   else:
+    if np.shape(groups_N) != y_N.shape:
+      raise ValueError(f"fit: groups_N {np.shape(groups_N)} must have y's shape {y_N.shape}.")
     _, group_N = np.unique(np.asarray(groups_N), return_inverse=True)
-  loss_cfg = (("loss", loss), ("delta", float(delta)),
-              ("over_weight", float(over_weight)),
-              ("log_target", bool(log_target)), ("y_scale", float(y_scale)))
+  loss_cfg = _loss_cfg("fit", loss, delta, over_weight, log_target, y_scale)
   steps_cfg = (int(num_steps), int(screen_steps), int(screen_keep))
   run = _compiled_fit(law, loss_cfg, steps_cfg, int(num_bootstrap),
                       int(group_N.max()) + 1, int(bootstrap_starts))
@@ -387,6 +490,8 @@ def fit(law: Law, x, y_N, starts_SxP, *, loss: str = "mse", delta: float = 1.0,
     out = run(jnp.asarray(theta0_SxP), _as64(x), jnp.asarray(y_N),
               jnp.asarray(w_N), jnp.asarray(group_N), jax.random.PRNGKey(seed))
     theta_P, best_loss, gnorm, loss_S, boot_BxP = jax.tree.map(np.asarray, out)
+  if not np.isfinite(best_loss):
+    raise ValueError(no_finite_start_message("fit", law, theta0_SxP))
   params = {k: float(v) for k, v in _natural(law, theta_P).items()}
   boot = intervals = None
   if num_bootstrap:
@@ -400,6 +505,15 @@ def fit(law: Law, x, y_N, starts_SxP, *, loss: str = "mse", delta: float = 1.0,
                    n_finite_starts=int(np.isfinite(loss_S).sum()),
                    start_losses=loss_S if return_start_losses else None,
                    bootstrap=boot, intervals=intervals)
+
+
+def _loss_cfg(where, loss, delta, over_weight, log_target, y_scale) -> tuple:
+  """Hashable objective settings (validated) for the compiled-fit caches."""
+  if loss not in LOSSES:
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
+  check_values(where, "y_scale", y_scale, above=0.0)
+  return (("loss", loss), ("delta", float(delta)), ("over_weight", float(over_weight)),
+          ("log_target", bool(log_target)), ("y_scale", float(y_scale)))
 
 
 def _as64(tree):
@@ -428,29 +542,39 @@ def _compiled_many(law, loss_cfg, num_steps):
 def fit_many(law: Law, x, y_KxN, starts_SxP, *, weights_KxN=None,
              num_steps: int = 100, loss: str = "mse", delta: float = 1.0,
              over_weight: float = 1.0, log_target: bool = False,
-             y_scale: float = 1.0):
+             y_scale: float = 1.0, invalid_rows: str = "raise"):
   """Fits K datasets sharing x in one vmapped, jitted call (best start each).
 
-  Used for per-threshold fits and for benchmarks. Loss keywords as in `fit`.
+  Used for per-threshold fits, bootstrap refits and benchmarks. Inputs are checked as in `fit`
+  (`check_data`); loss keywords as in `fit`.
+
+  Args:
+    invalid_rows: what to do with a dataset that is under-determined (fewer distinct x with
+      positive weight than parameters) or where no start ends finite: "raise" (naming the
+      row), or "nan" to return NaN parameters and an inf loss for it (e.g. bootstrap resamples,
+      summarised with nan-aware percentiles).
 
   Returns:
     (params: name -> (K,) array, loss_K, n_finite_K).
   """
-  if loss not in LOSSES:
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
-  y_KxN = np.asarray(y_KxN, np.float64)
-  chex.assert_rank(y_KxN, 2)
-  w_KxN = (np.ones_like(y_KxN) if weights_KxN is None
-           else np.asarray(weights_KxN, np.float64))
-  if w_KxN.shape != y_KxN.shape:
-    raise ValueError(f"weights {w_KxN.shape} must match y {y_KxN.shape}.")
+  if invalid_rows not in ("raise", "nan"):
+    raise ValueError(f"invalid_rows must be 'raise' or 'nan', got {invalid_rows!r}.")
+  chex.assert_rank(np.asarray(y_KxN), 2)
+  y_KxN, w_KxN, distinct_K = check_data("fit_many", law, x, y_KxN, weights_KxN,
+                                        log_target=log_target)
   theta0_SxP = _check_starts(law, starts_SxP)
-  loss_cfg = (("loss", loss), ("delta", float(delta)),
-              ("over_weight", float(over_weight)),
-              ("log_target", bool(log_target)), ("y_scale", float(y_scale)))
-  run = _compiled_many(law, loss_cfg, int(num_steps))
+  if invalid_rows == "raise":
+    require_determined("fit_many", law, distinct_K, w_KxN)
+  run = _compiled_many(law, _loss_cfg("fit_many", loss, delta, over_weight, log_target, y_scale),
+                       int(num_steps))
   with jax.enable_x64(True):
     out = run(jnp.asarray(theta0_SxP), _as64(x), jnp.asarray(y_KxN),
               jnp.asarray(w_KxN))
     theta_KxP, loss_K, nfin_K = jax.tree.map(np.asarray, out)
-  return _natural(law, theta_KxP.T), loss_K, nfin_K
+  failed_K = ~np.isfinite(loss_K)
+  if invalid_rows == "raise" and failed_K.any():
+    raise ValueError(no_finite_start_message(
+        f"fit_many, rows {np.flatnonzero(failed_K)[:5].tolist()} of y", law, theta0_SxP))
+  bad_K = (distinct_K < len(law.param_names)) | failed_K
+  theta_KxP = np.where(bad_K[:, None], np.nan, theta_KxP)
+  return _natural(law, theta_KxP.T), np.where(bad_K, np.inf, loss_K), nfin_K

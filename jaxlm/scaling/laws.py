@@ -59,11 +59,12 @@ def _chinchilla(params, x):
   return jnp.exp(jsp.logsumexp(terms_3xM, axis=0))
 
 
-POWER_LAW = fit_lib.Law("power_law", _power_law, ("a", "b", "c"), ("b",))
+POWER_LAW = fit_lib.Law("power_law", _power_law, ("a", "b", "c"), ("b",), (("x", 0.0),))
 POWER_LAW_MULT = fit_lib.Law("power_law_mult", _power_law_mult,
-                             ("a", "b", "c"), ("b", "c"))
+                             ("a", "b", "c"), ("b", "c"), (("x", 0.0),))
 CHINCHILLA = fit_lib.Law("chinchilla", _chinchilla,
-                         ("E", "A", "B", "alpha", "beta"), ("E", "A", "B"))
+                         ("E", "A", "B", "alpha", "beta"), ("E", "A", "B"),
+                         (("log n_params", None), ("log n_tokens", None)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,7 +77,8 @@ def shared_slope_loglinear(num_groups: int) -> fit_lib.Law:
     return params["slope"] * log_x_N + onehot_NxG @ icpt_G
 
   names = ("slope",) + tuple(f"intercept{g}" for g in range(num_groups))
-  return fit_lib.Law(f"shared_slope_{num_groups}", fn, names)
+  return fit_lib.Law(f"shared_slope_{num_groups}", fn, names,
+                     inputs=(("log10 x", None), ("group one-hot", None)))
 
 
 def fit_shared_slope(x_N, y_N, group_N: Sequence, **fit_kwargs):
@@ -94,9 +96,12 @@ def fit_shared_slope(x_N, y_N, group_N: Sequence, **fit_kwargs):
   Returns:
     (slope, {group: intercept}, FitResult) with log10 intercepts.
   """
-  x_N, y_N = np.asarray(x_N, np.float64), np.asarray(y_N, np.float64)
-  if np.any(x_N <= 0) or np.any(y_N <= 0):
-    raise ValueError("fit_shared_slope: x and y must be positive.")
+  x_N, y_N = (fit_lib.check_values("fit_shared_slope", name, a, above=0.0,
+                                   why=" (the law is linear in log10 x and log10 y)")
+              for name, a in (("x", x_N), ("y", y_N)))
+  if np.shape(group_N) != x_N.shape:
+    raise ValueError(f"fit_shared_slope: group_N {np.shape(group_N)} must have x's shape "
+                     f"{x_N.shape}.")
   labels, g_N = np.unique(np.asarray(group_N), return_inverse=True)
   law = shared_slope_loglinear(len(labels))
   start = np.concatenate([[0.0], np.full(len(labels), np.mean(np.log10(y_N)))])
@@ -135,8 +140,7 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3,
   for name, a in zip(("n_params", "n_tokens", "loss"), arrays):
     if a.ndim != 1 or a.shape != arrays[0].shape:
       raise ValueError(f"fit_chinchilla: {name} must be 1-D like n_params.")
-    if np.any(~np.isfinite(a)) or np.any(a <= 0):
-      raise ValueError(f"fit_chinchilla: {name} must be finite and positive.")
+    fit_lib.check_values("fit_chinchilla", name, a, above=0.0, why=" (fitted in log space)")
   n_M, d_M, l_M = arrays
   if drop_highest:
     keep = np.argsort(np.argsort(-l_M, kind="stable"), kind="stable") >= drop_highest

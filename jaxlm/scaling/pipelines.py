@@ -37,7 +37,7 @@ def value_rl_fits(c, w: str) -> dict[str, Any]:
 
 def chinchilla_fits(c, w: str) -> dict[str, Any]:
   """Hoffmann et al. (2022) approach 3 on a CSV of (N, FLOPs, loss); plot in `w`."""
-  cols = data.load_csv(data.data_path(c.csv))
+  cols = data.load_csv(data.data_path(c.csv), numeric=(c.n_col, c.flop_col, c.loss_col))
   n = cols[c.n_col]
   d, loss = cols[c.flop_col] / (6.0 * n), cols[c.loss_col]
   res = laws.fit_chinchilla(
@@ -52,8 +52,9 @@ def chinchilla_fits(c, w: str) -> dict[str, Any]:
 def emergence_fits(c, w: str) -> dict[str, Any]:
   """Snell et al. (2024) emergence law on a CSV or synthetic points; plot in `w`."""
   if c.csv:
-    cols = data.load_csv(data.data_path(c.csv))
-    pts = cols["loss"], cols["data"], cols["accuracy"]
+    names = ("loss", "data", "accuracy")
+    cols = data.load_csv(data.data_path(c.csv), numeric=names)
+    pts = tuple(cols[k] for k in names)
   else:
     true = dict(A=0.6, k=0.02, alpha=1.5, E0=2.0, B=0.25)
     pts = emergence.synthetic_points(

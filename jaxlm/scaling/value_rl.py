@@ -473,6 +473,7 @@ def _bootstrap_fit(runs, envs, utds, thr, max_return, num, seed):
   finite = np.isfinite(y_KxU)
   starts = fit_lib.grid_starts(laws.POWER_LAW, REFERENCE_GRID)
   p, _, _ = fit_lib.fit_many(laws.POWER_LAW, utds, np.where(finite, y_KxU, 0.0),
-                             starts, weights_KxN=finite.astype(np.float64))
+                             starts, weights_KxN=finite.astype(np.float64),
+                             invalid_rows="nan")  # a resample may reach < 3 UTDs.
   return {name: p[key].reshape(num, len(thr))
           for name, key in (("alpha", "a"), ("beta", "b"), ("d_min", "c"))}

@@ -1,0 +1,352 @@
+"""Countdown search traces for Adaptive Parallel Reasoning: SoS+ and APR, with parsers.
+
+Pan et al. 2025 ("Learning Adaptive Parallel Reasoning with Language Models", APR) train a model
+on two trace formats of the same best-first search. Ours (own grammar, structure from the paper):
+
+* SoS+ (serial): ``countdown.format_search`` of ``countdown.best_first``, the text of
+  ``countdown.search_trace``; ``parse_search`` reads it back into a ``countdown.Search``::
+
+      search   := header NL expansion+ (NL "Answer:" (NL step)+ | NL "No solution after N nodes.")
+      header   := "Goal " target " from " pool                  pool := "[" n (" " n)* "]"
+      expansion:= ["backtrack to #" id NL] "#" id " " pool " h=" (h | "None") (NL edge)*
+                  [NL "  dead end"]
+      edge     := "  " step " -> " pool (" goal" | " x" | " h=" h " #" id)
+      step     := hi op lo "=" result                           (``countdown.format_step``)
+
+  "dead end" is written exactly when no edge is a goal or open.
+
+* APR (parent + children): the parent expands the root (node #0), spawns one child search per
+  kept open child (the best ``max_children`` by (h, pool size, id)), reads only each child's
+  outcome in a join block, then answers with the full path or gives up::
+
+      parent   := header NL expansion (NL spawn join | NL) ending
+      spawn    := "spawn" (NL "  #" id " " pool)+ NL "|"          ("|" ends the spawn block)
+      join     := NL "join" (NL "  #" id (" goal" (" " step)+ | " no solution"))+ NL
+      ending   := "Answer:" (NL step)+  |  "No solution."
+
+  A child is a SoS+ search from its node with its own ids and budget; its prompt is its header
+  line, ``thread_prompt(target, pool)``. The parent never sees a child's trace.
+
+``join_context`` is the one definition of the text a parent resumes from after a spawn: the
+serialiser builds parent traces with it, and the orchestrator (``jaxlm.search.threads``) calls
+it at inference through ``APR_THREADS``. Example (``max_children=2``, target 24 from 2 3 4;
+four of the root's nine edges shown)::
+
+    Goal 24 from [2 3 4]                 <- the prompt
+    #0 [2 3 4] h=20
+      3+2=5 -> [4 5] x
+      3*2=6 -> [4 6] h=0 #1
+      4*2=8 -> [3 8] h=0 #2
+      4*3=12 -> [2 12] h=0 #3
+    spawn
+      #1 [4 6]
+      #2 [3 8]
+    |                                     <- decoding stops here; children run
+    join                                  <- join_context appends from here
+      #1 goal 6*4=24
+      #2 goal 8*3=24
+    Answer:                               <- the parent resumes here
+    3*2=6
+    6*4=24
+
+Every character is in ``countdown_data.TRACE_ALPHABET``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Sequence
+
+from jaxlm.envs import countdown
+
+SPAWN_OPEN, SPAWN_END, JOIN_OPEN = "spawn", "|", "join"
+GIVE_UP = "No solution."
+NO_SOLUTION = "no solution"
+Outcome = tuple[str, ...] | None  # a child's goal path from its node, or None
+
+_N = r"(\d+)"
+_POOL = r"\[(\d+(?: \d+)*)\]"
+_STEP = r"\d+[-+*/]\d+=\d+"
+_HEADER_RE = re.compile(rf"^Goal {_N} from {_POOL}$")
+_NODE_RE = re.compile(rf"^#{_N} {_POOL} h=(\d+|None)$")  # None: a start that cannot reach
+_BACKTRACK_RE = re.compile(rf"^backtrack to #{_N}$")
+_EDGE_RE = re.compile(rf"^  ({_STEP}) -> {_POOL} (?:(goal)|(x)|h={_N} #{_N})$")
+_STEP_RE = re.compile(rf"^{_STEP}$")
+_GIVE_UP_RE = re.compile(rf"^No solution after {_N} nodes\.$")
+_SPAWNED_RE = re.compile(rf"^  #{_N} {_POOL}$")
+_OUTCOME_RE = re.compile(rf"^  #{_N} (?:goal((?: {_STEP})+)|{NO_SOLUTION})$")
+_DEAD_END = "  dead end"
+
+
+@dataclasses.dataclass(frozen=True)
+class AprTrace:
+  """One APR rollout as data (``apr_trace``); ``apr_texts`` writes its thread texts.
+
+  Attributes:
+    target: the number to reach.
+    root: the parent's expansion of the starting pool (node #0).
+    spawned: node ids of the spawned children (open edges of ``root``), in spawn order.
+    outcomes: per spawned child, the goal path from its node or None (what the parent reads).
+    solution: the parent's answer (full path from the start) or None (it gave up).
+    children: the children's own searches (their traces are not in the parent's text).
+  """
+  target: int
+  root: countdown.Expansion
+  spawned: tuple[int, ...]
+  outcomes: tuple[Outcome, ...]
+  solution: tuple[str, ...] | None
+  children: tuple[countdown.Search, ...]
+
+
+def _pool(text: str) -> tuple[int, ...]:
+  return tuple(int(x) for x in text.split())
+
+
+def thread_prompt(target: int, pool: Sequence[int]) -> str:
+  """The prompt of a thread searching from ``pool``: its header line and a newline."""
+  return countdown.search_header(target, pool) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Serialisers.
+
+
+def apr_trace(problem: countdown.Problem, max_children: int = 4,
+              child_expansions: int = 20) -> AprTrace:
+  """The APR rollout of a best-first search (Pan et al. 2025): the parent expands the
+  root and spawns a ``countdown.best_first`` child search (budget ``child_expansions`` nodes)
+  from each of the ``max_children`` best open children; it answers with the first child (in
+  spawn order) that reached the goal, prefixed by the step that made that child."""
+  if max_children < 1:
+    raise ValueError(f"max_children must be >= 1, got {max_children}")
+  root = countdown.best_first(problem.target, problem.numbers, max_expansions=1)
+  expansion = root.expansions[0]
+  if root.solution is not None:  # two numbers: the root itself reaches the goal
+    return AprTrace(problem.target, expansion, (), (), root.solution, ())
+  kept = sorted((e for e in expansion.edges if e.status == "open"),
+                key=lambda e: (e.h, len(e.pool), e.node_id))[:max_children]
+  children = tuple(countdown.best_first(problem.target, e.pool, child_expansions) for e in kept)
+  outcomes = tuple(c.solution for c in children)
+  solution = next(((e.step,) + o for e, o in zip(kept, outcomes) if o is not None), None)
+  return AprTrace(problem.target, expansion, tuple(e.node_id for e in kept), outcomes, solution,
+                  children)
+
+
+def _ending(solution: tuple[str, ...] | None) -> str:
+  return GIVE_UP if solution is None else "\n".join((countdown.ANSWER_MARKER,) + solution)
+
+
+def spawn_block(trace: AprTrace) -> str:
+  """``spawn``, one line per spawned child (its id and starting pool), then ``SPAWN_END``."""
+  pools = {e.node_id: e.pool for e in trace.root.edges if e.status == "open"}
+  lines = [SPAWN_OPEN] + [f"  #{i} {countdown.bracket_pool(pools[i])}" for i in
+                          trace.spawned]
+  return "\n".join(lines + [SPAWN_END])
+
+
+def parent_before_spawn(trace: AprTrace) -> str:
+  """The parent's text up to and including its spawn block (all of it if it spawns nothing):
+  where decoding stops for the children to run."""
+  lines = [countdown.search_header(trace.target, trace.root.pool)]
+  lines += countdown.expansion_lines(trace.root)
+  text = "\n".join(lines)
+  return text + "\n" + spawn_block(trace) if trace.spawned else text
+
+
+def apr_texts(trace: AprTrace) -> tuple[str, tuple[str, ...]]:
+  """(parent text, children's texts); each text starts with its thread's prompt."""
+  text = parent_before_spawn(trace)
+  text = join_context(text, trace.outcomes) if trace.spawned else text + "\n"
+  return text + _ending(trace.solution), tuple(map(countdown.format_search, trace.children))
+
+
+def join_context(parent_text: str, outcomes: Sequence[Outcome]) -> str:
+  """The text a parent resumes from: ``parent_text`` (which ends with its spawn block) and a
+  join block with each spawned child's outcome, in spawn order.
+
+  This is the one definition of the join used by ``apr_texts`` (training traces) and, through
+  ``APR_THREADS``, by the orchestrator (inference).
+  """
+  ids = [i for i, _ in spawned_children(parent_text)]
+  if len(outcomes) != len(ids):
+    raise ValueError(f"join: {len(outcomes)} outcomes for {len(ids)} spawned children")
+  lines = [JOIN_OPEN]
+  for i, outcome in zip(ids, outcomes):
+    if outcome is not None and not outcome:
+      raise ValueError(f"join: child #{i} has an empty goal path; use None for no solution")
+    lines.append(f"  #{i} " + (NO_SOLUTION if outcome is None else "goal " + " ".join(outcome)))
+  return parent_text + "\n" + "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers.
+
+
+class _Lines:
+  """A cursor over the lines of a trace that names the line of every parse error."""
+
+  def __init__(self, text: str, what: str):
+    self.lines, self.i, self.what = text.split("\n"), 0, what
+
+  def peek(self) -> str | None:
+    return self.lines[self.i] if self.i < len(self.lines) else None
+
+  def error(self, expected: str) -> ValueError:
+    found = "end of text" if self.peek() is None else repr(self.peek())
+    return ValueError(f"{self.what}, line {self.i + 1}: expected {expected}, found {found}")
+
+  def take(self, regex: re.Pattern, expected: str) -> re.Match:
+    match = None if self.peek() is None else regex.match(self.peek())
+    if match is None:
+      raise self.error(expected)
+    self.i += 1
+    return match
+
+  def take_literal(self, line: str) -> None:
+    if self.peek() != line:
+      raise self.error(repr(line))
+    self.i += 1
+
+  def end(self) -> None:
+    if self.peek() is not None:
+      raise self.error("end of text")
+
+
+def _header(lines: _Lines) -> tuple[int, tuple[int, ...]]:
+  match = lines.take(_HEADER_RE, "'Goal <target> from [<numbers>]'")
+  return int(match[1]), _pool(match[2])
+
+
+def _expansion(lines: _Lines) -> countdown.Expansion:
+  backtrack = None
+  if lines.peek() is not None and _BACKTRACK_RE.match(lines.peek()):
+    backtrack = int(lines.take(_BACKTRACK_RE, "")[1])
+  node = lines.take(_NODE_RE, "a node line '#<id> [<numbers>] h=<h>'")
+  edges = []
+  while lines.peek() is not None and _EDGE_RE.match(lines.peek()):
+    m = lines.take(_EDGE_RE, "")
+    status = "goal" if m[3] else "pruned" if m[4] else "open"
+    h, node_id = (int(m[5]), int(m[6])) if status == "open" else (None, None)
+    edges.append(countdown.Edge(m[1], _pool(m[2]), status, h, node_id))
+  if not any(e.status in ("goal", "open") for e in edges):
+    lines.take_literal(_DEAD_END)
+  h = None if node[3] == "None" else int(node[3])
+  return countdown.Expansion(int(node[1]), _pool(node[2]), h, tuple(edges), backtrack)
+
+
+def _answer(lines: _Lines) -> tuple[str, ...]:
+  lines.take_literal(countdown.ANSWER_MARKER)
+  steps = [lines.take(_STEP_RE, "a step line 'a op b=c'")[0]]
+  while lines.peek() is not None:
+    steps.append(lines.take(_STEP_RE, "a step line 'a op b=c'")[0])
+  return tuple(steps)
+
+
+def parse_search(text: str, what: str = "SoS+ trace") -> countdown.Search:
+  """``countdown.Search`` of a SoS+ trace (inverse of ``countdown.format_search``).
+
+  Raises:
+    ValueError naming the line that breaks the grammar (see the module docstring).
+  """
+  lines = _Lines(text, what)
+  target, start = _header(lines)
+  expansions = []
+  while lines.peek() != countdown.ANSWER_MARKER and not _GIVE_UP_RE.match(lines.peek() or ""):
+    expansions.append(_expansion(lines))
+  if lines.peek() == countdown.ANSWER_MARKER:
+    return countdown.Search(target, start, tuple(expansions), _answer(lines))
+  count = int(lines.take(_GIVE_UP_RE, "")[1])
+  if count != len(expansions):
+    raise ValueError(f"{what}, line {lines.i}: says {count} nodes, the trace expands "
+                     f"{len(expansions)}")
+  lines.end()
+  return countdown.Search(target, start, tuple(expansions), None)
+
+
+def _spawn(lines: _Lines) -> list[tuple[int, tuple[int, ...]]]:
+  lines.take_literal(SPAWN_OPEN)
+  spawned = [lines.take(_SPAWNED_RE, "a spawned child '  #<id> [<numbers>]'")]
+  while lines.peek() != SPAWN_END:
+    spawned.append(lines.take(_SPAWNED_RE, f"a spawned child or {SPAWN_END!r}"))
+  lines.take_literal(SPAWN_END)
+  return [(int(m[1]), _pool(m[2])) for m in spawned]
+
+
+def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
+  """(node id, starting pool) of each child in the spawn block that ends ``parent_text``."""
+  if not parent_text.endswith("\n" + SPAWN_END):
+    raise ValueError(f"parent text must end with a spawn block closed by {SPAWN_END!r}, ends "
+                     f"with {parent_text[-20:]!r}")
+  start = parent_text.rfind("\n" + SPAWN_OPEN + "\n")
+  if start < 0:
+    raise ValueError(f"parent text has {SPAWN_END!r} but no {SPAWN_OPEN!r} line before it")
+  return _spawn(_Lines(parent_text[start + 1:], "spawn block"))
+
+
+def child_prompts(parent_text: str) -> list[str]:
+  """The prompt of each child spawned at the end of ``parent_text`` (the header's target)."""
+  target, _ = _header(_Lines(parent_text.split("\n", 1)[0], "parent header"))
+  return [thread_prompt(target, pool) for _, pool in spawned_children(parent_text)]
+
+
+def child_outcome(child_text: str) -> Outcome:
+  """What the parent reads of a child: the step lines after its last ``Answer:`` when they all
+  parse, else None (no solution: it gave up, was cut by a budget or wrote no answer)."""
+  if countdown.ANSWER_MARKER not in child_text:
+    return None
+  steps = child_text.rsplit(countdown.ANSWER_MARKER, 1)[1].strip("\n").split("\n")
+  return tuple(steps) if all(_STEP_RE.match(s) for s in steps) else None
+
+
+def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
+  """``AprTrace`` of an APR rollout's texts (inverse of ``apr_texts``).
+
+  Raises:
+    ValueError naming the thread and line that break the grammar, a spawned child that is not
+    an open edge of the root (or has another pool), a child whose prompt or solution disagrees
+    with its spawn line or join outcome, or a wrong number of children.
+  """
+  lines = _Lines(parent_text, "APR parent")
+  target, _ = _header(lines)
+  root = _expansion(lines)
+  spawned, outcomes = [], []
+  if lines.peek() == SPAWN_OPEN:
+    open_edges = {e.node_id: e.pool for e in root.edges if e.status == "open"}
+    for node_id, pool in _spawn(lines):
+      if open_edges.get(node_id) != pool:
+        raise ValueError(f"APR parent: spawned #{node_id} {list(pool)} is not an open child "
+                         "of the root")
+      spawned.append(node_id)
+    lines.take_literal(JOIN_OPEN)
+    for node_id in spawned:
+      m = lines.take(_OUTCOME_RE, f"the outcome of #{node_id}")
+      if int(m[1]) != node_id:
+        raise ValueError(f"APR parent, line {lines.i}: outcome of #{m[1]}, expected #{node_id}")
+      outcomes.append(None if m[2] is None else tuple(m[2].split()))
+  solution = None
+  if lines.peek() == GIVE_UP:
+    lines.take_literal(GIVE_UP)
+    lines.end()
+  else:
+    solution = _answer(lines)
+  if len(child_texts) != len(spawned):
+    raise ValueError(f"APR: {len(child_texts)} child texts for {len(spawned)} spawned children")
+  children = tuple(parse_search(t, f"APR child #{i}") for i, t in zip(spawned, child_texts))
+  pools = {e.node_id: e.pool for e in root.edges}
+  for node_id, child, outcome in zip(spawned, children, outcomes):
+    if child.start != pools[node_id] or child.target != target or child.solution != outcome:
+      raise ValueError(f"APR child #{node_id}: its search (from {list(child.start)}, target "
+                       f"{child.target}, solution {child.solution}) disagrees with the parent")
+  return AprTrace(target, root, tuple(spawned), tuple(outcomes), solution, children)
+
+
+class AprThreads:
+  """The APR format as a ``jaxlm.search.threads.ThreadFormat`` (spawn / join hooks)."""
+  spawn_end = SPAWN_END
+  child_prompts = staticmethod(child_prompts)
+  child_outcome = staticmethod(child_outcome)
+  join = staticmethod(join_context)
+
+
+APR_THREADS = AprThreads()

@@ -1,0 +1,281 @@
+"""Spawn / join decoding of parent and child threads (Adaptive Parallel Reasoning).
+
+Pan et al. 2025 ("Learning Adaptive Parallel Reasoning with Language Models", APR) let a parent
+thread write a spawn block; child threads then decode in parallel, and the parent resumes from a
+join context that holds only the children's outcomes. ``run`` orchestrates a batch of rollouts:
+
+  1. decode every active parent until <eos> or the spawn-end token (one batched call);
+  2. for each parent that spawned, read its children's prompts from the spawn block and decode
+     ALL children of ALL rollouts as one batch (same decode function, one call);
+  3. append each parent's join context (``fmt.join``, the one definition the training traces
+     are written with) and resume; repeat until no parent spawns or a budget is hit.
+
+A child's context is its own prompt (its starting state): in APR a child never sees the parent's
+trace, so children share only the batched decode call. Children may not spawn (one level).
+
+Decoding is injected: ``decode(prompts, max_new_tokens, stop_ids, key) -> completions`` with
+token-id lists in and out (a completion keeps its stop token). ``make_decode`` wraps
+``jaxlm.generate`` (jitted KV-cache sampling) on a transformer; tests inject a scripted decoder.
+The format is injected too (``ThreadFormat``; Countdown's is ``countdown_traces.APR_THREADS``),
+so nothing here knows a task. This lives in ``search/`` beside the other test-time decoders
+(budget forcing in ``search/lm.py``); RL rollouts will call it.
+
+Accounting per rollout (``Rollout``): decoded tokens over all threads (stop tokens included; the
+total-token budget), the longest thread (bos, prompt, join blocks and decoded tokens: what the
+per-thread context cap bounds), sequential decode rounds it took part in (the latency proxy),
+sequential tokens (per round the longest segment it decoded, summed) and children spawned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm import generation
+
+DecodeFn = Callable[[Sequence[Sequence[int]], Sequence[int], Sequence[int], jax.Array],
+                    list[list[int]]]
+
+
+class ThreadFormat(Protocol):
+  """Text hooks of a spawn / join format.
+
+  Attributes:
+    spawn_end: the one-token string that closes a spawn block (decoding stops on it).
+  """
+  spawn_end: str
+
+  def child_prompts(self, parent_text: str) -> list[str]:
+    """The children's prompts from the spawn block that ends ``parent_text``."""
+
+  def child_outcome(self, child_text: str) -> Any:
+    """What the parent may read of a finished (or cut) child."""
+
+  def join(self, parent_text: str, outcomes: Sequence[Any]) -> str:
+    """The text the parent resumes from; it starts with ``parent_text``."""
+
+
+class Tokenizer(Protocol):
+  bos_id: int
+  eos_id: int
+
+  def encode(self, text: str) -> list[int]: ...
+
+  def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Limits of one rollout.
+
+  Attributes:
+    max_rounds: sequential decode rounds (a spawn costs two more: children, then the parent's
+      resumption; a spawn that no longer fits ends the rollout).
+    max_total_tokens: decoded tokens over all its threads.
+    max_thread_tokens: per-thread context cap: bos, prompt, join blocks and decoded tokens.
+  """
+  max_rounds: int = 8
+  max_total_tokens: int = 8192
+  max_thread_tokens: int = 1024
+
+  def __post_init__(self):
+    if min(self.max_rounds, self.max_total_tokens, self.max_thread_tokens) < 1:
+      raise ValueError(f"every Budget field must be >= 1, got {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+  """One finished rollout.
+
+  Attributes:
+    parent: the parent's text: prompt, decoded segments and join blocks (no bos / eos).
+    children: each child's text (prompt + decoded), in spawn order over all rounds.
+    decoded_tokens: tokens decoded over all threads (stop tokens included).
+    longest_thread: tokens in the longest thread (bos, prompt, joins, decoded tokens).
+    rounds: sequential decode rounds (parent segments + child batches).
+    sequential_tokens: per round, the longest segment this rollout decoded, summed.
+    stop: "eos" (the parent finished), "context" / "tokens" / "rounds" (a budget ended it), or
+      "malformed" (a spawn block the format could not read).
+  """
+  parent: str
+  children: tuple[str, ...]
+  decoded_tokens: int
+  longest_thread: int
+  rounds: int
+  sequential_tokens: int
+  stop: str
+
+  @property
+  def num_children(self) -> int:
+    return len(self.children)
+
+
+@dataclasses.dataclass
+class _Thread:
+  ids: list[int]
+  text: str
+
+
+@dataclasses.dataclass
+class _State:
+  parent: _Thread
+  children: list[_Thread] = dataclasses.field(default_factory=list)
+  decoded: int = 0
+  rounds: int = 0
+  sequential: int = 0
+  stop: str | None = None
+
+  def room(self, thread: _Thread, budget: Budget, share: int = 1) -> tuple[int, str]:
+    """(tokens the thread may decode, the budget that binds)."""
+    context = budget.max_thread_tokens - len(thread.ids)
+    tokens = (budget.max_total_tokens - self.decoded) // share
+    return (context, "context") if context <= tokens else (tokens, "tokens")
+
+
+def _decode_round(decode: DecodeFn, tok: Tokenizer, jobs: list[tuple[_State, _Thread, int]],
+                  stop_ids: Sequence[int], key: jax.Array) -> list[list[int]]:
+  """Decode each (rollout, thread, room) job in one call; append and account the tokens."""
+  outs = decode([t.ids for _, t, _ in jobs], [n for _, _, n in jobs], list(stop_ids), key)
+  if len(outs) != len(jobs):
+    raise ValueError(f"decode returned {len(outs)} completions for {len(jobs)} prompts")
+  longest = {}
+  for (state, thread, room), out in zip(jobs, outs):
+    if len(out) > room:
+      raise ValueError(f"decode returned {len(out)} tokens for a budget of {room}")
+    thread.ids += out
+    thread.text += tok.decode([i for i in out if i != tok.eos_id])
+    state.decoded += len(out)
+    longest[id(state)] = max(longest.get(id(state), 0), len(out))
+  for state in {id(s): s for s, _, _ in jobs}.values():
+    state.rounds += 1
+    state.sequential += longest[id(state)]
+  return outs
+
+
+def run(decode: DecodeFn, tok: Tokenizer, fmt: ThreadFormat, prompts: Sequence[str],
+        budget: Budget, key: jax.Array) -> list[Rollout]:
+  """Spawn / join rollouts of ``prompts`` (see the module docstring).
+
+  Args:
+    decode: ``(prompt id lists, max new tokens per prompt, stop ids, key) -> completion id
+      lists`` (each at most its budget, ending at the first stop id if one was sampled).
+    tok: encodes thread texts (contexts are [bos] + encode(text)) and decodes completions.
+    fmt: the spawn / join format.
+    prompts: the parents' prompt texts.
+    budget: per-rollout limits.
+    key: PRNG key, split once per decode call.
+
+  Returns:
+    One Rollout per prompt.
+  """
+  spawn_ids = tok.encode(fmt.spawn_end)
+  if len(spawn_ids) != 1:
+    raise ValueError(f"spawn_end {fmt.spawn_end!r} must be one token, got ids {spawn_ids}")
+  thread = lambda text: _Thread([tok.bos_id] + tok.encode(text), text)
+  states = [_State(thread(p)) for p in prompts]
+  active = list(states)
+  while active:
+    key, k_parents, k_children = jax.random.split(key, 3)
+    spawning = _parents(decode, tok, fmt, active, budget, spawn_ids[0], k_parents)
+    spawning = [(s, [thread(p) for p in texts]) for s, texts in spawning]
+    jobs = []
+    for s, kids in spawning:
+      s.children += kids
+      rooms = [s.room(kid, budget, share=len(kids))[0] for kid in kids]
+      jobs += [(s, kid, room) for kid, room in zip(kids, rooms) if room > 0]
+    if jobs:
+      _decode_round(decode, tok, jobs, [tok.eos_id], k_children)
+    active = [s for s, kids in spawning if _join(tok, fmt, s, kids, budget)]
+  return [Rollout(s.parent.text, tuple(k.text for k in s.children), s.decoded,
+                  max(len(t.ids) for t in [s.parent] + s.children), s.rounds, s.sequential,
+                  s.stop) for s in states]
+
+
+def _parents(decode, tok, fmt, active, budget, spawn_id, key) -> list[tuple[_State, list[str]]]:
+  """Decode the active parents to <eos> or a spawn; set ``stop`` of those that end here and
+  return (rollout, child prompts) of those that spawn."""
+  jobs, binding_of = [], {}
+  for s in active:
+    room, binding = s.room(s.parent, budget)
+    if s.rounds >= budget.max_rounds:
+      s.stop = "rounds"
+    elif room <= 0:
+      s.stop = binding
+    else:
+      jobs.append((s, s.parent, room))
+      binding_of[id(s)] = binding
+  if not jobs:
+    return []
+  spawning = []
+  for (s, _, room), out in zip(jobs, _decode_round(decode, tok, jobs, [tok.eos_id, spawn_id],
+                                                    key)):
+    if out and out[-1] == tok.eos_id:
+      s.stop = "eos"
+    elif not out or out[-1] != spawn_id:
+      if len(out) < room:
+        raise ValueError(f"decode returned {len(out)} < {room} tokens without a stop token")
+      s.stop = binding_of[id(s)]
+    elif s.rounds + 2 > budget.max_rounds:  # children and the resumption would not fit
+      s.stop = "rounds"
+    else:
+      try:
+        spawning.append((s, fmt.child_prompts(s.parent.text)))
+      except ValueError:
+        s.stop = "malformed"
+  return spawning
+
+
+def _join(tok, fmt, s: _State, kids: list[_Thread], budget: Budget) -> bool:
+  """Append the join context to the parent; False (and ``stop`` set) if it cannot resume."""
+  try:
+    text = fmt.join(s.parent.text, [fmt.child_outcome(k.text) for k in kids])
+  except ValueError:
+    s.stop = "malformed"
+    return False
+  if not text.startswith(s.parent.text):
+    raise ValueError("fmt.join must extend the parent's text")
+  resumed = _Thread(s.parent.ids + tok.encode(text[len(s.parent.text):]), text)
+  room, binding = s.room(resumed, budget)
+  if room <= 0:  # the parent could not decode after the join block: end at the spawn
+    s.stop = binding
+    return False
+  s.parent = resumed
+  return True
+
+
+def _bucket(n: int) -> int:
+  return 1 << max(n - 1, 0).bit_length()
+
+
+def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: int = 0
+                ) -> DecodeFn:
+  """The ``DecodeFn`` of a transformer: one ``jaxlm.generate`` call per batch of threads.
+
+  Prompts are left-padded; prompt length and decode length are rounded up to powers of two
+  (within a learned position table) and stop ids padded to 4, each row limited by its own
+  budget, so parent and child rounds of different lengths share few compilations.
+  """
+  max_len = model.cfg.max_len if model.cfg.pos == "learned" else None
+
+  def decode(prompts, max_new_tokens, stop_ids, key):
+    p, n = max(map(len, prompts)), max(max_new_tokens)
+    p_pad, n_pad = _bucket(p), _bucket(n)
+    if max_len is not None and p_pad - 1 + n_pad > max_len:
+      p_pad, n_pad = p, max(n, min(n_pad, max_len + 1 - p))
+    prompt_BxP = np.full((len(prompts), p_pad), pad_id, np.int32)
+    mask_BxP = np.zeros((len(prompts), p_pad), np.int32)
+    for b, ids in enumerate(prompts):
+      prompt_BxP[b, p_pad - len(ids):], mask_BxP[b, p_pad - len(ids):] = ids, 1
+    stop_K = list(stop_ids) + [-1] * (-len(stop_ids) % 4)  # -1 never matches a token
+    out = generation.generate(model, params, jnp.asarray(prompt_BxP), jnp.asarray(mask_BxP),
+                              rng=key, max_new_tokens=n_pad, temperature=temperature,
+                              stop_tokens=stop_K, pad_id=pad_id,
+                              max_lengths_B=jnp.asarray(max_new_tokens, jnp.int32))
+    tokens_BxN, lengths_B = np.asarray(out.tokens_BxN), np.asarray(out.lengths_B)
+    return [tokens_BxN[b, :lengths_B[b]].tolist() for b in range(len(prompts))]
+
+  return decode

@@ -1,0 +1,195 @@
+"""Tests for jaxlm.search.threads: the spawn / join orchestrator of APR rollouts."""
+
+from absl.testing import absltest
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxlm import testing
+from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_data as cdd
+from jaxlm.envs import countdown_traces as ct
+from jaxlm.models import Transformer
+from jaxlm.search import threads
+
+TOK = cdd.trace_tokenizer()
+KEY = jax.random.key(0)
+# The fixture of countdown_traces_test (written out there; max_children=2, child_expansions=2).
+FIXTURE = cd.Problem((1, 1, 1, 4), 12)
+
+
+class Script:
+  """A decoder that replays known thread texts: a context must be a prefix of exactly one of
+  them (else the orchestrator built a context the serialiser never wrote); it continues that
+  text up to the first stop id (an <eos> after the text's end) within the row's budget."""
+
+  def __init__(self, texts):
+    self.texts, self.calls = list(texts), []
+
+  def __call__(self, prompts, max_new_tokens, stop_ids, key):
+    del key
+    self.calls.append(len(prompts))
+    outs = []
+    for ids, budget in zip(prompts, max_new_tokens):
+      assert ids[0] == TOK.bos_id
+      context = TOK.decode(ids)
+      matches = [t for t in self.texts if t.startswith(context)]
+      assert len(matches) == 1, f"no scripted thread continues {context!r}"
+      rest = TOK.encode(matches[0][len(context):]) + [TOK.eos_id]
+      end = next((i + 1 for i, t in enumerate(rest) if t in stop_ids), len(rest))
+      outs.append(rest[:min(end, budget)])
+    return outs
+
+
+def rollout_texts(problem, max_children=2, child_expansions=2):
+  return ct.apr_texts(ct.apr_trace(problem, max_children, child_expansions))
+
+
+def run(problems, script, **budget):
+  prompts = [ct.thread_prompt(p.target, p.numbers) for p in problems]
+  return threads.run(script, TOK, ct.APR_THREADS, prompts, threads.Budget(**budget), KEY)
+
+
+class ScriptedTest(absltest.TestCase):
+
+  def test_fixture_by_hand(self):
+    parent, children = rollout_texts(FIXTURE)
+    script = Script([parent, *children])
+    [r] = run([FIXTURE], script)
+    self.assertEqual((r.parent, r.children, r.stop), (parent, children, "eos"))
+    # Characters are tokens. Parent prompt "Goal 12 from [1 1 1 4]\n" = 23. Segment 1, "#0 ..."
+    # through "|": 17 + 5 edge lines * 26 + "spawn\n" 6 + 2 spawned lines * 13 + "|" 1 = 180.
+    # Join block "\njoin\n  #4 no solution\n  #1 goal 2+1=3 4*3=12\n" = 1 + 5 + 17 + 23 = 46.
+    # Segment 2 "Answer:\n1+1=2\n2+1=3\n4*3=12" + eos = 8 + 3 * 6 + 1 = 27.
+    # Child #4: "#0 [1 1 5] h=7\n" 15 + 5 * 19 + "  dead end\n" 11 + 26 + eos = 148.
+    # Child #1: 15 + 24 + 7 * 19 + 13 + 22 + "Answer:\n" 8 + 6 + 6 + eos = 228.
+    self.assertEqual(r.decoded_tokens, 180 + 148 + 228 + 27)
+    self.assertEqual(r.longest_thread, 1 + 23 + 180 + 46 + 27)  # the parent (bos first)
+    self.assertEqual(r.rounds, 3)
+    self.assertEqual(r.sequential_tokens, 180 + 228 + 27)
+    self.assertEqual(r.num_children, 2)
+    self.assertEqual(script.calls, [1, 2, 1])
+    self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
+
+  def test_batch_replays_serialised_traces(self):
+    problems = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 7, 6)]
+    problems.append(cd.Problem((3, 4), 12))  # answers at the root: no spawn
+    traces = [ct.apr_trace(p, max_children=3, child_expansions=5) for p in problems]
+    texts = [ct.apr_texts(t) for t in traces]
+    script = Script([t for parent, children in texts for t in (parent, *children)])
+    rollouts = run(problems, script, max_thread_tokens=4096, max_total_tokens=100_000)
+    spawning = sum(bool(t.spawned) for t in traces)
+    # One call for all parents, one for ALL children of all rows, one to resume the spawners.
+    self.assertEqual(script.calls, [len(problems), sum(len(t.spawned) for t in traces), spawning])
+    for p, trace, (parent, children), r in zip(problems, traces, texts, rollouts):
+      self.assertEqual((r.parent, r.children, r.stop), (parent, children, "eos"))
+      before = ct.parent_before_spawn(trace)
+      join = len(ct.join_context(before, trace.outcomes)) - len(before) if trace.spawned else 0
+      prompt_len = lambda text: len(text.split("\n", 1)[0]) + 1
+      decoded = [len(t) - prompt_len(t) + 1 for t in (parent, *children)]  # + <eos>
+      self.assertEqual(r.decoded_tokens, sum(decoded) - join)
+      self.assertEqual(r.rounds, 3 if children else 1)
+      self.assertEqual(r.num_children, len(trace.spawned))
+      self.assertEqual(r.longest_thread, max(len(t) + 2 for t in (parent, *children)))
+      self.assertEqual(cd.verify(p, r.parent)[0], trace.solution is not None)
+
+  def test_two_spawn_rounds(self):
+    parent, (first,) = rollout_texts(FIXTURE, max_children=1)  # #4 fails: the parent gives up
+    _, (_, second) = rollout_texts(FIXTURE, max_children=2)  # #1's search
+    # A parent that spawns #1 after #4 failed, instead of giving up.
+    before = parent[:parent.index(ct.GIVE_UP)] + "spawn\n  #1 [1 2 4]\n|"
+    full = ct.join_context(before, [("2+1=3", "4*3=12")]) + "Answer:\n1+1=2\n2+1=3\n4*3=12"
+    script = Script([full, first, second])
+    [r] = run([FIXTURE], script)
+    self.assertEqual((r.parent, r.children, r.stop), (full, (first, second), "eos"))
+    self.assertEqual((r.rounds, r.num_children, script.calls), (5, 2, [1, 1, 1, 1, 1]))
+    self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
+    [r] = run([FIXTURE], script, max_rounds=4)  # the second spawn no longer fits
+    self.assertEqual((r.parent, r.stop, r.rounds), (before, "rounds", 3))
+
+
+class BudgetTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.parent, self.children = rollout_texts(FIXTURE)
+    self.script = Script([self.parent, *self.children])
+    self.before = self.parent[:self.parent.index("\njoin\n")]
+
+  def test_rounds_stop_at_the_spawn(self):
+    for max_rounds in (1, 2):  # a spawn needs two more rounds: children, then the resumption
+      [r] = run([FIXTURE], self.script, max_rounds=max_rounds)
+      self.assertEqual((r.parent, r.children, r.stop, r.rounds), (self.before, (), "rounds", 1))
+    [r] = run([FIXTURE], self.script, max_rounds=3)
+    self.assertEqual((r.parent, r.stop, r.rounds), (self.parent, "eos", 3))
+
+  def test_context_cap(self):
+    [r] = run([FIXTURE], self.script, max_thread_tokens=100)
+    self.assertEqual((r.stop, r.longest_thread, r.rounds, r.children), ("context", 100, 1, ()))
+    self.assertEqual(r.parent, self.parent[:99])  # bos + 99 characters
+    # Room for the spawn (204 tokens) and both children, not for the 46-token join block.
+    [r] = run([FIXTURE], self.script, max_thread_tokens=250)
+    self.assertEqual((r.stop, r.parent, r.rounds), ("context", self.before, 2))
+    self.assertLessEqual(r.longest_thread, 250)
+    self.assertEqual(r.children, self.children)  # 170 and 250 tokens: both fit
+
+  def test_total_tokens(self):
+    [r] = run([FIXTURE], self.script, max_total_tokens=200)
+    # 180 for the parent, then (200 - 180) // 2 = 10 per child; no room left to resume.
+    self.assertEqual((r.stop, r.decoded_tokens, r.rounds), ("tokens", 200, 2))
+    self.assertEqual(r.children, tuple(c[:c.index("\n") + 11] for c in self.children))
+    self.assertEqual(r.parent, self.before)
+
+  def test_malformed_spawn(self):
+    [r] = run([FIXTURE], Script(["Goal 12 from [1 1 1 4]\n|"]))
+    self.assertEqual((r.stop, r.children, r.rounds), ("malformed", (), 1))
+
+  def test_budget_validation(self):
+    with self.assertRaisesRegex(ValueError, "Budget field"):
+      threads.Budget(max_rounds=0)
+
+
+class TransformerTest(absltest.TestCase):
+
+  def test_decode_and_smoke(self):
+    cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=64)
+    model = Transformer(cfg)
+    params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
+    decode = threads.make_decode(model, params, temperature=1.0)
+    prompts = [ct.thread_prompt(p.target, p.numbers) for p in (FIXTURE, cd.Problem((2, 3, 4), 24))]
+    ids = [[TOK.bos_id] + TOK.encode(p) for p in prompts]
+    stop_ids = [TOK.eos_id] + TOK.encode(ct.SPAWN_END)
+    # The shapes of run's first round below (one compilation); with this key no row stops early.
+    outs = decode(ids, [24, 5], stop_ids, jax.random.key(3))
+    self.assertEqual([len(o) for o in outs], [24, 5])  # each row its own budget
+    budget = threads.Budget(max_rounds=3, max_total_tokens=60, max_thread_tokens=48)
+    for r, prompt in zip(threads.run(decode, TOK, ct.APR_THREADS, prompts, budget, KEY), prompts):
+      self.assertTrue(r.parent.startswith(prompt))
+      self.assertIn(r.stop, ("eos", "context", "tokens", "rounds", "malformed"))
+      self.assertLessEqual(r.longest_thread, 48)
+      self.assertLessEqual(r.decoded_tokens, 60)
+      self.assertBetween(r.rounds, 1, 3)
+      if not r.children:  # then every decoded token is in the parent's thread
+        self.assertEqual(r.longest_thread, 1 + len(TOK.encode(prompt)) + r.decoded_tokens)
+    # Children through the transformer (same compiled shapes), the parent replayed: the
+    # fixture's spawn, then a give-up after the (random, so unsolved) children's join.
+    parent, _ = rollout_texts(FIXTURE)
+    before = parent[:parent.index("\njoin\n")]
+    gave_up = ct.join_context(before, [None, None]) + ct.GIVE_UP
+    script = Script([gave_up])
+    mixed = lambda p, n, stop, key: (script if len(stop) == 2 else decode)(p, n, stop, key)
+    budget = threads.Budget(max_total_tokens=240, max_thread_tokens=300)
+    [r] = threads.run(mixed, TOK, ct.APR_THREADS, [prompts[0]], budget, KEY)
+    # With this key both children end (<eos>) within their 30 tokens: the parent resumes.
+    self.assertEqual((r.parent, r.stop, r.rounds, r.num_children), (gave_up, "eos", 3, 2))
+    self.assertEqual(script.calls, [1, 1])
+    child_tokens = r.decoded_tokens - 180 - len(ct.GIVE_UP) - 1
+    self.assertBetween(child_tokens, 2, 60)  # each child's share is (240 - 180) // 2
+    for child, child_prompt in zip(r.children, ct.child_prompts(before)):
+      self.assertTrue(child.startswith(child_prompt))
+      child_tokens -= len(child) - len(child_prompt)  # at most: specials decode to no text
+    self.assertGreaterEqual(child_tokens, 0)
+
+
+if __name__ == "__main__":
+  absltest.main()
