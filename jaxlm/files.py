@@ -39,7 +39,11 @@ def write_json(path: str, obj: Any) -> None:
   bad = _not_strict_json(obj)
   if bad is not None:
     raise ValueError(f"{path}: not strict JSON, nothing written: {bad}")
-  text = json.dumps(obj, indent=2, allow_nan=False)
+  write_text(path, json.dumps(obj, indent=2, allow_nan=False))
+
+
+def write_text(path: str, text: str) -> None:
+  """Replaces `path` with `text` atomically: temporary file, fsync, rename (none left behind)."""
   tmp = f"{path}.{os.getpid()}.tmp"
   try:
     with open(tmp, "w") as f:

@@ -8,6 +8,8 @@ import os
 
 import jax
 
+from jaxlm import files
+
 
 class MetricWriter:
   """Scalars to `<workdir>/metrics.jsonl` and TensorBoard event files (process 0 only)."""
@@ -37,9 +39,8 @@ class MetricWriter:
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
-  """Rows of `<workdir>/metrics.jsonl`."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """Rows of `<workdir>/metrics.jsonl` (a bad line is an error naming the file and line)."""
+  return [row for _, row in files.read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
 
 
 def truncate_metrics(workdir: str, step: int) -> None:
@@ -60,7 +61,4 @@ def truncate_metrics(workdir: str, step: int) -> None:
       return False
 
   with open(path) as f:
-    lines = [line for line in f if kept(line)]
-  with open(f"{path}.tmp", "w") as f:
-    f.writelines(lines)
-  os.replace(f"{path}.tmp", path)
+    files.write_text(path, "".join(line for line in f if kept(line)))
