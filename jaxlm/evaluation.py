@@ -255,7 +255,7 @@ def results_table(results: dict[str, dict[str, float]]) -> str:
   """A plain-text table: algo, return +- CI, normalised score +- CI, success, episodes."""
   lines = [f"{'algo':<12} {'return':>16} {'normalized':>16} {'success':>8} {'episodes':>8}"]
   for algo, r in results.items():
-    lines.append(f"{algo:<12} {r['return']:>9.2f} +- {_ci(r['return_ci'], 2):<4} "
-                 f"{r['normalized']:>9.1f} +- {_ci(r['normalized_ci'], 1):<4} "
+    lines.append(f"{algo:<12} {r['return']:>9.2f} +- {_ci(r.get('return_ci'), 2):<4} "
+                 f"{r['normalized']:>9.1f} +- {_ci(r.get('normalized_ci'), 1):<4} "
                  f"{r['success']:>8.2f} {r['episodes']:>8d}")
   return "\n".join(lines)

@@ -313,7 +313,7 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
 
   def run_eval(step):
     if eval_fn is not None:
-      log(step, {f"eval/{k}": float(v) for k, v in eval_fn(state).items()})
+      log(step, {f"eval/{k}": float(v) for k, v in eval_fn(state).items() if v is not None})
 
   def save(step):
     if checkpointer is not None:

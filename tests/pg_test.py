@@ -244,6 +244,10 @@ class BanditLearningTest(parameterized.TestCase):
     with tempfile.TemporaryDirectory() as d:
       results = online.train_and_evaluate(config, d)
       history = [json.loads(line) for line in open(os.path.join(d, "bandit", "metrics.jsonl"))]
+    # results.json holds the run's own step-0 and final evaluations (not evaluated again).
+    evals = [{k[5:]: v for k, v in r.items() if k.startswith("eval/")} for r in history
+             if "eval/reward" in r]
+    self.assertEqual((results["sft"], results["bandit"]), (evals[0], evals[-1]))
     self.assertLess(results["sft"]["reward"], 0.4)  # random init: ~1/6 per token
     self.assertGreaterEqual(results["bandit"]["reward"], 0.9)
     if kl_coef:

@@ -90,6 +90,15 @@ class SelectTest(parameterized.TestCase):
     out = fn(np.stack([scores, scores]), np.stack([mask, mask]), method)
     np.testing.assert_allclose(out, [expected, expected], rtol=1e-6)
 
+  @parameterized.parameters("last", "min", "prod")
+  def test_aggregate_without_mask_is_all_steps(self, method):
+    scores = np.array([[0.8, 0.2, 0.5], [0.9, 0.1, 0.4]], np.float32)
+    want = {"last": [0.5, 0.4], "min": [0.2, 0.1], "prod": [0.08, 0.036]}[method]
+    fn = jax.jit(select.aggregate_step_scores, static_argnums=(1, 2))
+    np.testing.assert_allclose(fn(scores, None, method), want, rtol=1e-6)
+    np.testing.assert_allclose(select.aggregate_step_scores(scores, np.ones((2, 3)), method),
+                               want, rtol=1e-6)
+
   def test_aggregate_bad_method(self):
     with self.assertRaisesRegex(ValueError, "method must be one of"):
       select.aggregate_step_scores(jnp.zeros((1, 2)), jnp.ones((1, 2)), "mean")

@@ -128,14 +128,11 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
     return _train_and_evaluate_env(config, workdir, resume=resume)
   rl, task, start = prepare(config, workdir, resume=resume)
   model, init_fn, _, _ = pg.networks(rl, start)
-  start_params = init_fn(jax.random.PRNGKey(rl.train.seed))["policy"] if start is None else start
-  results = {"sft": pg.evaluate(model, start_params, task, rl)}
-  logging.info("starting policy: %s", results["sft"])
+  evaluate_fn = lambda params: pg.evaluate(model, params, task, rl)
   state, _ = pg.train(rl, task, os.path.join(workdir, config.name), pretrained=start,
-                      resume=resume)
-  results[config.name] = pg.evaluate(model, state.params["policy"], task, rl)
-  files.write_json(os.path.join(workdir, "results.json"), results)
-  return results
+                      resume=resume, evaluate_fn=evaluate_fn)
+  start_params = init_fn(jax.random.PRNGKey(rl.train.seed))["policy"] if start is None else start
+  return _results(workdir, config.name, "sft", start_params, state, evaluate_fn)
 
 
 def _train_and_evaluate_env(config: Config, workdir: str, *, resume: bool
@@ -143,16 +140,27 @@ def _train_and_evaluate_env(config: Config, workdir: str, *, resume: bool
   """BC on the game's offline episodes, then RL from it; both evaluated alike."""
   bc = config.bc
   data = offline.prepare(bc, workdir)
-  params, bc_policy = bc_lib.train(bc, data, workdir, resume=resume, name="bc")
-  results = {"bc": offline.evaluate(bc_policy, params, data.task, bc, betas=(0.0,),
-                                    name="bc")[0]}
+  params, _ = bc_lib.train(bc, data, workdir, resume=resume, name="bc")
   rl = dataclasses.replace(config.rl, model=data.model, transitions=bc.window_transitions)
-  state, _ = pg.train(rl, data.task, os.path.join(workdir, config.name), pretrained=params,
-                      resume=resume)
   model, _, _, policy_logits = pg.networks(rl)
-  results[config.name] = offline.evaluate(
-      policy_lib.lm_policy(model, policy_logits), state.params["policy"], data.task, bc,
-      betas=(0.0,), name=config.name)[0]
+  policy = policy_lib.lm_policy(model, policy_logits)
+  evaluate_fn = lambda p: offline.evaluate(policy, p, data.task, bc, betas=(0.0,),
+                                           name=config.name)[0]
+  state, _ = pg.train(rl, data.task, os.path.join(workdir, config.name), pretrained=params,
+                      resume=resume, evaluate_fn=evaluate_fn)
+  return _results(workdir, config.name, "bc", params, state, evaluate_fn)
+
+
+def _results(workdir: str, name: str, start_name: str, start_params: Any, state: Any,
+             evaluate_fn) -> dict[str, dict[str, float]]:
+  """{start_name: the starting policy's evaluation, name: the final policy's} written to
+  results.json: the RL run's own step-0 and last evaluations (metrics.jsonl), each run anew
+  only when the run did not log it (e.g. resumed past step 0 with the rows lost)."""
+  rows = pg.eval_rows(os.path.join(workdir, name))
+  step = int(jax.device_get(state.step))
+  results = {start_name: rows.get(0) or evaluate_fn(start_params),
+             name: rows.get(step) or evaluate_fn(state.params["policy"])}
+  logging.info("online results: %s", results)
   files.write_json(os.path.join(workdir, "results.json"), results)
   return results
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable, Literal, Sequence
 
 import flax.struct
@@ -39,6 +40,7 @@ import numpy as np
 
 from jaxlm import evaluation
 from jaxlm import generation
+from jaxlm import metrics as metrics_lib
 from jaxlm import plots
 from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
@@ -512,20 +514,25 @@ SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
 def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pretrained: Any = None,
-          resume: bool = False) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
+          resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None
+          ) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
   checkpoints, learning_curve.png (reward and eval pass@1, or episode return) and
   length_curve.png. `task` is a single-turn `PromptTask` or a multi-turn text game
-  (`jaxlm.envs.tasks.Task`; `train.batch_size` then counts episodes per rollout)."""
+  (`jaxlm.envs.tasks.Task`; `train.batch_size` then counts episodes per rollout).
+  `evaluate_fn(policy_params) -> scalars` replaces the default evaluation (`evaluate` or
+  `evaluate_episodes`), run at step 0 of a fresh run, every `eval_every` steps and at the end;
+  its rows are the `eval/` scalars of metrics.jsonl (`eval_rows` reads them back)."""
   model, init_fn, forward, policy_logits = networks(config, pretrained)
   if isinstance(task, PromptTask):
     rollouts = Rollouts(config, task, model, forward, policy_logits)
-    eval_fn = lambda s: evaluate(model, s.params["policy"], task, config)
+    default = lambda p: evaluate(model, p, task, config)
     curves = ("reward", "eval/reward", "eval/pass@1", "eval/greedy"), "reward / pass@1"
   else:
     rollouts = EpisodeRollouts(config, task, model, forward, policy_logits)
-    eval_fn = lambda s: evaluate_episodes(model, policy_logits, s.params["policy"], task, config)
+    default = lambda p: evaluate_episodes(model, policy_logits, p, task, config)
     curves = ("reward", "eval/return"), "episode return"
+  eval_fn = lambda s: (evaluate_fn or default)(s.params["policy"])
   reference = None
   if config.kl_coef > 0:
     reference = lambda params: jax.tree.map(jnp.copy, params["policy"])
@@ -541,3 +548,16 @@ def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pr
                               keys=("response_length", "eval/response_length"),
                               ylabel="completion (action) tokens")
   return state, history
+
+
+def eval_rows(workdir: str) -> dict[int, dict[str, float]]:
+  """{step: the evaluation logged at that step} from `<workdir>/metrics.jsonl` (the `eval/`
+  prefix dropped, counts back to int), the whole run's rows even across a --resume."""
+  if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    return {}
+  rows = {}
+  for row in metrics_lib.read_metrics(workdir):
+    scalars = {k[len("eval/"):]: v for k, v in row.items() if k.startswith("eval/")}
+    if scalars:
+      rows[int(row["step"])] = {k: int(v) if k == "episodes" else v for k, v in scalars.items()}
+  return rows

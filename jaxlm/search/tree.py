@@ -219,7 +219,7 @@ def tree_search(rng: jax.Array, prompts: Prefixes, propose: ProposeFn, score: Sc
     # The running aggregate and the new step's score, aggregated as two steps (last, min and
     # prod fold pairwise).
     pair = jnp.stack(jnp.broadcast_arrays(parent_scores[..., None], new_scores), axis=-1)
-    pair_scores = select.aggregate_step_scores(pair, jnp.ones(pair.shape, bool), aggregate)
+    pair_scores = select.aggregate_step_scores(pair, None, aggregate)
     scores = jnp.where(was_done, parent_scores[..., None], pair_scores)
     first = jnp.arange(m)[None, None, :] == 0
     valid = parent_valid[..., None] & (first | ~was_done)
