@@ -1,0 +1,68 @@
+"""e3 attempt-chain traces: the grammar round-trips and the verdicts are exact."""
+
+from absl.testing import absltest
+import numpy as np
+
+from jaxlm.envs import countdown
+from jaxlm.envs import countdown_attempts as ca
+from jaxlm.envs import countdown_data
+
+PROBLEM = countdown.Problem((2, 3, 4), 24)
+
+
+class AttemptsTest(absltest.TestCase):
+
+  def test_hand_trace(self):
+    text = ca.format_attempts(PROBLEM, [("4+3=7|2 7", "7*2=14|14"), ("3*2=6|4 6", "6*4=24|24"),
+                                        ("4*3=12|2 12", "12*2=24|24")])
+    self.assertEqual(text, "attempt 1\n4+3=7|2 7\n7*2=14|14\nverify 14 not 24\n"
+                           "attempt 2\n3*2=6|4 6\n6*4=24|24\nverify 24 goal\n"
+                           "Answer:\n3*2=6|4 6\n6*4=24|24")  # stops at the first goal
+    self.assertTrue(countdown.verify(PROBLEM, text)[0])
+    attempts, answer = ca.parse_attempts(text)
+    self.assertEqual([a.goal for a in attempts], [False, True])
+    self.assertEqual(answer, ("3*2=6|4 6", "6*4=24|24"))
+    self.assertEqual(ca.check_verdicts(PROBLEM, attempts), 1.0)
+    self.assertEqual(ca.count_attempts(text), 2)
+
+  def test_invalid_attempt_and_give_up(self):
+    text = ca.format_attempts(PROBLEM, [("4+4=8|2 3 8",), ("9*2=18|18",)])
+    self.assertEqual(text, "attempt 1\n4+4=8|2 3 8\nverify invalid\n"
+                           "attempt 2\n9*2=18|18\nverify invalid\nNo solution.")
+    attempts, answer = ca.parse_attempts(text)
+    self.assertIsNone(answer)
+    self.assertFalse(countdown.verify(PROBLEM, text)[0])
+    # A model that claims a wrong attempt reached the goal is caught.
+    lie = text.replace("verify invalid\nattempt 2", "verify 8 goal\nattempt 2")
+    self.assertEqual(ca.check_verdicts(PROBLEM, ca.parse_attempts(lie)[0]), 0.5)
+
+  def test_generated_traces_round_trip(self):
+    rng = np.random.default_rng(0)
+    problems = countdown_data.make_problems((3, 4), 40, "train", seed=1, max_number=12,
+                                            max_target=50)
+    for problem in problems:
+      k = int(rng.integers(1, 5))
+      text = ca.attempts_trace(problem, k, rng)
+      attempts, answer = ca.parse_attempts(text)
+      self.assertLessEqual(len(attempts), k)
+      self.assertEqual([a.goal for a in attempts], [False] * (len(attempts) - 1) + [True])
+      self.assertEqual(answer, attempts[-1].steps)
+      self.assertTrue(countdown.verify(problem, text)[0], text)
+      self.assertEqual(ca.check_verdicts(problem, attempts), 1.0)
+      self.assertLessEqual(set(text), set(countdown_data.TRACE_ALPHABET))
+      unsolved = ca.attempts_trace(problem, k, rng, solve_last=False)
+      self.assertTrue(unsolved.endswith(ca.GIVE_UP))
+
+  def test_parse_errors_name_the_line(self):
+    with self.assertRaisesRegex(ValueError, "line 1"):
+      ca.parse_attempts("3*2=6|4 6\nverify 6 not 24")
+    with self.assertRaisesRegex(ValueError, "line 1: expected 'attempt 1'"):
+      ca.parse_attempts("attempt 2\n3*2=6|4 6\nverify 6 not 24\nNo solution.")
+    with self.assertRaisesRegex(ValueError, "line 4"):
+      ca.parse_attempts("attempt 1\n3*2=6|4 6\nverify 6 not 24\nAnswer")
+    self.assertEqual(ca.count_attempts("attempt 1\n3*2=6|4 6\nverify 6 not 24\nattempt 2\n3*"),
+                     2)
+
+
+if __name__ == "__main__":
+  absltest.main()
