@@ -58,6 +58,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable
 import warnings
 
 # PyTorch's OpenMP workers busy-wait by default; on a shared, oversubscribed CPU that makes its
@@ -76,7 +77,7 @@ BLOCK = 20                     # steps per interleaved block
 CURVE_WINDOW = 20              # reward curve points are means over this many steps
 SEED = 0
 
-_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rl_bench.json")
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rl_bench.json")
 
 
 def _hf_model(vocab: int):
@@ -105,7 +106,7 @@ def _tokenizer(vocab: int):
                                               unk_token="<pad>", padding_side="left")
 
 
-class _Ours:
+class Ours:
   """jaxlm GRPO from `params`; `run(n)` -> (seconds, per-step mean rewards)."""
 
   def __init__(self, cfg, params, task, total_steps: int):
@@ -179,7 +180,7 @@ def run(steps: int = STEPS, block: int = BLOCK, warmup: int = WARMUP,
   assert logit_gap < 1e-4, f"converted logits differ from HF by {logit_gap}"
 
   total = warmup + steps
-  ours = _Ours(cfg, params, task, total)
+  ours = Ours(cfg, params, task, total)
 
   # TRL: the 4 bandit prompts as text, repeated so an epoch holds whole generation batches.
   tok = _tokenizer(vocab)
@@ -265,7 +266,7 @@ def run(steps: int = STEPS, block: int = BLOCK, warmup: int = WARMUP,
   ]
 
 
-def write(rows: list[dict], path: str = _OUT) -> None:
+def write(rows: list[dict], path: str = OUT) -> None:
   """Atomically writes the rows as JSON (temp file in the same directory, then os.replace)."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".rl_bench.", suffix=".json")
   try:
@@ -278,6 +279,17 @@ def write(rows: list[dict], path: str = _OUT) -> None:
     raise
 
 
+def merge(rows: list[dict], path: str, owns: Callable[[str], bool]) -> list[dict]:
+  """Writes `rows` into `path` in place of the rows there whose name `owns` claims (those of
+  the same reference, e.g. TRL or tunix), keeping the others; atomic. Returns all rows."""
+  kept = []
+  if os.path.exists(path):
+    with open(path) as f:
+      kept = [r for r in json.load(f) if not owns(r["name"])]
+  write(kept + rows, path)
+  return kept + rows
+
+
 def main() -> list[dict]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--steps", type=int, default=STEPS, help="timed steps of each side")
@@ -287,7 +299,7 @@ def main() -> list[dict]:
                       help="TRL's default (True); off by default here (it only slows TRL)")
   parser.add_argument("--threads", type=int, default=0,
                       help="pin the process to this many cores (both sides; 0 = all allowed)")
-  parser.add_argument("--out", default=_OUT)
+  parser.add_argument("--out", default=OUT)
   a = parser.parse_args()
   if a.threads:  # before JAX's CPU client starts: it sizes its thread pool by the affinity
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:a.threads])
@@ -300,7 +312,7 @@ def main() -> list[dict]:
         f"{CURVE_WINDOW} steps)\n  step   jaxlm   TRL")
   for s, o, r in zip(last["curve_steps"], last["ours_curve"], last["reference_curve"]):
     print(f"  {s:4d}   {o:.3f}   {r:.3f}")
-  write(rows, a.out)
+  merge(rows, a.out, owns=lambda name: not name.startswith("tunix"))
   print(f"wrote {a.out} ({time.perf_counter() - t:.0f} s)")
   return rows
 

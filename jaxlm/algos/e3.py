@@ -1,0 +1,231 @@
+"""e3 on Countdown: SFT on attempt chains, then RL in a coupled curriculum, with ablations.
+
+Setlur et al. 2025 ("e3: Learning to Explore Enables Extrapolation of Test-Time Compute for
+LLMs") train a model to explore in context and show that (1) chaining generation with
+verification, (2) negative gradients in RL and (3) a curriculum that couples difficulty with
+the token budget make accuracy keep rising past the training budget. Here, small and on CPU:
+
+1. SFT: a character policy learns traces of 1..`max_attempts` attempts, each followed by its
+   exact verdict (`jaxlm.envs.countdown_attempts`), on the training problems.
+2. RL (`jaxlm.algos.pg`, binary verifier reward, group-relative advantages) once per
+   `advantage_mode` in `modes`: "full" keeps the negative gradients of failed traces,
+   "positive_only" drops them (the paper's ablation). Training runs through `stages` of
+   (difficulty = starting numbers, steps); each stage's token budget is the smallest of
+   `budgets` whose truncation rate on `probe_problems` sampled traces is at most
+   `truncation_threshold` (`jaxlm.rl.curriculum.plan`), probed with the policy the stage starts
+   from.
+3. Evaluation on the validation problems at the last stage's budget (1x) and at twice it (2x,
+   extrapolation): pass@1 of sampled traces, mean attempts started, mean completion tokens.
+
+results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
+"mean_attempts", "mean_length", "budget", "stage_budgets"}; each mode's RL runs and their
+metrics (pass@1, attempts and length every `rl.eval_every` batches) under `<mode>/stage<i>/`,
+and accuracy_vs_budget.png, attempts_curve.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+from absl import logging
+import jax
+import numpy as np
+
+from jaxlm import files
+from jaxlm import metrics as metrics_lib
+from jaxlm import plots
+from jaxlm.algos import pg
+from jaxlm.algos import test_time
+from jaxlm.algos.test_time import models as test_time_models
+from jaxlm.data.batch import RLBatch
+from jaxlm.envs import countdown
+from jaxlm.envs import countdown_attempts
+from jaxlm.envs import countdown_data
+from jaxlm.envs.base import PromptTask
+from jaxlm.rl import curriculum
+from jaxlm.rl import rollout as rollout_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """An e3 run.
+
+  Attributes:
+    countdown: problems (num_numbers lists every difficulty the stages use), the model
+      (`model_config()`: vocab set here to the trace alphabet) and the SFT run (`policy`).
+    max_attempts: SFT traces hold 1..max_attempts attempts (uniform), the last one solved.
+    sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
+    rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
+      and `rl.sampling.max_new_tokens` by its budget.
+    modes: advantage modes to train, one RL run each from the same SFT policy.
+    stages: (difficulty, steps) per stage, in order.
+    budgets: candidate token budgets of the curriculum.
+    truncation_threshold: the largest share of probe traces a stage's budget may truncate.
+    probe_problems: training problems of the stage's difficulty sampled to choose its budget.
+    eval_samples: sampled traces per validation problem in the final evaluation.
+  """
+  countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(3, 4))
+  max_attempts: int = 3
+  sft_max_len: int = 320
+  rl: pg.Config = pg.Config()
+  modes: tuple[str, ...] = ("full", "positive_only")
+  stages: tuple[tuple[int, int], ...] = ((3, 50), (4, 50))
+  budgets: tuple[int, ...] = (64, 128, 192, 256)
+  truncation_threshold: float = 0.2
+  probe_problems: int = 64
+  eval_samples: int = 4
+
+  def __post_init__(self):
+    unknown = {d for d, _ in self.stages} - set(self.countdown.num_numbers)
+    if unknown:
+      raise ValueError(f"e3.Config.stages use difficulties {sorted(unknown)} that "
+                       f"countdown.num_numbers={self.countdown.num_numbers} does not generate")
+    if self.max_attempts < 1 or not self.budgets or not self.modes:
+      raise ValueError("e3.Config needs max_attempts >= 1, budgets and modes")
+
+
+def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len: int,
+              seed: int) -> RLBatch:
+  """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform);
+  rows longer than max_len are dropped."""
+  tok, rng = countdown_data.trace_tokenizer(), np.random.default_rng(seed)
+  rows = []
+  for p in problems:
+    text = countdown_attempts.attempts_trace(p, int(rng.integers(1, max_attempts + 1)), rng)
+    row = (countdown_data.encode_prompt(tok, p), tok.encode(text) + [tok.eos_id])
+    if len(row[0]) + len(row[1]) <= max_len:
+      rows.append(row)
+  if not rows:
+    raise ValueError(f"no attempt trace of {len(problems)} problems fits max_len={max_len}")
+  logging.info("e3 SFT: %d of %d traces fit max_len=%d", len(rows), len(problems), max_len)
+  return countdown_data.lm_batch(rows, max_len, tok.pad_id)
+
+
+def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
+                  ) -> PromptTask:
+  """Countdown with the trace tokenizer: reward 1 when the trace's answer verifies."""
+  tok = countdown_data.trace_tokenizer()
+  splits = {"train": list(train), "eval": list(val)}
+  reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
+  return PromptTask(
+      train_prompts=[countdown_data.encode_prompt(tok, p) for p in train],
+      eval_prompts=[countdown_data.encode_prompt(tok, p) for p in val], reward=reward,
+      stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
+
+
+def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget: int,
+                  samples: int, seed: int, temperature: float = 1.0) -> dict[str, Any]:
+  """Samples `samples` traces of every prompt of `split` with at most `budget` new tokens.
+
+  Returns:
+    {"pass@1", "mean_attempts", "mean_length", "lengths" (inf for a trace that hit the budget
+    without its stop token)}.
+  """
+  prompts = task.eval_prompts if split == "eval" else task.train_prompts
+  indices = np.arange(len(prompts))
+  tokens, mask = task.encode(split, indices)
+  sampling = rollout_lib.Sampling(max_new_tokens=budget, temperature=temperature,
+                                  stop_tokens=task.stop_tokens, pad_id=task.pad_id)
+  c = rollout_lib.sample(model, params, tokens, mask, jax.random.key(seed), sampling, samples)
+  rewards = pg.task_rewards(task, split, np.repeat(indices, samples), c)
+  tok = countdown_data.trace_tokenizer()
+  texts = [tok.decode(ids) for ids in rollout_lib.completion_ids(c, task.stop_tokens)]
+  with_stop = rollout_lib.completion_ids(c)
+  finished = np.array([bool(ids) and ids[-1] in task.stop_tokens for ids in with_stop])
+  lengths = np.where(finished, np.asarray(c.lengths_B, np.float64), np.inf)
+  return {"pass@1": float(np.mean(rewards >= 1.0)),
+          "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
+          "mean_length": float(np.mean(np.asarray(c.lengths_B))), "lengths": lengths}
+
+
+def _scalars(stats: dict[str, Any]) -> dict[str, float]:
+  return {k: v for k, v in stats.items() if k != "lengths"}
+
+
+def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
+                       ) -> dict[str, dict[str, Any]]:
+  """SFT -> RL per mode through the stages -> evaluation at 1x and 2x (module docstring)."""
+  cd = config.countdown
+  train_problems, _, val = test_time_models.problem_sets(cd)
+  model_cfg = dataclasses.replace(cd.model_config(),
+                                  vocab_size=countdown_data.trace_tokenizer().vocab_size,
+                                  max_len=2 * max(config.budgets) + cd.max_len)
+  sft = test_time_models.fit_lm(
+      os.path.join(workdir, "sft"), model_cfg, cd.policy,
+      sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.policy.seed),
+      resume=resume)
+  rl = dataclasses.replace(config.rl, model=model_cfg)
+  model = pg.networks(rl)[0]
+  eval_task = attempts_task(train_problems[:1], val)
+  by_difficulty = {d: [p for p in train_problems if len(p.numbers) == d]
+                   for d, _ in config.stages}
+  results, curves = {}, {}
+  for mode in tuple(config.modes) + ("sft",):  # the SFT row at the last mode's budget
+    params, stage_budgets, rows = sft, [], []
+    for i, (difficulty, steps) in enumerate(config.stages if mode != "sft" else ()):
+      task = attempts_task(by_difficulty[difficulty], val)
+      probe = attempts_task(by_difficulty[difficulty][:config.probe_problems], val)
+      probe_fn = lambda stage, cap: rollout_stats(model, params, probe, "train", cap, 1,
+                                                  cd.seed)["lengths"]
+      stage, = curriculum.plan([curriculum.Stage(difficulty, steps)], probe_fn,
+                               config.budgets, config.truncation_threshold)
+      stage_budgets.append(stage.budget)
+      logging.info("e3 %s stage %d: difficulty %d, budget %d", mode, i, difficulty,
+                   stage.budget)
+      stage_rl = dataclasses.replace(
+          rl, advantage_mode=mode, sampling=dataclasses.replace(
+              rl.sampling, max_new_tokens=stage.budget),
+          train=dataclasses.replace(rl.train, num_steps=steps))
+      run_dir = os.path.join(workdir, mode, f"stage{i}")
+      evaluate_fn = lambda p, b=stage.budget: _scalars(rollout_stats(
+          model, p, eval_task, "eval", b, 1, cd.seed))
+      state, _ = pg.train(stage_rl, task, run_dir, pretrained=params, resume=resume,
+                          evaluate_fn=evaluate_fn)
+      params = state.params["policy"]
+      rows += [dict(r, stage=i) for r in metrics_lib.read_metrics(run_dir)
+               if "eval/mean_attempts" in r]
+    budget = stage_budgets[-1] if stage_budgets else budget
+    at = {k: rollout_stats(model, params, eval_task, "eval", k * budget,
+                           config.eval_samples, cd.seed + 1) for k in (1, 2)}
+    results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
+                     "mean_attempts": at[1]["mean_attempts"],
+                     "mean_length": at[1]["mean_length"], "budget": budget,
+                     "stage_budgets": stage_budgets}
+    curves[mode] = rows
+    logging.info("e3 %s: %s", mode, results[mode])
+  results = {"sft": results.pop("sft"), **results}
+  files.write_json(os.path.join(workdir, "results.json"), results)
+  if jax.process_index() == 0:
+    _plot(results, curves, workdir)
+  return results
+
+
+def _plot(results: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, float]]],
+          workdir: str) -> None:
+  plt = plots.pyplot()
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for mode, row in results.items():
+    ax.plot([1, 2], [row["accuracy_at_1x"], row["accuracy_at_2x"]], "o-", label=mode)
+  ax.set(xticks=[1, 2], xlabel="token budget (x the training budget)", ylabel="pass@1",
+         title="e3 on Countdown: extrapolation")
+  ax.legend()
+  plots.save(fig, os.path.join(workdir, "accuracy_vs_budget.png"))
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+  for mode, rows in curves.items():
+    if rows:
+      x = np.arange(len(rows))
+      axes[0].plot(x, [r["eval/mean_attempts"] for r in rows], "o-", label=mode)
+      axes[1].plot(x, [r["eval/mean_length"] for r in rows], "o-", label=mode)
+  axes[0].set(xlabel="evaluation (over stages)", ylabel="mean attempts")
+  axes[1].set(xlabel="evaluation (over stages)", ylabel="mean trace tokens")
+  axes[0].legend()
+  plots.save(fig, os.path.join(workdir, "attempts_curve.png"))
+
+
+def summary(results: dict[str, dict[str, Any]]) -> str:
+  """One line per mode: accuracy at 1x and 2x, attempts, length."""
+  return "\n".join(f"{mode:<14} acc@1x {r['accuracy_at_1x']:.3f}  acc@2x {r['accuracy_at_2x']:.3f}"
+                   f"  attempts {r['mean_attempts']:.2f}  tokens {r['mean_length']:.1f}"
+                   f"  budgets {r['stage_budgets']}" for mode, r in results.items())

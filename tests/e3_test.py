@@ -1,0 +1,87 @@
+"""e3 pipeline pieces: SFT rows, the verifier reward, truncation lengths, the entry point."""
+
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+import jax
+import numpy as np
+
+from experiments.configs import e3 as e3_configs
+from jaxlm import config as config_lib
+from jaxlm.algos import e3
+from jaxlm.envs import countdown
+from jaxlm.envs import countdown_attempts
+from jaxlm.envs import countdown_data
+from jaxlm.models import Transformer, TransformerConfig
+
+PROBLEMS = [countdown.Problem((2, 3, 4), 24), countdown.Problem((1, 5, 6), 30)]
+
+
+class E3Test(absltest.TestCase):
+
+  def test_sft_rows_are_prompt_then_attempt_chain(self):
+    batch = e3.sft_batch(PROBLEMS, max_attempts=3, max_len=400, seed=0)
+    tok = countdown_data.trace_tokenizer()
+    for row, problem in zip(range(2), PROBLEMS):
+      tokens, act = np.asarray(batch.tokens[row]), np.asarray(batch.action_mask[row]) > 0
+      prompt = countdown_data.encode_prompt(tok, problem)
+      np.testing.assert_array_equal(tokens[:len(prompt)], prompt)
+      self.assertFalse(act[:len(prompt)].any())
+      action = tokens[act]
+      self.assertEqual(action[-1], tok.eos_id)
+      text = tok.decode(action[:-1])
+      attempts, answer = countdown_attempts.parse_attempts(text)
+      self.assertBetween(len(attempts), 1, 3)
+      self.assertTrue(countdown.verify(problem, text)[0])
+    with self.assertRaisesRegex(ValueError, "fits max_len=8"):
+      e3.sft_batch(PROBLEMS, 3, max_len=8, seed=0)
+
+  def test_reward_is_the_verifier(self):
+    task = e3.attempts_task(PROBLEMS, PROBLEMS[:1])
+    tok = countdown_data.trace_tokenizer()
+    good = countdown_attempts.format_attempts(PROBLEMS[0], [("3*2=6|4 6", "6*4=24|24")])
+    bad = countdown_attempts.format_attempts(PROBLEMS[0], [("4+3=7|2 7", "7*2=14|14")])
+    self.assertEqual(task.reward("train", 0, tok.encode(good)), 1.0)
+    self.assertEqual(task.reward("train", 0, tok.encode(bad)), 0.0)
+    self.assertEqual(task.reward("eval", 0, tok.encode(good)), 1.0)
+
+  def test_rollout_stats_marks_truncated_traces(self):
+    tok = countdown_data.trace_tokenizer()
+    cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=16, n_layers=1, n_heads=2,
+                            d_ff=32, max_len=64, pos="rope")
+    model = Transformer(cfg)
+    params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
+    task = e3.attempts_task(PROBLEMS, PROBLEMS)
+    stats = e3.rollout_stats(model, params, task, "eval", budget=6, samples=3, seed=0)
+    lengths = stats["lengths"]
+    self.assertEqual(lengths.shape, (6,))
+    # A random policy rarely stops within 6 tokens: those rows are inf, the rest <= 6.
+    finite = lengths[np.isfinite(lengths)]
+    self.assertTrue(np.all(finite <= 6))
+    self.assertBetween(stats["mean_length"], 1.0, 6.0)
+    self.assertEqual(stats["pass@1"], 0.0)
+
+  def test_smoke_entry_writes_every_mode(self):
+    c = e3_configs.get_config("smoke")
+    c.update(modes=("positive_only",), stages=((3, 1),))
+    config = config_lib.from_dict(e3.Config, c.to_dict())
+    with tempfile.TemporaryDirectory() as d:
+      results = e3.train_and_evaluate(config, d)
+      with open(os.path.join(d, "results.json")) as f:
+        self.assertEqual(json.load(f), results)
+      self.assertEqual(set(results), {"sft", "positive_only"})
+      row = results["positive_only"]
+      self.assertIn(row["stage_budgets"][0], config.budgets)
+      for k in ("accuracy_at_1x", "accuracy_at_2x"):
+        self.assertBetween(row[k], 0.0, 1.0)
+      self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_budget.png")))
+      self.assertTrue(os.path.exists(os.path.join(d, "positive_only", "stage0",
+                                                  "metrics.jsonl")))
+    with self.assertRaisesRegex(ValueError, "difficulties \\[5\\]"):
+      e3.Config(stages=((5, 1),))
+
+
+if __name__ == "__main__":
+  absltest.main()
