@@ -2,14 +2,20 @@
 
 Every algorithm trains through `jaxlm.train.fit` with a `jaxlm.config.TrainConfig`; the offline
 ones (bc, mc, ilql) share their config fields and data through `offline`; `test_time` trains
-the Countdown policy and PRM and runs the search strategies of `jaxlm.search` on them.
+the Countdown policy and PRM and runs the search strategies of `jaxlm.search` on them; `pg` is
+online policy-gradient RL (PPO, GRPO and relatives) and `online` its experiments; `e3` trains
+in-context exploration on Countdown; `ktiw` reproduces single-head attention dynamics.
 """
 
 from jaxlm.algos import bc
+from jaxlm.algos import e3
 from jaxlm.algos import ilql
+from jaxlm.algos import ktiw
 from jaxlm.algos import mc
 from jaxlm.algos import offline
+from jaxlm.algos import online
+from jaxlm.algos import pg
 from jaxlm.algos import sft
 from jaxlm.algos import test_time
 
-__all__ = ["bc", "ilql", "mc", "offline", "sft", "test_time"]
+__all__ = ["bc", "e3", "ilql", "ktiw", "mc", "offline", "online", "pg", "sft", "test_time"]

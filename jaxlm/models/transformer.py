@@ -261,6 +261,8 @@ class Attention(nn.Module):
     allowed_BxTxS = causal_TxS[None] & kv_valid_BxS[:, None, :].astype(bool)
     logits_BxGxRxTxS = jnp.where(allowed_BxTxS[:, None, None], logits_BxGxRxTxS, _NEG_INF)
     probs = jax.nn.softmax(logits_BxGxRxTxS, axis=-1).astype(cfg.dtype)
+    # Read with `apply(..., mutable=["intermediates"])` (a no-op otherwise): [B, G, R, T, S].
+    self.sow("intermediates", "attention", probs)
     out_BxTxGxRxK = jnp.einsum("bgrts,bgsk->btgrk", probs, v_BxGxSxK.astype(cfg.dtype))
     out_BxTxHxK = out_BxTxGxRxK.reshape(*out_BxTxGxRxK.shape[:2], h, dh)
     out_BxTxD = nn.DenseGeneral(d, axis=(-2, -1), use_bias=cfg.proj_bias, dtype=cfg.dtype,
@@ -343,7 +345,8 @@ class Transformer(nn.Module):
 
     block = nn.remat(Block, prevent_cse=not cfg.scan_layers) if cfg.remat else Block
     if cfg.scan_layers:
-      stack = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
+      stack = nn.scan(block, variable_axes={"params": 0, "intermediates": 0},
+                      split_rngs={"params": True},
                       in_axes=(0,) + (nn.broadcast,) * len(args), length=cfg.n_layers,
                       metadata_params={nn.PARTITION_NAME: "layers"})
       (x_BxTxD, kv), _ = stack(cfg, name="blocks")((x_BxTxD, kv), jnp.arange(cfg.n_layers),

@@ -16,7 +16,7 @@ E0 = E(D0) directly, E(D) = E0 + k * (g(D)^alpha - g(D0)^alpha) with g = log or
 identity, so the quantity of interest is a parameter (C = E0 - k g(D0)^alpha).
 
 Estimation: joint Gaussian maximum likelihood over all (checkpoint, D) points
-(least squares through `fit.fit`, multi-start L-BFGS), bootstrap over points,
+(least squares through `fit.fit`, multi-start damped Gauss-Newton), bootstrap over points,
 and a vmapped random-walk Metropolis sampler (written here, no extra
 dependency) over the unconstrained parameters and log noise, with a uniform
 prior box on E0 spanning the observed losses widened by their range. When the
@@ -200,7 +200,7 @@ def fit_emergence(loss_N, data_N, perf_N, *, form: str = "log_power",
     seed: key for bootstrap and MCMC.
     interval: central mass of the reported bands (0.9 = 5-95%).
     max_band: widest E0 band (nats) still called determined.
-    num_steps: L-BFGS iterations.
+    num_steps: solver iterations (`fit`, solver "auto": damped Gauss-Newton).
 
   Returns:
     EmergenceResult.

@@ -128,7 +128,8 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3,
     drop_highest: drop the runs with the k highest losses first (Besiroglu
       et al. drop 5 of the 245 Chinchilla points).
     grid: optional start grid {name: values} (default CHINCHILLA_GRID, 5400).
-    num_steps: L-BFGS iterations for the refined starts.
+    num_steps: solver iterations for the refined starts (`fit`, solver "auto": damped
+      Newton with the exact Hessian of the Huber objective).
     screen_steps: iterations every start runs before screening.
     screen_keep: best screened starts refined with `num_steps`.
     **fit_kwargs: passed to `fit` (num_bootstrap, seed, interval, ...).

@@ -190,7 +190,8 @@ def fit_data_efficiency(utd_U, times_UxJ, thresholds_J, *, grid=None,
   """Fits D_J(sigma) for every threshold in one vmapped multi-start call.
 
   Rybkin et al. (2025) eq. (data efficiency): D_J(sigma) = D_min + (beta /
-  sigma)^alpha; plain MSE, 125-point grid, L-BFGS, best start wins. Missing
+  sigma)^alpha; plain MSE, 125-point grid, damped Gauss-Newton (the paper: L-BFGS), best
+  start wins. Missing
   (NaN) times get zero weight.
 
   Args:
@@ -198,7 +199,7 @@ def fit_data_efficiency(utd_U, times_UxJ, thresholds_J, *, grid=None,
     times_UxJ: (normalised) steps to threshold.
     thresholds_J: threshold values (kept for reporting).
     grid: start grid {a, b, c} (default REFERENCE_GRID).
-    num_steps: L-BFGS iterations.
+    num_steps: solver iterations (`fit_many`, solver "auto": damped Gauss-Newton).
 
   Returns:
     DataEfficiencyFit.
