@@ -1,0 +1,649 @@
+"""Context distillation (Snell, Klein & Zhong 2022, "Learning by Distilling Context").
+
+A teacher (a frozen copy of the model) reads [context c; input x]; the student (the same model,
+trained) reads only [x] and learns to answer as the teacher does. Two variants:
+
+* "kl": the teacher answers each unlabeled input with `jaxlm.generate`; the student minimises
+  the token-level KL(teacher || student) over the full vocabulary at the answer positions
+  (`jaxlm.losses.distill`). The teacher's logits are computed INSIDE the train step from the
+  frozen copy of the initial params that `jaxlm.train.fit` keeps in `TrainState.extra`
+  (`extra_fn`): nothing [N, T, V] is precomputed, and the teacher of a run is, by construction,
+  the params the run started from. The batch carries the teacher rows [c; x; y];
+  `strip_context` lines the student rows [x; y] up with them.
+* "sampled": the teacher generates [scratchpad; delimiter; answer] from [c; x]; the answer
+  (after the last delimiter) becomes the student's SFT target on [x] (behaviour cloning through
+  `jaxlm.algos.test_time.models.fit_lm`). Inputs whose sample has no delimiter or never ended
+  are dropped.
+
+`distill_context(...)` returns new params, so operations compose: distilling c2 into the params
+that came out of distilling c1 uses those params both as the student's start and as the teacher.
+
+Tasks (character level, `SimpleTokenizer.chars(ALPHABET)`, deterministic generators):
+
+* cipher: a word over the first `letters` letters, e.g. "bead=", answered by a letter
+  substitution: "fcad". The rule is written either as the permutation, "cadbfe|" (letter i maps
+  to rule[i]), or as k worked examples, "abba=cffc;dcea=bdfc;...". Meta-training mixes rule
+  contexts, example contexts and no context (a fresh random rule: the prior without a context).
+* addition: "347+285=" with context "#" (use a scratchpad) is answered
+  "7+5+0=12,4+8+1=13,3+2+1=06,>0632": per digit, least significant first, a_i + b_i + carry =
+  (carry out, digit), then ">" and the D + 1 digit sum. The direct form is "347+285=0632".
+
+Experiments (`train_and_evaluate`): (1) "instruction": one rule is distilled into a model
+meta-trained to follow rules in its context, then a second rule over the first (composition);
+(2) "scratchpad": a scratchpad adder is distilled into direct answers, against direct
+fine-tuning on the same number of true (x, answer) pairs; (3) "examples": k in-context examples
+of a new rule are distilled, against gradient descent on the same k examples. Accuracy is the
+exact match of the greedy answer on held-out inputs, with and without the context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+from typing import Any, Sequence
+
+from absl import logging
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm import files
+from jaxlm import generation
+from jaxlm import plots
+from jaxlm import train as train_lib
+from jaxlm.algos.test_time.models import fit_lm
+from jaxlm.config import TrainConfig
+from jaxlm.data import SimpleTokenizer
+from jaxlm.data.iterators import RandomBatches
+from jaxlm.envs.countdown_data import lm_batch
+from jaxlm.losses.distill import context_distill_loss, strip_context
+from jaxlm.models import Transformer, TransformerConfig, lm_networks
+from jaxlm.search.lm import encode_prompts, left_align
+
+LETTERS = "abcdefgh"
+ALPHABET = LETTERS + "0123456789+=>,;|#"
+RULE_END, EXAMPLE_END, SCRATCHPAD, ANSWER = "|", ";", "#", ">"
+EXPERIMENTS = ("instruction", "scratchpad", "examples")
+VARIANTS = ("kl", "sampled")
+
+
+def tokenizer() -> SimpleTokenizer:
+  """Character-level tokenizer over ALPHABET (ids 0, 1, 2 are pad, eos, bos)."""
+  return SimpleTokenizer.chars(ALPHABET)
+
+
+VOCAB_SIZE = tokenizer().vocab_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Task generators.
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One task instance: the model reads context + prompt and writes completion (+ eos).
+
+  `answer` is what is graded: the completion itself, or its part after ANSWER."""
+  context: str
+  prompt: str
+  completion: str
+  answer: str
+
+
+def random_rule(rng: np.random.Generator, letters: int) -> str:
+  """A random substitution of the first `letters` letters, written as their images."""
+  if not 2 <= letters <= len(LETTERS):
+    raise ValueError(f"letters={letters} must be in [2, {len(LETTERS)}]")
+  return "".join(rng.permutation(list(LETTERS[:letters])))
+
+
+def apply_rule(rule: str, word: str) -> str:
+  """The substitution `rule` (letter i -> rule[i]) applied to `word`."""
+  table = dict(zip(LETTERS, rule))
+  try:
+    return "".join(table[ch] for ch in word)
+  except KeyError as e:
+    raise ValueError(f"letter {e.args[0]!r} of {word!r} is outside the rule {rule!r}") from None
+
+
+def all_words(letters: int, length: int) -> list[str]:
+  """Every word of `length` over the first `letters` letters, in lexicographic order."""
+  return ["".join(w) for w in itertools.product(LETTERS[:letters], repeat=length)]
+
+
+def rule_context(rule: str) -> str:
+  return rule + RULE_END
+
+
+def examples_context(rule: str, words: Sequence[str]) -> str:
+  return "".join(f"{w}={apply_rule(rule, w)}{EXAMPLE_END}" for w in words)
+
+
+def cipher_example(rule: str, word: str, context: str = "") -> Example:
+  """`word` to encipher with `rule`, after `context` (rule_context, examples_context or "")."""
+  answer = apply_rule(rule, word)
+  return Example(context, word + "=", answer, answer)
+
+
+def addition_scratchpad(a: int, b: int, digits: int) -> str:
+  """Per digit, least significant first: "a_i+b_i+carry=" then carry out and digit, then ","."""
+  if not (0 <= a < 10 ** digits and 0 <= b < 10 ** digits):
+    raise ValueError(f"operands {a}, {b} must have at most digits={digits} digits")
+  steps, carry = [], 0
+  for i in range(digits):
+    da, db = a // 10 ** i % 10, b // 10 ** i % 10
+    total = da + db + carry
+    steps.append(f"{da}+{db}+{carry}={total // 10}{total % 10},")
+    carry = total // 10
+  return "".join(steps)
+
+
+def addition_example(a: int, b: int, digits: int, scratchpad: bool) -> Example:
+  """a + b, zero-padded to `digits` digits, the sum to digits + 1; with the scratchpad context
+  "#" the completion is scratchpad + ">" + sum, without it the sum alone."""
+  prompt, answer = f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"
+  if scratchpad:
+    return Example(SCRATCHPAD, prompt, addition_scratchpad(a, b, digits) + ANSWER + answer, answer)
+  return Example("", prompt, answer, answer)
+
+
+def parse_answer(completion: str, delimiter: str | None = None) -> str | None:
+  """The graded part of a completion: after the last `delimiter` (None if there is none), or
+  the whole completion when `delimiter` is None."""
+  if delimiter is None:
+    return completion
+  head, sep, tail = completion.rpartition(delimiter)
+  del head
+  return tail if sep else None
+
+
+def sft_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
+  """(prompt, completion) id rows -> an RLBatch as long as its longest row (loss on the
+  completions; `jaxlm.envs.countdown_data.lm_batch`)."""
+  return lm_batch(rows, max(len(p) + len(c) for p, c in rows), pad_id)
+
+
+def example_ids(tok: SimpleTokenizer, example: Example, with_context: bool = True
+                ) -> tuple[list[int], list[int]]:
+  """(prompt ids, completion ids + eos) of one example."""
+  context = example.context if with_context else ""
+  return tok.encode(context + example.prompt), tok.encode(example.completion) + [tok.eos_id]
+
+
+def cipher_corpus(rng: np.random.Generator, n: int, letters: int, words: Sequence[str],
+                  num_examples: int, mix: Sequence[float], identity: float = 0.0
+                  ) -> list[Example]:
+  """Meta-training rows: each a fresh random rule, written as the rule, as `num_examples`
+  examples, or not at all, with probabilities `mix`; query and example words from `words`.
+
+  A row with a context has the identity rule with probability `identity` (a curriculum: copying
+  the query letters needs only the attention hop that fetches them, so that hop is learned
+  first, after which the lookup of each letter in the rule gets a gradient)."""
+  kinds = rng.choice(3, size=n, p=np.asarray(mix) / np.sum(mix))
+  out = []
+  for kind in kinds:
+    rule = random_rule(rng, letters)
+    if kind < 2 and rng.random() < identity:
+      rule = LETTERS[:letters]
+    picks = [words[i] for i in rng.choice(len(words), num_examples + 1, replace=False)]
+    context = (rule_context(rule), examples_context(rule, picks[1:]), "")[kind]
+    out.append(cipher_example(rule, picks[0], context))
+  return out
+
+
+def addition_pairs(rng: np.random.Generator, n: int, digits: int) -> list[tuple[int, int]]:
+  return [tuple(map(int, ab)) for ab in rng.integers(0, 10 ** digits, (n, 2))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and accuracy.
+
+
+def complete(model_config: TransformerConfig, params: Any, prompts: Sequence[Sequence[int]],
+             max_new_tokens: int, *, temperature: float = 0.0, rng: jax.Array | None = None,
+             chunk: int = 256) -> list[list[int]]:
+  """Completions (ids, eos included when reached) of `prompts` by `jaxlm.generate`, in chunks
+  of `chunk` rows (the last one filled with copies so every call has one shape)."""
+  tok = tokenizer()
+  model = Transformer(model_config)
+  width = max(map(len, prompts)) + 1
+  out = []
+  for i, start in enumerate(range(0, len(prompts), chunk)):
+    part = list(prompts[start:start + chunk])
+    fill = part + [part[-1]] * (min(chunk, len(prompts)) - len(part))
+    buf = encode_prompts(fill, width, tok.pad_id)
+    tokens_BxP, mask_BxP = left_align(jnp.asarray(buf.tokens), jnp.asarray(buf.lengths))
+    res = generation.generate(
+        model, params, tokens_BxP, mask_BxP, max_new_tokens=max_new_tokens,
+        temperature=temperature, rng=None if rng is None else jax.random.fold_in(rng, i),
+        stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
+    ids, lengths = np.asarray(res.tokens_BxN), np.asarray(res.lengths_B)
+    out += [ids[b, :lengths[b]].tolist() for b in range(len(part))]
+  return out
+
+
+def answers(model_config: TransformerConfig, params: Any, examples: Sequence[Example], *,
+            with_context: bool, max_new_tokens: int, delimiter: str | None
+            ) -> list[str | None]:
+  """Greedy answers to `examples` (with or without their contexts), parsed by `delimiter`;
+  None where no answer ended with eos or the delimiter is missing."""
+  tok = tokenizer()
+  prompts = [example_ids(tok, e, with_context)[0] for e in examples]
+  out = []
+  for ids in complete(model_config, params, prompts, max_new_tokens):
+    out.append(parse_answer(tok.decode(ids), delimiter) if tok.eos_id in ids else None)
+  return out
+
+
+def accuracy(model_config: TransformerConfig, params: Any, examples: Sequence[Example], *,
+             with_context: bool, max_new_tokens: int, delimiter: str | None = None
+             ) -> dict[str, float]:
+  """{"accuracy": exact-match rate, "char_accuracy": fraction of answer characters right}."""
+  got = answers(model_config, params, examples, with_context=with_context,
+                max_new_tokens=max_new_tokens, delimiter=delimiter)
+  exact = [g == e.answer for g, e in zip(got, examples)]
+  chars = [np.mean([i < len(g or "") and g[i] == c for i, c in enumerate(e.answer)])
+           for g, e in zip(got, examples)]
+  return {"accuracy": float(np.mean(exact)), "char_accuracy": float(np.mean(chars))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation.
+
+
+@flax.struct.dataclass
+class TeacherRows:
+  """N teacher rows [c; x; y] (right-padded), the batch of the "kl" variant.
+
+  Attributes:
+    tokens: [N, T] int32.
+    attention_mask: [N, T] float32, 1 on real tokens.
+    answer_mask: [N, T] float32, 1 on the teacher's answer tokens y (eos included).
+    context_lengths: [N] int32, tokens of c.
+  """
+  tokens: np.ndarray
+  attention_mask: np.ndarray
+  answer_mask: np.ndarray
+  context_lengths: np.ndarray
+
+
+def teacher_rows(contexts: Sequence[Sequence[int]], inputs: Sequence[Sequence[int]],
+                 completions: Sequence[Sequence[int]], max_len: int, pad_id: int) -> TeacherRows:
+  """Right-padded [c; x; y] rows from ids; a row longer than `max_len` is a ValueError."""
+  n = len(inputs)
+  tokens = np.full((n, max_len), pad_id, np.int32)
+  attn, answer = np.zeros((2, n, max_len), np.float32)
+  for b, (c, x, y) in enumerate(zip(contexts, inputs, completions)):
+    row = list(c) + list(x) + list(y)
+    if len(row) > max_len:
+      raise ValueError(f"teacher row {b} needs {len(row)} tokens > max_len={max_len}")
+    tokens[b, :len(row)] = row
+    attn[b, :len(row)] = 1.0
+    answer[b, len(row) - len(y):len(row)] = 1.0
+  return TeacherRows(tokens, attn, answer, np.array([len(c) for c in contexts], np.int32))
+
+
+def answer_rows(tok: SimpleTokenizer, inputs: Sequence[Sequence[int]],
+                completions: Sequence[Sequence[int]], delimiter: str | None
+                ) -> list[tuple[list[int], list[int]]]:
+  """The "sampled" variant's SFT rows (x, answer + eos): the part of each teacher completion
+  after the last `delimiter`; completions without eos or without the delimiter are dropped."""
+  rows = []
+  for x, y in zip(inputs, completions):
+    answer = parse_answer(tok.decode(y), delimiter)
+    if tok.eos_id in y and answer is not None:
+      rows.append((list(x), tok.encode(answer) + [tok.eos_id]))
+  return rows
+
+
+def make_distill_loss(logits_fn):
+  """`loss_fn(params, batch: TeacherRows, rng, *, state)`: the teacher's logits from the frozen
+  params in `state.extra` on [c; x; y], the student's on [x; y], KL at the answer positions."""
+
+  def loss_fn(params, batch, rng, *, state):
+    del rng
+    teacher_BxTxV = logits_fn(state.extra, batch.tokens, batch.attention_mask)
+    align = strip_context(batch.tokens, batch.attention_mask, batch.context_lengths)
+    student_BxTxV = logits_fn(params, align.tokens_BxT, align.mask_BxT)
+    return context_distill_loss(student_BxTxV, align.gather(teacher_BxTxV),
+                                align.decision_mask(batch.answer_mask))
+  return loss_fn
+
+
+def frozen_copy(params: Any) -> Any:
+  """The teacher: a copy of the params a distillation run starts from (`TrainState.extra`)."""
+  return jax.tree.map(jnp.copy, params)
+
+
+def same_params(a: Any, b: Any) -> bool:
+  """Two param trees hold the same structure and exactly the same values."""
+  a, b = nn.meta.unbox(a), nn.meta.unbox(b)
+  if jax.tree.structure(a) != jax.tree.structure(b):
+    return False
+  return all(np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Distilled:
+  """Result of one distillation: the student's params, the teacher's (for "kl" read back from
+  the driver's `TrainState.extra`), the number of training rows and the teacher's completions."""
+  params: Any
+  teacher_params: Any
+  rows: int
+  completions: list[str]
+
+
+def distill_context(run_dir: str, model_config: TransformerConfig, params: Any, context: str,
+                    inputs: Sequence[str], train: TrainConfig, *, variant: str = "kl",
+                    max_new_tokens: int, delimiter: str | None = None,
+                    temperature: float = 0.0, resume: bool = False) -> Distilled:
+  """Distils `context` into `params`: the student (init `params`) learns to answer each input
+  without the context as the teacher (frozen `params`) does with it.
+
+  Args:
+    run_dir: the training run's directory (`jaxlm.train.fit`: checkpoints, metrics).
+    model_config: the transformer.
+    params: teacher and initial student params (e.g. the result of an earlier distillation).
+    context: the text c the teacher reads before each input.
+    inputs: unlabeled inputs x (prompt text, e.g. "bead=").
+    train: the student's training run.
+    variant: "kl" (token-level KL on the teacher's answers) or "sampled" (SFT on the answer
+      part of the teacher's samples).
+    max_new_tokens: longest teacher completion.
+    delimiter: "sampled": the answer follows the last delimiter (None: the whole completion).
+    temperature: teacher sampling temperature (0 = greedy; > 0 draws from `train.seed`).
+    resume: continue the run in `run_dir`.
+
+  Returns:
+    Distilled.
+  """
+  if variant not in VARIANTS:
+    raise ValueError(f"distill_context: variant={variant!r}; expected one of {VARIANTS}")
+  tok = tokenizer()
+  c_ids, x_ids = tok.encode(context), [tok.encode(x) for x in inputs]
+  rng = jax.random.PRNGKey(train.seed) if temperature > 0 else None
+  ys = complete(model_config, params, [c_ids + x for x in x_ids], max_new_tokens,
+                temperature=temperature, rng=rng)
+  texts = [tok.decode(y) for y in ys]
+  if variant == "sampled":
+    rows = answer_rows(tok, x_ids, ys, delimiter)
+    if not rows:
+      logging.warning("distill_context: none of %d teacher samples has an answer after %r and "
+                      "an end; the params are returned untrained", len(inputs), delimiter)
+      return Distilled(params, params, 0, texts)
+    new = fit_lm(run_dir, model_config, train, sft_batch(rows, tok.pad_id), resume=resume,
+                 pretrained=params)
+    return Distilled(new, params, len(rows), texts)
+  longest = len(c_ids) + max(len(x) + len(y) for x, y in zip(x_ids, ys))
+  batch = teacher_rows([c_ids] * len(x_ids), x_ids, ys, longest, tok.pad_id)
+  _, init_fn, logits_fn = lm_networks(model_config, params)
+  state, _ = train_lib.fit(run_dir, train, init_fn, make_distill_loss(logits_fn),
+                           RandomBatches(batch, train.batch_size, train.seed), resume=resume,
+                           extra_fn=frozen_copy, saved_config=train, show=("loss", "agreement"))
+  return Distilled(state.params, state.extra, len(x_ids), texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments.
+
+
+def _model() -> TransformerConfig:
+  return TransformerConfig(vocab_size=VOCAB_SIZE, d_model=128, n_layers=2, n_heads=4, d_ff=512,
+                           max_len=48)
+
+
+def _run(steps: int, **kw) -> TrainConfig:
+  return TrainConfig(**{"num_steps": steps, "batch_size": 64, "lr": 1e-3, "warmup": 20,
+                        "log_every": 50, "checkpoint_every": 0, "keep_checkpoints": 1, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Context-distillation experiments.
+
+  Attributes:
+    model: the transformer (vocab_size must be VOCAB_SIZE; max_len must hold the longest row).
+    experiments: which of "instruction", "scratchpad", "examples" to run ("examples" reuses the
+      meta-trained cipher model of "instruction").
+    letters: cipher alphabet size (the first `letters` of LETTERS).
+    word_len: letters per cipher word.
+    num_examples: k, worked examples in an example context (meta-training and experiment 3).
+    context_mix: meta-training probabilities of (rule, examples, no) context.
+    identity_fraction: meta-training rows with a context whose rule is the identity
+      (`cipher_corpus`: a curriculum that breaks the loss plateau of the two-hop lookup).
+    meta_rows, meta_train: meta-training corpus size and run (cipher model).
+    digits: addition operand digits.
+    addition_rows, addition_train: scratchpad pretraining corpus size and run.
+    distill_inputs: unlabeled inputs per distillation (and true pairs of the direct fine-tune).
+    distill_train: each distillation run (also the baselines: same steps and batch).
+    eval_size: held-out inputs per accuracy (cipher words outside every training input).
+    teacher_temperature: 0 = greedy teacher answers.
+    seed: rules, words, corpora and evaluation sets.
+  """
+  model: TransformerConfig = _model()
+  experiments: tuple[str, ...] = ("instruction", "scratchpad")
+  letters: int = 6
+  word_len: int = 4
+  num_examples: int = 3
+  context_mix: tuple[float, float, float] = (0.8, 0.0, 0.2)
+  identity_fraction: float = 0.3
+  meta_rows: int = 20000
+  meta_train: TrainConfig = _run(1500, lr=3e-3, warmup=100)
+  digits: int = 3
+  addition_rows: int = 20000
+  addition_train: TrainConfig = _run(1000, lr=3e-3, warmup=100)
+  distill_inputs: int = 512
+  distill_train: TrainConfig = _run(200)
+  eval_size: int = 256
+  teacher_temperature: float = 0.0
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.model.vocab_size != VOCAB_SIZE:
+      raise ValueError(f"Config.model.vocab_size={self.model.vocab_size} must be {VOCAB_SIZE}")
+    unknown = sorted(set(self.experiments) - set(EXPERIMENTS))
+    if unknown:
+      raise ValueError(f"Config.experiments has unknown names {unknown}; known {EXPERIMENTS}")
+    if len(self.context_mix) != 3 or min(self.context_mix) < 0 or sum(self.context_mix) <= 0:
+      raise ValueError(f"Config.context_mix={self.context_mix} must be 3 probabilities")
+    if "examples" in self.experiments and not self.context_mix[1] > 0:
+      raise ValueError(f"Config.experiments has 'examples' but context_mix={self.context_mix} "
+                       "never meta-trains on example contexts (its second entry is 0)")
+    need = max(self.num_examples * (2 * self.word_len + 2), self.letters + 1) + 2 * self.word_len + 2
+    need_add = 1 + 2 * self.digits + 2 + 9 * self.digits + self.digits + 3
+    if max(need, need_add) > self.model.max_len:
+      raise ValueError(f"Config.model.max_len={self.model.max_len} is shorter than the longest "
+                       f"row ({max(need, need_add)} tokens)")
+    if self.eval_size + self.distill_inputs + self.num_examples > self.letters ** self.word_len:
+      raise ValueError(f"Config.eval_size + distill_inputs + num_examples exceeds the "
+                       f"{self.letters ** self.word_len} distinct cipher words")
+
+
+def _meta_model(config: Config, workdir: str, words: list[str], resume: bool) -> Any:
+  tok = tokenizer()
+  rng = np.random.default_rng((config.seed, 1))
+  corpus = cipher_corpus(rng, config.meta_rows, config.letters, words, config.num_examples,
+                         config.context_mix, config.identity_fraction)
+  batch = sft_batch([example_ids(tok, e) for e in corpus], tok.pad_id)
+  return fit_lm(os.path.join(workdir, "meta"), config.model, config.meta_train, batch,
+                resume=resume)
+
+
+def _cipher_acc(config: Config, params, rule: str, words: Sequence[str], context: str
+                ) -> dict[str, float]:
+  """Accuracy on `words` under `rule`, with `context` and without."""
+  examples = [cipher_example(rule, w, context) for w in words]
+  acc = functools.partial(accuracy, config.model, params, examples,
+                          max_new_tokens=config.word_len + 1)
+  return {"with_context": acc(with_context=True)["accuracy"],
+          "without_context": acc(with_context=False)["accuracy"]}
+
+
+def instruction_experiment(config: Config, workdir: str, meta_params, eval_words, pool,
+                           resume: bool = False) -> dict[str, Any]:
+  """(1) Distil rule 1 (then rule 2 over it) into the meta-trained model."""
+  rng = np.random.default_rng((config.seed, 2))
+  rule1, rule2 = random_rule(rng, config.letters), random_rule(rng, config.letters)
+  inputs = [w + "=" for w in rng.choice(pool, config.distill_inputs, replace=False)]
+  before = _cipher_acc(config, meta_params, rule1, eval_words, rule_context(rule1))
+  d1 = distill_context(os.path.join(workdir, "instruction_rule1"), config.model, meta_params,
+                       rule_context(rule1), inputs, config.distill_train,
+                       max_new_tokens=config.word_len + 1,
+                       temperature=config.teacher_temperature, resume=resume)
+  after = _cipher_acc(config, d1.params, rule1, eval_words, rule_context(rule1))
+  d2 = distill_context(os.path.join(workdir, "instruction_rule2"), config.model, d1.params,
+                       rule_context(rule2), inputs, config.distill_train,
+                       max_new_tokens=config.word_len + 1,
+                       temperature=config.teacher_temperature, resume=resume)
+  rule2_after = _cipher_acc(config, d2.params, rule2, eval_words, rule_context(rule2))
+  rule1_after2 = _cipher_acc(config, d2.params, rule1, eval_words, rule_context(rule1))
+  return {
+      "rules": [rule1, rule2],
+      "with_context_before": before["with_context"],
+      "without_context_before": before["without_context"],
+      "with_context_after": after["with_context"],
+      "without_context_after": after["without_context"],
+      "then_rule2_with_context": rule2_after["with_context"],
+      "then_rule2_without_context": rule2_after["without_context"],
+      "then_rule1_without_context": rule1_after2["without_context"],
+      "rule2_teacher_is_rule1_student": same_params(d2.teacher_params, d1.params),
+  }
+
+
+def examples_experiment(config: Config, workdir: str, meta_params, eval_words, pool,
+                        resume: bool = False) -> dict[str, Any]:
+  """(3) Distil k in-context examples of a new rule vs gradient descent on the same k."""
+  rng = np.random.default_rng((config.seed, 3))
+  rule = random_rule(rng, config.letters)
+  picks = list(rng.choice(pool, config.num_examples + config.distill_inputs, replace=False))
+  shots, inputs = picks[:config.num_examples], [w + "=" for w in picks[config.num_examples:]]
+  context = examples_context(rule, shots)
+  before = _cipher_acc(config, meta_params, rule, eval_words, context)
+  d = distill_context(os.path.join(workdir, "examples_distill"), config.model, meta_params,
+                      context, inputs, config.distill_train, max_new_tokens=config.word_len + 1,
+                      temperature=config.teacher_temperature, resume=resume)
+  tok = tokenizer()
+  shot_rows = [example_ids(tok, cipher_example(rule, w)) for w in shots]
+  gd = fit_lm(os.path.join(workdir, "examples_gd"), config.model, config.distill_train,
+              sft_batch(shot_rows, tok.pad_id), resume=resume,
+              pretrained=meta_params)
+  return {
+      "rule": rule, "examples": context,
+      "with_context_before": before["with_context"],
+      "without_context_before": before["without_context"],
+      "without_context_after": _cipher_acc(config, d.params, rule, eval_words,
+                                           context)["without_context"],
+      "gd_on_k_without_context": _cipher_acc(config, gd, rule, eval_words,
+                                             context)["without_context"],
+  }
+
+
+def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) -> dict[str, Any]:
+  """(2) Distil the scratchpad into direct answers vs direct fine-tuning on true pairs."""
+  tok, d = tokenizer(), config.digits
+  rng = np.random.default_rng((config.seed, 4))
+  corpus = [addition_example(a, b, d, True)
+            for a, b in addition_pairs(rng, config.addition_rows, d)]
+  batch = sft_batch([example_ids(tok, e) for e in corpus], tok.pad_id)
+  params = fit_lm(os.path.join(workdir, "adder"), config.model, config.addition_train, batch,
+                  resume=resume)
+  evals = [addition_example(a, b, d, True) for a, b in addition_pairs(rng, config.eval_size, d)]
+  direct = [addition_example(int(e.prompt[:d]), int(e.prompt[d + 1:2 * d + 1]), d, False)
+            for e in evals]
+  pad_len = len(evals[0].completion) + 1
+
+  def measure(p):
+    return {"with_context": accuracy(config.model, p, evals, with_context=True,
+                                     max_new_tokens=pad_len, delimiter=ANSWER)["accuracy"],
+            "without_context": accuracy(config.model, p, direct, with_context=False,
+                                        max_new_tokens=pad_len)["accuracy"]}
+
+  before = measure(params)
+  pairs = addition_pairs(rng, config.distill_inputs, d)
+  inputs = [f"{a:0{d}d}+{b:0{d}d}=" for a, b in pairs]
+  distilled = distill_context(
+      os.path.join(workdir, "scratchpad_distill"), config.model, params, SCRATCHPAD, inputs,
+      config.distill_train, variant="sampled", max_new_tokens=pad_len, delimiter=ANSWER,
+      temperature=config.teacher_temperature, resume=resume)
+  teacher_right = [parse_answer(t, ANSWER) == f"{a + b:0{d + 1}d}"
+                   for t, (a, b) in zip(distilled.completions, pairs)]
+  after = measure(distilled.params)
+  true_rows = [example_ids(tok, addition_example(a, b, d, False)) for a, b in pairs]
+  finetuned = fit_lm(os.path.join(workdir, "scratchpad_direct_ft"), config.model,
+                     config.distill_train, sft_batch(true_rows, tok.pad_id),
+                     resume=resume, pretrained=params)
+  return {
+      "with_context_before": before["with_context"],
+      "without_context_before": before["without_context"],
+      "with_context_after": after["with_context"],
+      "without_context_after": after["without_context"],
+      "direct_finetune_without_context": measure(finetuned)["without_context"],
+      "teacher_answers_correct": float(np.mean(teacher_right)),
+      "distill_rows": distilled.rows,
+  }
+
+
+BARS = {  # results key -> bar label
+    "with_context_before": "context, before", "without_context_before": "no context, before",
+    "with_context_after": "context, after", "without_context_after": "no context, after",
+    "direct_finetune_without_context": "direct FT (true pairs)",
+    "gd_on_k_without_context": "GD on k examples",
+    "then_rule2_without_context": "+ rule 2: rule 2, no context",
+    "then_rule1_without_context": "+ rule 2: rule 1, no context",
+}
+
+
+def plot_results(results: dict[str, dict[str, Any]], path: str) -> None:
+  """One bar panel of accuracies per experiment (PNG)."""
+  names = [n for n in EXPERIMENTS if n in results]
+  fig, axes = plots.pyplot().subplots(1, len(names), figsize=(4.2 * len(names), 3.6),
+                                      squeeze=False)
+  for ax, name in zip(axes[0], names):
+    keys = [k for k in BARS if k in results[name]]
+    bars = ax.bar(range(len(keys)), [results[name][k] for k in keys], color="C0")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([BARS[k] for k in keys], rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("exact-match accuracy")
+    ax.set_title(name)
+    ax.grid(axis="y", alpha=0.3)
+  plots.save(fig, path)
+
+
+def train_and_evaluate(config: Config, workdir: str, resume: bool = False) -> dict[str, Any]:
+  """Runs `config.experiments`; writes results.json and accuracy.png in `workdir`.
+
+  Every training run has its own directory under `workdir` (meta/, instruction_rule1/, ...);
+  `resume` continues each from its checkpoints (finished runs are loaded, not retrained).
+  """
+  results = {}
+  if {"instruction", "examples"} & set(config.experiments):
+    words = all_words(config.letters, config.word_len)
+    np.random.default_rng((config.seed, 0)).shuffle(words)
+    eval_words, pool = words[:config.eval_size], words[config.eval_size:]
+    meta = _meta_model(config, workdir, pool, resume)
+    if "instruction" in config.experiments:
+      results["instruction"] = instruction_experiment(config, workdir, meta, eval_words, pool,
+                                                      resume)
+      logging.info("instruction: %s", results["instruction"])
+    if "examples" in config.experiments:
+      results["examples"] = examples_experiment(config, workdir, meta, eval_words, pool, resume)
+      logging.info("examples: %s", results["examples"])
+  if "scratchpad" in config.experiments:
+    results["scratchpad"] = scratchpad_experiment(config, workdir, resume)
+    logging.info("scratchpad: %s", results["scratchpad"])
+  files.write_json(os.path.join(workdir, "results.json"), results)
+  plot_results(results, os.path.join(workdir, "accuracy.png"))
+  return results
+
+
+def summary(results: dict[str, Any]) -> str:
+  """One line per experiment: its accuracies."""
+  return "\n".join(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in r.items()
+                                          if isinstance(v, float)) for name, r in results.items())
