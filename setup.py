@@ -29,8 +29,9 @@ setuptools.setup(
     extras_require={
         "hf": ["transformers>=4.45", "torch==2.13.0", "accelerate>=1.0"],
         "test": ["pytest>=8", "pytest-xdist>=3.5", "transformers>=4.45", "torch==2.13.0",
-                 "gguf>=0.10"],
+                 "gguf>=0.10", "blackjax>=1.7,<2"],
         "gguf": ["gguf>=0.10"],
+        "bayes": ["blackjax>=1.7,<2"],  # NUTS for the emergence-law posterior
         "bench": ["trl==1.16.0", "torch==2.13.0", "transformers>=4.45"],
     },
 )

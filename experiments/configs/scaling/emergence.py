@@ -8,8 +8,8 @@ Run:
 Snell et al. released no data, so with `csv=""` (default) the points are drawn from the law
 itself: E(D) = 2.0 + 0.02 ((log D)^1.5 - (log 10)^1.5), A = 0.6, chance B = 0.25, noise 0.02,
 16 checkpoints with L in [2.05, 3.2] (all pre-emergence at D0 = 10) x D in {1e2..1e5}.
-Expected runtime on 2 CPU cores: 14 s measured. Expected result (measured): E(D0) MLE 2.008,
-5-95% posterior band [1.875, 2.071] and bootstrap band [1.825, 2.051], both containing the
+Expected runtime on 2 CPU cores: 119 s measured. Expected result (measured): E(D0) MLE 2.008,
+5-95% posterior band [1.864, 2.065] and bootstrap band [1.853, 2.051], both containing the
 truth 2.0; determined = true. The `far` preset gives determined = false. PNG: emergence.png.
 """
 
@@ -27,7 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.d0 = 10.0  # low-data limit D0 of the few-shot prediction E(D0)
   c.chance = -1.0  # fixed chance accuracy; < 0 fits it
   c.num_bootstrap = 200  # point resamples
-  c.num_chains = 16  # Metropolis chains
+  c.num_chains = 16  # NUTS chains (blackjax: pip install -e .[bayes])
   c.num_mcmc = 3000  # steps per chain (first half discarded)
   c.seed = 0  # bootstrap / MCMC / synthetic-noise key
   if arg == "far":
