@@ -118,7 +118,8 @@ class AlignmentTest(absltest.TestCase):
     """The gathered teacher frame equals an [x; y] model call: a model that ignores context
     (a tiny transformer on the student rows) gives identical logits on both paddings."""
     _, init_fn, logits_fn = lm_networks(testing.tiny_model(vocab_size=40, max_len=8))
-    params = init_fn(jax.random.PRNGKey(0))
+    params = jax.jit(init_fn)(jax.random.PRNGKey(0))  # jitted: compiled once, not op by op
+    logits_fn = jax.jit(logits_fn)  # one [1, 6] program for all three calls
     right = np.array([[11, 12, 21, 31, 32, 0]], np.int32)
     left = np.array([[0, 11, 12, 21, 31, 32]], np.int32)
     outs = []
@@ -127,9 +128,12 @@ class AlignmentTest(absltest.TestCase):
                                 padding=padding)
       logits = logits_fn(params, a.tokens_BxT, a.mask_BxT)
       outs.append(np.asarray(logits)[a.mask_BxT > 0])
-    direct = logits_fn(params, np.array([[21, 31, 32]], np.int32), np.ones((1, 3), np.int32))
-    np.testing.assert_allclose(outs[0], direct[0], atol=1e-5)
-    np.testing.assert_allclose(outs[1], direct[0], atol=1e-5)
+    # The [x; y] row alone, right-padded to the same width (padding after a causal row's end
+    # cannot change its outputs).
+    direct = logits_fn(params, np.array([[21, 31, 32, 0, 0, 0]], np.int32),
+                       np.array([[1, 1, 1, 0, 0, 0]], np.int32))
+    np.testing.assert_allclose(outs[0], direct[0, :3], atol=1e-5)
+    np.testing.assert_allclose(outs[1], direct[0, :3], atol=1e-5)
 
   def test_errors(self):
     tokens = np.array([[1, 2, 0, 3]], np.int32)
@@ -205,13 +209,43 @@ class GeneratorTest(absltest.TestCase):
     got = cd.answer_rows(tok, [x, x, x], [done, cut, no_delim], ">")
     self.assertEqual(got, [(x, tok.encode("046") + [tok.eos_id])])
 
+  def test_kl_rows_keep_the_replay_context(self):
+    tok = cd.tokenizer()
+    enc = tok.encode
+    replay = [cd.cipher_example("bacdef", "ab", cd.rule_context("bacdef"))]  # "bacdef|ab=ba"
+    rows = cd.kl_rows(tok, enc("cadbfe|"), [enc("ab=")], [enc("ca") + [tok.eos_id]], replay)
+    want = [enc("cadbfe|ab=ca") + [tok.eos_id], enc("bacdef|ab=ba") + [tok.eos_id]]
+    np.testing.assert_array_equal(rows.tokens, want)
+    # The distillation row drops its 7 context tokens for the student; the replay row keeps all.
+    np.testing.assert_array_equal(rows.context_lengths, [7, 0])
+    np.testing.assert_array_equal(rows.answer_mask, [[0] * 10 + [1] * 3] * 2)
+    align = distill.strip_context(rows.tokens, rows.attention_mask, rows.context_lengths)
+    np.testing.assert_array_equal(align.tokens_BxT[0, :6], enc("ab=ca") + [tok.eos_id])
+    np.testing.assert_array_equal(align.tokens_BxT[1], rows.tokens[1])
+    # Replay rows get the same KL as distillation rows: 3 answer positions each.
+    np.testing.assert_array_equal(align.decision_mask(rows.answer_mask).sum(-1), [3, 3])
+
+  def test_replay_sample(self):
+    pool = [cd.cipher_example("abcdef", w, "abcdef|") for w in ("ab", "cd", "ef")]
+    rng = np.random.default_rng(0)
+    self.assertEqual(cd.replay_sample(rng, pool, 8, 0.0), [])
+    # share 0.5: as many replay rows as distillation rows; 0.2 -> round(8 * 0.25) = 2.
+    got = cd.replay_sample(rng, pool, 3, 0.5)
+    self.assertCountEqual(got, pool)  # without replacement while the pool lasts
+    self.assertLen(cd.replay_sample(rng, pool, 8, 0.2), 2)
+    self.assertLen(cd.replay_sample(rng, pool, 6, 0.5), 6)  # then with replacement
+    with self.assertRaisesRegex(ValueError, "share=1.0 must be in"):
+      cd.replay_sample(rng, pool, 8, 1.0)
+    with self.assertRaisesRegex(ValueError, "non-empty replay pool"):
+      cd.replay_sample(rng, [], 8, 0.5)
+
 
 class DistillTest(absltest.TestCase):
 
   def test_smoke_preset_composes_and_writes_results(self):
-    d = cd_configs.get_config("smoke").to_dict()
-    d["experiments"] = ("instruction",)
-    config = config_lib.from_dict(cd.Config, d)
+    config = config_lib.from_dict(cd.Config, cd_configs.get_config("smoke").to_dict())
+    self.assertEqual(config.experiments, ("instruction",))
+    self.assertGreater(config.replay_share, 0.0)  # replay is on (its rows: kl_rows test)
     with tempfile.TemporaryDirectory() as workdir:
       results = cd.train_and_evaluate(config, workdir)
       for name in ("results.json", "accuracy.png", "meta/metrics.jsonl",
@@ -227,10 +261,13 @@ class DistillTest(absltest.TestCase):
     # Composition: the second distillation's teacher (the driver's frozen copy of the params
     # it started from) is exactly the first distillation's student.
     self.assertTrue(r["rule2_teacher_is_rule1_student"])
+    self.assertBetween(r["then_rule1_with_context"], 0.0, 1.0)
 
   def test_config_errors(self):
     with self.assertRaisesRegex(ValueError, "unknown names \\['bogus'\\]"):
       cd.Config(experiments=("bogus",))
+    with self.assertRaisesRegex(ValueError, "replay_share=1.5"):
+      cd.Config(replay_share=1.5)
     with self.assertRaisesRegex(ValueError, "unknown context_distill preset 'huge'"):
       cd_configs.get_config("huge")
     with self.assertRaisesRegex(ValueError, "variant='soft'"):

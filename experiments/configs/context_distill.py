@@ -1,6 +1,6 @@
 r"""Context distillation (Snell, Klein & Zhong 2022) on a cipher and on scratchpad addition.
 
-Run (default preset: experiments (1) instruction, (2) scratchpad and (3) examples):
+Run (default preset: experiments (1) instruction and (2) scratchpad):
 
   python -m experiments.context_distill --config experiments/configs/context_distill.py \
       --workdir /tmp/context_distill
@@ -12,32 +12,46 @@ Other presets and overrides:
   python -m experiments.context_distill --config experiments/configs/context_distill.py \
       --config.experiments='("scratchpad",)' --workdir /tmp/cd_scratchpad
 
-Runtime (MEASURED, 2 cores shared with other jobs at load average 11-14, nice 5): the default
-preset did NOT meet the 10-minute target here: "instruction" alone took 20 min wall (meta-training
-1,500 steps at ~1.5-4 steps/s, two 200-step distillations, ~60 s of compilation per run), and
-"scratchpad" 23 min (1,000 scratchpad steps on 42-token rows at ~1 step/s, then two 200-step
-runs). Total about 43 min at that load; CPU time is a fraction of it (the smoke preset takes
-9.5 min wall but 1.5 min user CPU at the same load).
+Runtime (MEASURED 2026-12-04, default preset, nice 5, 2 cores shared with other jobs at load
+average ~9-10 from `uptime`): 14.9 min wall, 8.8 min CPU (user 468 s + sys 62 s, from
+`/usr/bin/time -v`; the job got 59% of one core on average). Parts: meta-training 1,500 steps
+5.1 min (4.9 steps/s), the two 400-step cipher distillations ~1.2 min each, scratchpad
+pretraining 400 steps 1.8 min, its distillation and the direct fine-tune 600 steps 2.3 min each;
+~10-60 s of compilation per run at this load. On 2 quiet cores the wall time should be about the
+CPU time or less (not measured: the machine was never quiet). The smoke preset (one experiment,
+one step per run, a 16-wide model) keeps tests/context_distill_test.py at 46 s CPU with a cold
+JAX compilation cache (124 s wall at load 8) and 17-25 s CPU (18-26 s wall) with a warm one.
 
-Result (MEASURED, default preset, exact-match accuracy on 256 held-out inputs, greedy):
+Result (MEASURED, default preset, exact-match accuracy of greedy answers on 256 held-out inputs):
 
-  (1) instruction (cipher rule "fcabed" distilled, KL variant, 512 unlabeled words):
-      with context 1.00 -> 0.00, without context 0.00 -> 0.75 (target: approach 1.00; missed
-      by 0.25). Distilling a second rule over it then fails (rule 2 without context 0.06),
-      because the student FORGOT how to read a rule in its context (with context 0.00 after
-      distillation): its teacher for rule 2 is itself, and it no longer follows the rule.
-      Composition works mechanically (rule2_teacher_is_rule1_student: true).
-      With 800 meta-training steps (teacher with context only 0.18) distillation took the
-      student to 0.125 without context, i.e. most of the way to its teacher.
-  (2) scratchpad (3-digit addition, sampled variant, 512 unlabeled pairs, 200 steps): teacher
-      with scratchpad 1.00 (its 512 answers all correct); direct 0.00 -> 0.05 after distilling,
-      equal to direct fine-tuning on the same 512 TRUE pairs (0.05): with a perfect greedy
-      teacher the two training sets are identical. With context after distillation 0.00
-      (forgotten, as in (1)). 200 steps on 512 pairs are too few to learn direct addition.
-  (3) examples: not measured at full scale (preset "full"; ran only in the smoke preset).
+  (1) instruction (cipher rule "fcabed" distilled, KL variant, 512 unlabeled words, 400 steps
+      at lr 3e-3, replay_share 0.5: half of each batch replays meta-training rows that have a
+      rule context, with the KL to the frozen teacher on those whole rows):
+      rule 1: with context 1.00 -> 1.00 (kept), without context 0.00 -> 1.00 (target >= 0.9: met).
+      Then rule 2 "dcbafe" distilled by that student acting as its own teacher with context:
+      rule 2 without context 1.00, with context 1.00; rule 1 with context still 1.00; rule 1
+      without context 0.00, as it must be: both rules answer the same context-free inputs, so
+      the second distillation overwrites the first (composition of conflicting rules is
+      sequential, not additive). rule2_teacher_is_rule1_student: true.
+      Without replay (the first slice: 200 steps at lr 1e-3, all rows distillation rows) rule 1
+      went to 0.75 without context and 0.00 with context, and rule 2 then to 0.06 without
+      context. With replay but the old run (200 steps, lr 1e-3: half as many distillation rows)
+      rule 1 reached only 0.21 without context (training KL still 0.34, token agreement 0.87:
+      too few updates); 400 steps at lr 3e-3 reach KL ~0.003 and 1.00.
+  (2) scratchpad (2-digit addition, "sampled" variant, 2,048 unlabeled pairs, 600 steps,
+      replay_share 0.5 of scratchpad rows; evaluation pairs are excluded from every training
+      set): teacher with scratchpad 1.00 (its 2,048 answers all correct); direct answers
+      0.00 before -> 0.95 after distillation (0.949), with the scratchpad kept at
+      1.00. Direct fine-tuning on the same 2,048 TRUE pairs (same replay, steps and batch):
+      0.95 (0.949, identical). With a perfect greedy teacher the sampled variant's training
+      rows ARE the true pairs, so the two must match; the interesting numbers are direct
+      accuracy before (0.00) vs after distillation (0.95) vs the teacher with its scratchpad
+      (1.00). The first slice (3-digit addition, 512 pairs, 200 steps) reached only 0.05.
+  (3) examples: not measured at full scale (preset "full"); not in the smoke preset either.
 
 Presets: default (experiments (1) and (2)); full (adds (3): meta-training also on k-example
-contexts, 3,000 steps; not measured); smoke (CI: tiny model, a few steps; numbers meaningless).
+contexts, 3,000 steps; not measured); smoke (CI: experiment (1) only, one step per run, a
+16-wide one-layer model; numbers meaningless).
 """
 
 from jaxlm import config as config_lib
@@ -53,12 +67,12 @@ def get_config(arg: str | None = None):
   elif arg == "full":
     c.update(experiments=context_distill.EXPERIMENTS, context_mix=(0.4, 0.4, 0.2))
     c.meta_train.update(num_steps=3000)
-  elif arg == "smoke":
-    c.model.update(d_model=32, n_layers=1, n_heads=2, d_ff=64)
-    c.update(experiments=context_distill.EXPERIMENTS, context_mix=(0.4, 0.4, 0.2),
-             meta_rows=256, addition_rows=256, distill_inputs=16, eval_size=16)
-    for run in (c.meta_train, c.addition_train, c.distill_train):
-      run.update(num_steps=2, batch_size=8, warmup=1, log_every=1)
+  elif arg == "smoke":  # the fewest compilations: one experiment, one step per run
+    c.model.update(d_model=16, n_layers=1, n_heads=2, d_ff=32)
+    c.update(experiments=("instruction",), meta_rows=64, addition_rows=64, distill_inputs=8,
+             scratchpad_inputs=8, eval_size=8)
+    for run in (c.meta_train, c.addition_train, c.distill_train, c.scratchpad_train):
+      run.update(num_steps=1, batch_size=8, warmup=0, log_every=1)
   else:
     raise ValueError(f"unknown context_distill preset {arg!r}; choose default, full or smoke")
   return c

@@ -17,6 +17,10 @@ trained) reads only [x] and learns to answer as the teacher does. Two variants:
 
 `distill_context(...)` returns new params, so operations compose: distilling c2 into the params
 that came out of distilling c1 uses those params both as the student's start and as the teacher.
+That needs replay: a student trained only on context-free rows forgets how to read a context
+(measured: with-context accuracy 1.00 -> 0.00 after one distillation), and is then a useless
+teacher for the next context. `distill_context(replay=...)` mixes pretraining rows, kept WITH
+their contexts, into the training set (`Config.replay_share` of each batch in expectation).
 
 Tasks (character level, `SimpleTokenizer.chars(ALPHABET)`, deterministic generators):
 
@@ -207,10 +211,13 @@ def complete(model_config: TransformerConfig, params: Any, prompts: Sequence[Seq
              max_new_tokens: int, *, temperature: float = 0.0, rng: jax.Array | None = None,
              chunk: int = 256) -> list[list[int]]:
   """Completions (ids, eos included when reached) of `prompts` by `jaxlm.generate`, in chunks
-  of `chunk` rows (the last one filled with copies so every call has one shape)."""
+  of `chunk` rows (the last one filled with copies so every call has one shape). The prompt
+  buffer's width is rounded up to a multiple of 16 where the position table allows, so
+  prompts with and without a short context share one compiled program."""
   tok = tokenizer()
   model = Transformer(model_config)
   width = max(map(len, prompts)) + 1
+  width = max(width, min(-(-width // 16) * 16, model_config.max_len - max_new_tokens))
   out = []
   for i, start in enumerate(range(0, len(prompts), chunk)):
     part = list(prompts[start:start + chunk])
@@ -300,6 +307,37 @@ def answer_rows(tok: SimpleTokenizer, inputs: Sequence[Sequence[int]],
   return rows
 
 
+def kl_rows(tok: SimpleTokenizer, context: Sequence[int], inputs: Sequence[Sequence[int]],
+            completions: Sequence[Sequence[int]], replay: Sequence[Example] = ()
+            ) -> TeacherRows:
+  """The "kl" variant's rows, as long as the longest: [c; x; y] per input (the student reads
+  [x; y]), then each replay example [c'; x'; y' + eos] with context length 0, so the student
+  reads the same whole row as the teacher."""
+  contexts = [list(context)] * len(inputs) + [tok.encode(e.context) for e in replay]
+  prompts = list(inputs) + [tok.encode(e.prompt) for e in replay]
+  ys = list(completions) + [example_ids(tok, e)[1] for e in replay]
+  longest = max(len(c) + len(x) + len(y) for c, x, y in zip(contexts, prompts, ys))
+  rows = teacher_rows(contexts, prompts, ys, longest, tok.pad_id)
+  keep = np.arange(len(prompts)) < len(inputs)
+  return rows.replace(context_lengths=np.where(keep, rows.context_lengths, 0).astype(np.int32))
+
+
+def replay_sample(rng: np.random.Generator, pool: Sequence[Example], num_rows: int,
+                  share: float) -> list[Example]:
+  """The replay rows of a distillation set of `num_rows`: round(num_rows * share / (1 - share))
+  examples of `pool` (without replacement while the pool lasts), so that a uniformly drawn
+  batch of the union holds a fraction `share` of replay rows in expectation."""
+  if not 0.0 <= share < 1.0:
+    raise ValueError(f"replay share={share} must be in [0, 1)")
+  count = round(num_rows * share / (1.0 - share))
+  if count == 0:
+    return []
+  if not pool:
+    raise ValueError(f"replay share={share} > 0 needs a non-empty replay pool")
+  picks = rng.choice(len(pool), count, replace=count > len(pool))
+  return [pool[i] for i in picks]
+
+
 def make_distill_loss(logits_fn):
   """`loss_fn(params, batch: TeacherRows, rng, *, state)`: the teacher's logits from the frozen
   params in `state.extra` on [c; x; y], the student's on [x; y], KL at the answer positions."""
@@ -341,7 +379,8 @@ class Distilled:
 def distill_context(run_dir: str, model_config: TransformerConfig, params: Any, context: str,
                     inputs: Sequence[str], train: TrainConfig, *, variant: str = "kl",
                     max_new_tokens: int, delimiter: str | None = None,
-                    temperature: float = 0.0, resume: bool = False) -> Distilled:
+                    temperature: float = 0.0, replay: Sequence[Example] = (),
+                    resume: bool = False) -> Distilled:
   """Distils `context` into `params`: the student (init `params`) learns to answer each input
   without the context as the teacher (frozen `params`) does with it.
 
@@ -357,6 +396,15 @@ def distill_context(run_dir: str, model_config: TransformerConfig, params: Any, 
     max_new_tokens: longest teacher completion.
     delimiter: "sampled": the answer follows the last delimiter (None: the whole completion).
     temperature: teacher sampling temperature (0 = greedy; > 0 draws from `train.seed`).
+    replay: examples (e.g. meta-training rows, `replay_sample`) mixed into the training rows
+      WITH their contexts, so the student keeps reading contexts while it learns to do without
+      this one (without replay it forgets: with-context accuracy fell 1.00 -> 0.00). "kl": each
+      replay row [c'; x'; y'] is kept whole (no context stripped) and trained with the same
+      KL to the frozen teacher on the same row: the teacher's logits are computed for every
+      batch row anyway (no extra forward pass, one loss, one compiled step), and it preserves
+      exactly what the run started from (for a composed distillation, the previous student)
+      with the teacher's full next-token distributions rather than one-hot labels. "sampled":
+      SFT on the replay rows (the plain LM loss, as the distillation rows themselves).
     resume: continue the run in `run_dir`.
 
   Returns:
@@ -376,11 +424,11 @@ def distill_context(run_dir: str, model_config: TransformerConfig, params: Any, 
       logging.warning("distill_context: none of %d teacher samples has an answer after %r and "
                       "an end; the params are returned untrained", len(inputs), delimiter)
       return Distilled(params, params, 0, texts)
-    new = fit_lm(run_dir, model_config, train, sft_batch(rows, tok.pad_id), resume=resume,
-                 pretrained=params)
+    rows_and_replay = rows + [example_ids(tok, e) for e in replay]
+    new = fit_lm(run_dir, model_config, train, sft_batch(rows_and_replay, tok.pad_id),
+                 resume=resume, pretrained=params)
     return Distilled(new, params, len(rows), texts)
-  longest = len(c_ids) + max(len(x) + len(y) for x, y in zip(x_ids, ys))
-  batch = teacher_rows([c_ids] * len(x_ids), x_ids, ys, longest, tok.pad_id)
+  batch = kl_rows(tok, c_ids, x_ids, ys, replay)
   _, init_fn, logits_fn = lm_networks(model_config, params)
   state, _ = train_lib.fit(run_dir, train, init_fn, make_distill_loss(logits_fn),
                            RandomBatches(batch, train.batch_size, train.seed), resume=resume,
@@ -419,8 +467,14 @@ class Config:
     meta_rows, meta_train: meta-training corpus size and run (cipher model).
     digits: addition operand digits.
     addition_rows, addition_train: scratchpad pretraining corpus size and run.
-    distill_inputs: unlabeled inputs per distillation (and true pairs of the direct fine-tune).
-    distill_train: each distillation run (also the baselines: same steps and batch).
+    distill_inputs, distill_train: unlabeled cipher words per distillation, and each cipher
+      distillation run (also the GD-on-k baseline: same steps and batch).
+    replay_share: the expected fraction of each distillation batch that replays pretraining
+      rows with their contexts (meta-training rows that have a context; scratchpad rows):
+      `distill_context(replay=...)`. 0 turns replay off.
+    scratchpad_inputs, scratchpad_train: unlabeled addition inputs of the scratchpad
+      distillation (and the true pairs of its direct fine-tuning baseline, which replays the
+      same rows) and both runs.
     eval_size: held-out inputs per accuracy (cipher words outside every training input).
     teacher_temperature: 0 = greedy teacher answers.
     seed: rules, words, corpora and evaluation sets.
@@ -434,11 +488,14 @@ class Config:
   identity_fraction: float = 0.3
   meta_rows: int = 20000
   meta_train: TrainConfig = _run(1500, lr=3e-3, warmup=100)
-  digits: int = 3
+  digits: int = 2
   addition_rows: int = 20000
-  addition_train: TrainConfig = _run(1000, lr=3e-3, warmup=100)
+  addition_train: TrainConfig = _run(400, lr=3e-3, warmup=50)
   distill_inputs: int = 512
-  distill_train: TrainConfig = _run(200)
+  distill_train: TrainConfig = _run(400, lr=3e-3)
+  replay_share: float = 0.5
+  scratchpad_inputs: int = 2048
+  scratchpad_train: TrainConfig = _run(600)
   eval_size: int = 256
   teacher_temperature: float = 0.0
   seed: int = 0
@@ -454,24 +511,30 @@ class Config:
     if "examples" in self.experiments and not self.context_mix[1] > 0:
       raise ValueError(f"Config.experiments has 'examples' but context_mix={self.context_mix} "
                        "never meta-trains on example contexts (its second entry is 0)")
-    need = max(self.num_examples * (2 * self.word_len + 2), self.letters + 1) + 2 * self.word_len + 2
+    need = (max(self.num_examples * (2 * self.word_len + 2), self.letters + 1)
+            + 2 * self.word_len + 2)
     need_add = 1 + 2 * self.digits + 2 + 9 * self.digits + self.digits + 3
     if max(need, need_add) > self.model.max_len:
       raise ValueError(f"Config.model.max_len={self.model.max_len} is shorter than the longest "
                        f"row ({max(need, need_add)} tokens)")
+    if not 0.0 <= self.replay_share < 1.0:
+      raise ValueError(f"Config.replay_share={self.replay_share} must be in [0, 1)")
     if self.eval_size + self.distill_inputs + self.num_examples > self.letters ** self.word_len:
       raise ValueError(f"Config.eval_size + distill_inputs + num_examples exceeds the "
                        f"{self.letters ** self.word_len} distinct cipher words")
 
 
-def _meta_model(config: Config, workdir: str, words: list[str], resume: bool) -> Any:
+def _meta_model(config: Config, workdir: str, words: list[str], resume: bool
+                ) -> tuple[Any, list[Example]]:
+  """(meta-trained params, its training rows that have a context: the replay pool)."""
   tok = tokenizer()
   rng = np.random.default_rng((config.seed, 1))
   corpus = cipher_corpus(rng, config.meta_rows, config.letters, words, config.num_examples,
                          config.context_mix, config.identity_fraction)
   batch = sft_batch([example_ids(tok, e) for e in corpus], tok.pad_id)
-  return fit_lm(os.path.join(workdir, "meta"), config.model, config.meta_train, batch,
-                resume=resume)
+  params = fit_lm(os.path.join(workdir, "meta"), config.model, config.meta_train, batch,
+                  resume=resume)
+  return params, [e for e in corpus if e.context]
 
 
 def _cipher_acc(config: Config, params, rule: str, words: Sequence[str], context: str
@@ -485,21 +548,24 @@ def _cipher_acc(config: Config, params, rule: str, words: Sequence[str], context
 
 
 def instruction_experiment(config: Config, workdir: str, meta_params, eval_words, pool,
-                           resume: bool = False) -> dict[str, Any]:
-  """(1) Distil rule 1 (then rule 2 over it) into the meta-trained model."""
+                           resume: bool = False, replay_pool: Sequence[Example] = ()
+                           ) -> dict[str, Any]:
+  """(1) Distil rule 1 (then rule 2 over it, the rule-1 student being the teacher) into the
+  meta-trained model, replaying `replay_pool` rows (`Config.replay_share`)."""
   rng = np.random.default_rng((config.seed, 2))
   rule1, rule2 = random_rule(rng, config.letters), random_rule(rng, config.letters)
   inputs = [w + "=" for w in rng.choice(pool, config.distill_inputs, replace=False)]
+  distill = functools.partial(distill_context, model_config=config.model,
+                              train=config.distill_train, max_new_tokens=config.word_len + 1,
+                              temperature=config.teacher_temperature, resume=resume)
   before = _cipher_acc(config, meta_params, rule1, eval_words, rule_context(rule1))
-  d1 = distill_context(os.path.join(workdir, "instruction_rule1"), config.model, meta_params,
-                       rule_context(rule1), inputs, config.distill_train,
-                       max_new_tokens=config.word_len + 1,
-                       temperature=config.teacher_temperature, resume=resume)
+  d1 = distill(os.path.join(workdir, "instruction_rule1"), params=meta_params,
+               context=rule_context(rule1), inputs=inputs,
+               replay=replay_sample(rng, replay_pool, len(inputs), config.replay_share))
   after = _cipher_acc(config, d1.params, rule1, eval_words, rule_context(rule1))
-  d2 = distill_context(os.path.join(workdir, "instruction_rule2"), config.model, d1.params,
-                       rule_context(rule2), inputs, config.distill_train,
-                       max_new_tokens=config.word_len + 1,
-                       temperature=config.teacher_temperature, resume=resume)
+  d2 = distill(os.path.join(workdir, "instruction_rule2"), params=d1.params,
+               context=rule_context(rule2), inputs=inputs,
+               replay=replay_sample(rng, replay_pool, len(inputs), config.replay_share))
   rule2_after = _cipher_acc(config, d2.params, rule2, eval_words, rule_context(rule2))
   rule1_after2 = _cipher_acc(config, d2.params, rule1, eval_words, rule_context(rule1))
   return {
@@ -511,12 +577,14 @@ def instruction_experiment(config: Config, workdir: str, meta_params, eval_words
       "then_rule2_with_context": rule2_after["with_context"],
       "then_rule2_without_context": rule2_after["without_context"],
       "then_rule1_without_context": rule1_after2["without_context"],
+      "then_rule1_with_context": rule1_after2["with_context"],
       "rule2_teacher_is_rule1_student": same_params(d2.teacher_params, d1.params),
   }
 
 
 def examples_experiment(config: Config, workdir: str, meta_params, eval_words, pool,
-                        resume: bool = False) -> dict[str, Any]:
+                        resume: bool = False, replay_pool: Sequence[Example] = ()
+                        ) -> dict[str, Any]:
   """(3) Distil k in-context examples of a new rule vs gradient descent on the same k."""
   rng = np.random.default_rng((config.seed, 3))
   rule = random_rule(rng, config.letters)
@@ -526,7 +594,8 @@ def examples_experiment(config: Config, workdir: str, meta_params, eval_words, p
   before = _cipher_acc(config, meta_params, rule, eval_words, context)
   d = distill_context(os.path.join(workdir, "examples_distill"), config.model, meta_params,
                       context, inputs, config.distill_train, max_new_tokens=config.word_len + 1,
-                      temperature=config.teacher_temperature, resume=resume)
+                      temperature=config.teacher_temperature, resume=resume,
+                      replay=replay_sample(rng, replay_pool, len(inputs), config.replay_share))
   tok = tokenizer()
   shot_rows = [example_ids(tok, cipher_example(rule, w)) for w in shots]
   gd = fit_lm(os.path.join(workdir, "examples_gd"), config.model, config.distill_train,
@@ -547,12 +616,17 @@ def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) ->
   """(2) Distil the scratchpad into direct answers vs direct fine-tuning on true pairs."""
   tok, d = tokenizer(), config.digits
   rng = np.random.default_rng((config.seed, 4))
-  corpus = [addition_example(a, b, d, True)
-            for a, b in addition_pairs(rng, config.addition_rows, d)]
+  eval_pairs = addition_pairs(rng, config.eval_size, d)
+  held_out = set(eval_pairs)  # no training row (scratchpad, distillation, baseline) has these
+
+  def train_pairs(n):
+    return [p for p in addition_pairs(rng, 2 * n, d) if p not in held_out][:n]
+
+  corpus = [addition_example(a, b, d, True) for a, b in train_pairs(config.addition_rows)]
   batch = sft_batch([example_ids(tok, e) for e in corpus], tok.pad_id)
   params = fit_lm(os.path.join(workdir, "adder"), config.model, config.addition_train, batch,
                   resume=resume)
-  evals = [addition_example(a, b, d, True) for a, b in addition_pairs(rng, config.eval_size, d)]
+  evals = [addition_example(a, b, d, True) for a, b in eval_pairs]
   direct = [addition_example(int(e.prompt[:d]), int(e.prompt[d + 1:2 * d + 1]), d, False)
             for e in evals]
   pad_len = len(evals[0].completion) + 1
@@ -564,25 +638,29 @@ def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) ->
                                         max_new_tokens=pad_len)["accuracy"]}
 
   before = measure(params)
-  pairs = addition_pairs(rng, config.distill_inputs, d)
+  pairs = train_pairs(config.scratchpad_inputs)
   inputs = [f"{a:0{d}d}+{b:0{d}d}=" for a, b in pairs]
+  replay = replay_sample(rng, corpus, len(inputs), config.replay_share)
   distilled = distill_context(
       os.path.join(workdir, "scratchpad_distill"), config.model, params, SCRATCHPAD, inputs,
-      config.distill_train, variant="sampled", max_new_tokens=pad_len, delimiter=ANSWER,
-      temperature=config.teacher_temperature, resume=resume)
+      config.scratchpad_train, variant="sampled", max_new_tokens=pad_len, delimiter=ANSWER,
+      temperature=config.teacher_temperature, replay=replay, resume=resume)
   teacher_right = [parse_answer(t, ANSWER) == f"{a + b:0{d + 1}d}"
                    for t, (a, b) in zip(distilled.completions, pairs)]
   after = measure(distilled.params)
   true_rows = [example_ids(tok, addition_example(a, b, d, False)) for a, b in pairs]
   finetuned = fit_lm(os.path.join(workdir, "scratchpad_direct_ft"), config.model,
-                     config.distill_train, sft_batch(true_rows, tok.pad_id),
+                     config.scratchpad_train,
+                     sft_batch(true_rows + [example_ids(tok, e) for e in replay], tok.pad_id),
                      resume=resume, pretrained=params)
+  ft = measure(finetuned)
   return {
       "with_context_before": before["with_context"],
       "without_context_before": before["without_context"],
       "with_context_after": after["with_context"],
       "without_context_after": after["without_context"],
-      "direct_finetune_without_context": measure(finetuned)["without_context"],
+      "direct_finetune_without_context": ft["without_context"],
+      "direct_finetune_with_context": ft["with_context"],
       "teacher_answers_correct": float(np.mean(teacher_right)),
       "distill_rows": distilled.rows,
   }
@@ -595,6 +673,7 @@ BARS = {  # results key -> bar label
     "gd_on_k_without_context": "GD on k examples",
     "then_rule2_without_context": "+ rule 2: rule 2, no context",
     "then_rule1_without_context": "+ rule 2: rule 1, no context",
+    "then_rule1_with_context": "+ rule 2: rule 1, context",
 }
 
 
@@ -627,13 +706,14 @@ def train_and_evaluate(config: Config, workdir: str, resume: bool = False) -> di
     words = all_words(config.letters, config.word_len)
     np.random.default_rng((config.seed, 0)).shuffle(words)
     eval_words, pool = words[:config.eval_size], words[config.eval_size:]
-    meta = _meta_model(config, workdir, pool, resume)
+    meta, replay_pool = _meta_model(config, workdir, pool, resume)
     if "instruction" in config.experiments:
       results["instruction"] = instruction_experiment(config, workdir, meta, eval_words, pool,
-                                                      resume)
+                                                      resume, replay_pool)
       logging.info("instruction: %s", results["instruction"])
     if "examples" in config.experiments:
-      results["examples"] = examples_experiment(config, workdir, meta, eval_words, pool, resume)
+      results["examples"] = examples_experiment(config, workdir, meta, eval_words, pool, resume,
+                                                replay_pool)
       logging.info("examples: %s", results["examples"])
   if "scratchpad" in config.experiments:
     results["scratchpad"] = scratchpad_experiment(config, workdir, resume)
