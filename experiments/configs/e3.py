@@ -12,7 +12,17 @@ the budget of each stage the smallest of 64/128/192/256 tokens that truncates at
 probe traces; evaluation on the 100 validation problems at the last stage's budget (1x) and at
 twice it (2x), 4 samples each.
 
-Measured: see the note at the end of this docstring (filled in from a run).
+Measured (jax 0.10.2, 2 cores shared with 2-4 other jobs, load ~9; seed 0), TARGETS NOT REACHED:
+the SFT stage took 40 min here (1000 steps, loss 1.11 -> 0.14) and its policy writes well-formed
+attempt chains (stage 0 probe: budget 192 chosen; 1.9 attempts, 139 tokens per trace) whose
+verdict lines follow the grammar, but its arithmetic is wrong ("9*3=32", then "verify 32
+goal"), so held-out pass@1 was 0.00 and every RL group had zero reward variance
+(zero_variance_share 1.0 for all 40 batches of the "full" run's first stage): no policy
+gradient at all. The run was stopped there. What limits it: a 0.1M-parameter policy trained
+from scratch on long rows sees too little arithmetic; the direct-answer policy of
+experiments/configs/search.py needs 3000 steps of short rows for pass@1 0.16. Next: start the
+attempt-chain SFT from that policy (as search.py's trace policy does with trace_init="policy")
+or train longer, then RL. The smoke preset runs the whole pipeline in about a minute.
 """
 
 from jaxlm import config as config_lib
