@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 from absl.testing import absltest
@@ -17,7 +15,6 @@ from jaxlm.envs import dialogue as dlg
 from jaxlm.losses import calm as calm_loss
 from experiments.configs import calm as calm_configs
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 F = dlg.Flight
 TABLE = (F("a", "direct", "am"), F("b", "stop", "pm"), F("a", "stop", "am"),
          F("c", "direct", "pm"))
@@ -215,18 +212,15 @@ class AuxLossTest(absltest.TestCase):
 
 class SmokeTest(absltest.TestCase):
 
-  def test_smoke_preset_cli_writes_results(self):
+  def test_smoke_preset_writes_results(self):
+    # In process (the launcher's flag handling is tested once, in sft_test): a subprocess would
+    # spend most of this test importing JAX and torch again.
+    config = config_lib.from_dict(calm.Config, calm_configs.get_config("smoke").to_dict())
     with tempfile.TemporaryDirectory() as workdir:
-      run = subprocess.run(
-          [sys.executable, "-m", "experiments.calm",
-           "--config=experiments/configs/calm.py:smoke", f"--workdir={workdir}"],
-          cwd=_REPO, capture_output=True, text=True, timeout=600,
-          env={**os.environ, "PYTHONPATH": _REPO})
-      self.assertEqual(run.returncode, 0, msg=run.stderr[-3000:])
+      calm.train_and_evaluate(config, workdir)
       with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
       self.assertTrue(os.path.exists(os.path.join(workdir, "calm.png")))
-    config = config_lib.from_dict(calm.Config, calm_configs.get_config("smoke").to_dict())
     self.assertEqual(list(results["variants"]), list(config.variants))
     for row in results["variants"].values():
       self.assertBetween(row["success"], 0.0, 1.0)
