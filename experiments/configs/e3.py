@@ -50,7 +50,9 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=4, batch_size=8, log_every=2, checkpoint_every=100)
     c.rl.train.update(batch_size=8, log_every=1, checkpoint_every=100)
     c.rl.update(group_size=4, minibatches=1, eval_every=0)
-    c.update(stages=((3, 2), (4, 1)), budgets=(16, 24), probe_problems=4, eval_samples=2,
+    # probe_problems = eval_problems and eval_samples = 1: the probe, the evaluations during
+    # RL and the final 1x evaluation are one compiled sampler (same rows, same budget).
+    c.update(stages=((3, 2), (4, 1)), budgets=(16, 24), probe_problems=8, eval_samples=1,
              sft_max_len=400)
   else:
     raise ValueError(f"unknown e3 preset {arg!r}; expected one of {PRESETS}")

@@ -103,16 +103,18 @@ def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len:
   return countdown_data.lm_batch(rows, max_len, tok.pad_id)
 
 
-def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
-                  ) -> PromptTask:
-  """Countdown with the trace tokenizer: reward 1 when the trace's answer verifies."""
+def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem],
+                  prompt_len: int | None = None) -> PromptTask:
+  """Countdown with the trace tokenizer: reward 1 when the trace's answer verifies. One
+  `prompt_len` for every task of a run lets the probe, training and evaluation samplers share
+  compiled programs."""
   tok = countdown_data.trace_tokenizer()
   splits = {"train": list(train), "eval": list(val)}
   reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
   return PromptTask(
       train_prompts=[countdown_data.encode_prompt(tok, p) for p in train],
       eval_prompts=[countdown_data.encode_prompt(tok, p) for p in val], reward=reward,
-      stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
+      stop_tokens=(tok.eos_id,), pad_id=tok.pad_id, max_prompt_len=prompt_len)
 
 
 def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget: int,
@@ -158,15 +160,16 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       resume=resume)
   rl = dataclasses.replace(config.rl, model=model_cfg)
   model = pg.networks(rl)[0]
-  eval_task = attempts_task(train_problems[:1], val)
+  prompt_len = attempts_task(train_problems, val).prompt_len
+  eval_task = attempts_task(train_problems[:1], val, prompt_len)
   by_difficulty = {d: [p for p in train_problems if len(p.numbers) == d]
                    for d, _ in config.stages}
   results, curves = {}, {}
   for mode in tuple(config.modes) + ("sft",):  # the SFT row at the last mode's budget
     params, stage_budgets, rows = sft, [], []
     for i, (difficulty, steps) in enumerate(config.stages if mode != "sft" else ()):
-      task = attempts_task(by_difficulty[difficulty], val)
-      probe = attempts_task(by_difficulty[difficulty][:config.probe_problems], val)
+      task = attempts_task(by_difficulty[difficulty], val, prompt_len)
+      probe = attempts_task(by_difficulty[difficulty][:config.probe_problems], val, prompt_len)
       probe_fn = lambda stage, cap: rollout_stats(model, params, probe, "train", cap, 1,
                                                   cd.seed)["lengths"]
       stage, = curriculum.plan([curriculum.Stage(difficulty, steps)], probe_fn,
