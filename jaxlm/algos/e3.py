@@ -132,14 +132,14 @@ def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget:
                                   stop_tokens=task.stop_tokens, pad_id=task.pad_id)
   c = rollout_lib.sample(model, params, tokens, mask, jax.random.key(seed), sampling, samples)
   rewards = pg.task_rewards(task, split, np.repeat(indices, samples), c)
-  tok = countdown_data.trace_tokenizer()
-  texts = [tok.decode(ids) for ids in rollout_lib.completion_ids(c, task.stop_tokens)]
-  with_stop = rollout_lib.completion_ids(c)
-  finished = np.array([bool(ids) and ids[-1] in task.stop_tokens for ids in with_stop])
-  lengths = np.where(finished, np.asarray(c.lengths_B, np.float64), np.inf)
+  tok, lengths_B = countdown_data.trace_tokenizer(), np.asarray(c.lengths_B)
+  ids = rollout_lib.completion_ids(c, task.stop_tokens)
+  texts = [tok.decode(row) for row in ids]
+  finished = np.array([len(row) for row in ids]) < lengths_B  # its stop token was dropped
+  lengths = np.where(finished, lengths_B.astype(np.float64), np.inf)
   return {"pass@1": float(np.mean(rewards >= 1.0)),
           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
-          "mean_length": float(np.mean(np.asarray(c.lengths_B))), "lengths": lengths}
+          "mean_length": float(np.mean(lengths_B)), "lengths": lengths}
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, float]:
