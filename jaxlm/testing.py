@@ -110,3 +110,27 @@ def killed_at(iterator_cls: type, index: int, method: str = "__next__"):
 
   with mock.patch.object(iterator_cls, method, dies):
     yield
+
+
+class ScriptedDecoder:
+  """A `jaxlm.search.threads` decoder that replays known thread texts: a context must be a
+  prefix of exactly one of them (else the orchestrator built a context the serialiser never
+  wrote); it continues that text up to the first stop id (an <eos> after the text's end)
+  within the row's budget. `calls` records the batch size of every call."""
+
+  def __init__(self, texts, tokenizer):
+    self.texts, self.tok, self.calls = list(texts), tokenizer, []
+
+  def __call__(self, prompts, max_new_tokens, stop_ids, key):
+    del key
+    self.calls.append(len(prompts))
+    outs = []
+    for ids, budget in zip(prompts, max_new_tokens):
+      assert ids[0] == self.tok.bos_id
+      context = self.tok.decode(ids)
+      matches = [t for t in self.texts if t.startswith(context)]
+      assert len(matches) == 1, f"no scripted thread continues {context!r}"
+      rest = self.tok.encode(matches[0][len(context):]) + [self.tok.eos_id]
+      end = next((i + 1 for i, t in enumerate(rest) if t in stop_ids), len(rest))
+      outs.append(rest[:min(end, budget)])
+    return outs

@@ -1,5 +1,7 @@
 """Tests for jaxlm.search.threads: the spawn / join orchestrator of APR rollouts."""
 
+import functools
+
 from absl.testing import absltest
 import flax.linen as nn
 import jax
@@ -18,27 +20,7 @@ KEY = jax.random.key(0)
 FIXTURE = cd.Problem((1, 1, 1, 4), 12)
 
 
-class Script:
-  """A decoder that replays known thread texts: a context must be a prefix of exactly one of
-  them (else the orchestrator built a context the serialiser never wrote); it continues that
-  text up to the first stop id (an <eos> after the text's end) within the row's budget."""
-
-  def __init__(self, texts):
-    self.texts, self.calls = list(texts), []
-
-  def __call__(self, prompts, max_new_tokens, stop_ids, key):
-    del key
-    self.calls.append(len(prompts))
-    outs = []
-    for ids, budget in zip(prompts, max_new_tokens):
-      assert ids[0] == TOK.bos_id
-      context = TOK.decode(ids)
-      matches = [t for t in self.texts if t.startswith(context)]
-      assert len(matches) == 1, f"no scripted thread continues {context!r}"
-      rest = TOK.encode(matches[0][len(context):]) + [TOK.eos_id]
-      end = next((i + 1 for i, t in enumerate(rest) if t in stop_ids), len(rest))
-      outs.append(rest[:min(end, budget)])
-    return outs
+Script = functools.partial(testing.ScriptedDecoder, tokenizer=TOK)
 
 
 def rollout_texts(problem, max_children=2, child_expansions=2):
@@ -70,6 +52,15 @@ class ScriptedTest(absltest.TestCase):
     self.assertEqual(r.num_children, 2)
     self.assertEqual(script.calls, [1, 2, 1])
     self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
+    # Thread ids as decoded: bos + text + eos; the decoded mask drops bos, prompt and the join.
+    for ids, decoded, text in zip(r.thread_ids, r.thread_decoded, (parent, *children)):
+      self.assertEqual(list(ids), [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
+      self.assertEqual(len(decoded), len(ids))
+    self.assertEqual(sum(map(sum, r.thread_decoded)), r.decoded_tokens)
+    mask = r.thread_decoded[0]
+    self.assertEqual(mask.index(True), 1 + 23)
+    self.assertEqual(mask[1 + 23 + 180:1 + 23 + 180 + 46], (False,) * 46)  # the join block
+    self.assertTrue(all(mask[1 + 23:1 + 23 + 180]) and all(mask[1 + 23 + 180 + 46:]))
 
   def test_batch_replays_serialised_traces(self):
     problems = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 7, 6)]

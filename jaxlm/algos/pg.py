@@ -270,11 +270,15 @@ def score(config: Config, forward: Callable, policy_logits: Callable, params: An
 def score_rows(config: Config, forward: Callable, policy_logits: Callable, params: Any,
                ref_params: Any, rl: RLBatch, sampler_logp_BxT: jax.Array, *,
                bootstrap_B: jax.Array, outcome_B: jax.Array | None, reward: jax.Array,
-               length: jax.Array) -> OnlineBatch:
+               length: jax.Array, advantages_B: jax.Array | None = None,
+               zero_var_B: jax.Array | None = None) -> OnlineBatch:
   """Token rows (single-turn completions or per-turn episode rows, `jaxlm.rl.episodes`) ->
   `OnlineBatch`. `outcome_B` is the per-row outcome the group estimators read (None for
   multi-turn rows, which need "gae"); `bootstrap_B` marks bootstrap rows; `reward` and
-  `length` are [B] logging fields. Rewards the advantages see are scaled by reward_scale."""
+  `length` are [B] logging fields. Rewards the advantages see are scaled by reward_scale.
+  `advantages_B` (with its rows' `zero_var_B`) replaces the estimator by advantages the caller
+  computed per row, e.g. one rollout's advantage on each of its threads (`jaxlm.algos.apr`);
+  the advantage mode still applies."""
   sampling = config.sampling
   rl = rl.replace(rewards=rl.rewards * config.reward_scale)
   logits, values = forward(params, rl.tokens, rl.attention_mask)
@@ -290,9 +294,12 @@ def score_rows(config: Config, forward: Callable, policy_logits: Callable, param
     penalty = pg_losses.kl_in_reward(logp, ref_logp, mask, coef=config.kl_coef,
                                      estimator=config.kl_estimator)
   b = rl.tokens.shape[0]
-  zero_var_B = jnp.zeros((b,), bool)
+  zero_var_B = jnp.zeros((b,), bool) if zero_var_B is None else jnp.asarray(zero_var_B, bool)
   keep_B = jnp.ones((b,), jnp.float32)
-  if config.estimator == "gae":
+  if advantages_B is not None:
+    adv = adv_lib.token_advantages(advantages_B, mask)
+    returns = old_values = zeros
+  elif config.estimator == "gae":
     # Token-frame rewards: the KL penalty of decision t is a reward of token t + 1.
     penalised = rl.replace(rewards=rl.rewards - jnp.pad(penalty[:, :-1], ((0, 0), (1, 0))))
     values = jnp.where((mask > 0) | (bootstrap_B[:, None] > 0), values, 0.0)
@@ -320,7 +327,8 @@ def score_rows(config: Config, forward: Callable, policy_logits: Callable, param
     adv = adv_lib.token_advantages(adv_PxG.reshape(-1), mask)
     returns = old_values = zeros
   adv = adv_lib.advantage_mode(adv, config.advantage_mode)
-  rl = rl.replace(loss_mask=rl.action_mask * keep_B[:, None])
+  trained = rl.action_mask if rl.loss_mask is None else rl.loss_mask  # weights may be < 1
+  rl = rl.replace(loss_mask=trained * keep_B[:, None])
   return OnlineBatch(rl=rl, behaviour_logp=logp, ref_logp=ref_logp, advantages=adv,
                      returns=returns, old_values=old_values,
                      norm_share=jnp.zeros((b,), jnp.float32), reward=reward, length=length,
@@ -514,7 +522,8 @@ SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
 def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pretrained: Any = None,
-          resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None
+          resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
+          rollouts: Callable[..., IndexedBatches] | None = None
           ) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
   checkpoints, learning_curve.png (reward and eval pass@1, or episode return) and
@@ -522,10 +531,12 @@ def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pr
   (`jaxlm.envs.tasks.Task`; `train.batch_size` then counts episodes per rollout).
   `evaluate_fn(policy_params) -> scalars` replaces the default evaluation (`evaluate` or
   `evaluate_episodes`), run at step 0 of a fresh run, every `eval_every` steps and at the end;
-  its rows are the `eval/` scalars of metrics.jsonl (`eval_rows` reads them back)."""
+  its rows are the `eval/` scalars of metrics.jsonl (`eval_rows` reads them back).
+  `rollouts(config, task, model, forward, policy_logits)` replaces the prompt task's
+  `Rollouts` (e.g. `jaxlm.algos.apr.ThreadRollouts`)."""
   model, init_fn, forward, policy_logits = networks(config, pretrained)
   if isinstance(task, PromptTask):
-    rollouts = Rollouts(config, task, model, forward, policy_logits)
+    rollouts = (rollouts or Rollouts)(config, task, model, forward, policy_logits)
     default = lambda p: evaluate(model, p, task, config)
     curves = ("reward", "eval/reward", "eval/pass@1", "eval/greedy"), "reward / pass@1"
   else:

@@ -100,6 +100,10 @@ class Rollout:
     sequential_tokens: per round, the longest segment this rollout decoded, summed.
     stop: "eos" (the parent finished), "context" / "tokens" / "rounds" (a budget ended it), or
       "malformed" (a spawn block the format could not read).
+    thread_ids: each thread's context ids as decoded (bos, prompt, decoded segments with their
+      stop tokens, join blocks), the parent first, then the children in spawn order.
+    thread_decoded: per thread, True at the ids the model decoded (what RL trains on), False at
+      bos, prompts and join blocks.
   """
   parent: str
   children: tuple[str, ...]
@@ -108,6 +112,8 @@ class Rollout:
   rounds: int
   sequential_tokens: int
   stop: str
+  thread_ids: tuple[tuple[int, ...], ...] = ()
+  thread_decoded: tuple[tuple[bool, ...], ...] = ()
 
   @property
   def num_children(self) -> int:
@@ -118,6 +124,10 @@ class Rollout:
 class _Thread:
   ids: list[int]
   text: str
+  decoded: list[bool] = dataclasses.field(default_factory=list)
+
+  def __post_init__(self):
+    self.decoded = self.decoded or [False] * len(self.ids)
 
 
 @dataclasses.dataclass
@@ -147,6 +157,7 @@ def _decode_round(decode: DecodeFn, tok: Tokenizer, jobs: list[tuple[_State, _Th
     if len(out) > room:
       raise ValueError(f"decode returned {len(out)} tokens for a budget of {room}")
     thread.ids += out
+    thread.decoded += [True] * len(out)
     thread.text += tok.decode([i for i in out if i != tok.eos_id])
     state.decoded += len(out)
     longest[id(state)] = max(longest.get(id(state), 0), len(out))
@@ -192,7 +203,9 @@ def run(decode: DecodeFn, tok: Tokenizer, fmt: ThreadFormat, prompts: Sequence[s
     active = [s for s, kids in spawning if _join(tok, fmt, s, kids, budget)]
   return [Rollout(s.parent.text, tuple(k.text for k in s.children), s.decoded,
                   max(len(t.ids) for t in [s.parent] + s.children), s.rounds, s.sequential,
-                  s.stop) for s in states]
+                  s.stop, tuple(tuple(t.ids) for t in [s.parent] + s.children),
+                  tuple(tuple(t.decoded) for t in [s.parent] + s.children))
+          for s in states]
 
 
 def _parents(decode, tok, fmt, active, budget, spawn_id, key) -> list[tuple[_State, list[str]]]:
@@ -238,7 +251,8 @@ def _join(tok, fmt, s: _State, kids: list[_Thread], budget: Budget) -> bool:
     return False
   if not text.startswith(s.parent.text):
     raise ValueError("fmt.join must extend the parent's text")
-  resumed = _Thread(s.parent.ids + tok.encode(text[len(s.parent.text):]), text)
+  join_ids = tok.encode(text[len(s.parent.text):])
+  resumed = _Thread(s.parent.ids + join_ids, text, s.parent.decoded + [False] * len(join_ids))
   room, binding = s.room(resumed, budget)
   if room <= 0:  # the parent could not decode after the join block: end at the spawn
     s.stop = binding

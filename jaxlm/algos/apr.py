@@ -1,0 +1,390 @@
+"""Adaptive Parallel Reasoning on Countdown: SoS+ vs APR SFT, evaluation under context caps, RL.
+
+Pan et al. 2025 ("Learning Adaptive Parallel Reasoning with Language Models", APR) compare a
+model trained on serial best-first search traces (SoS+) with one trained on the same searches
+written as a parent thread that spawns child searches and reads only their outcomes
+(`jaxlm.envs.countdown_traces`). A serial trace must fit one context; APR's threads each fit
+their own, so at the same per-thread context cap APR solves more (their Fig. 3: 228M
+parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises it further
+(83.4%). Here, small and on CPU:
+
+1. SFT, one model per format, same problems, model and steps: SoS+ rows are
+   "<header>" -> "<search trace>" <eos> (``countdown.search_trace``'s search, cut at the
+   context cap when longer: the model then learns its first cap tokens); APR rows are the
+   parent ("<header>" -> its trace, loss off on the join blocks the orchestrator writes) and
+   each child ("<child header>" -> its search).
+2. Evaluation with the spawn / join orchestrator (`jaxlm.search.threads.run`, both models: a
+   SoS+ model never spawns) on the validation problems: accuracy at each per-thread context
+   cap in `caps` and, for APR, at each total-token budget in `total_budgets` (the matched total
+   tokens view); per rollout decoded tokens over all threads, longest thread, sequential rounds
+   and sequential tokens (the latency proxy), children.
+3. RL on the APR model (`jaxlm.algos.pg` with `ThreadRollouts`): G rollouts per prompt, binary
+   verifier reward on the parent's answer, one group-relative advantage per rollout shared by
+   every token its threads decoded, each token weighted 1 / (tokens the rollout decoded) so a
+   rollout counts once however many threads it spawned (the loss is the mean over rollouts of
+   the token mean of their threads; "token_mean" aggregation with these weights).
+
+results.json: {"sos": row, "apr": row, "apr_rl": row} with row = {"accuracy", "cap",
+"mean_total_tokens", "mean_longest_thread", "mean_rounds", "mean_sequential_tokens",
+"mean_children", "stops"} at the default cap `context`; curves.json holds every evaluated
+budget; accuracy_vs_tokens.png plots accuracy against mean total tokens and against sequential
+tokens for each model.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+from typing import Any, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm import files
+from jaxlm import plots
+from jaxlm.algos import pg
+from jaxlm.algos import test_time
+from jaxlm.algos.test_time import models as test_time_models
+from jaxlm.data.batch import RLBatch
+from jaxlm.data.iterators import IndexedBatches
+from jaxlm.envs import countdown
+from jaxlm.envs import countdown_data
+from jaxlm.envs import countdown_traces as traces
+from jaxlm.envs.base import PromptTask
+from jaxlm.rl import advantages as adv_lib
+from jaxlm.search import threads
+
+FORMATS = ("sos", "apr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """An APR run.
+
+  Attributes:
+    countdown: problems, the model (`model_config()`; vocabulary and max_len set here) and the
+      SFT run of both formats (`policy`).
+    max_children: APR parent spawns the best max_children open children of the root.
+    child_expansions: node budget of each child search.
+    sos_expansions: node budget of a SoS+ search.
+    context: per-thread context cap (bos + prompt + trace) of SFT rows, RL and the headline
+      evaluation; the model's max_len.
+    caps: per-thread caps of the evaluation sweep (each <= context).
+    total_budgets: total decoded-token budgets of the APR sweep (per-thread cap `context`).
+    max_rounds: sequential decode rounds per rollout.
+    eval_temperature: 0 decodes greedily.
+    eval_problems: validation problems evaluated (the first ones).
+    rl: the policy-gradient run on the APR model ("token_mean" aggregation; batch_size =
+      prompts x group_size rollouts per step).
+  """
+  countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
+                                                 max_number=6, min_target=10, max_target=24)
+  max_children: int = 4
+  child_expansions: int = 20
+  sos_expansions: int = 100
+  context: int = 768
+  caps: tuple[int, ...] = (512, 640, 768)
+  total_budgets: tuple[int, ...] = (512, 768, 1024)
+  max_rounds: int = 5
+  eval_temperature: float = 0.0
+  eval_problems: int = 128
+  rl: pg.Config = pg.Config(group_size=4, aggregation="token_mean")
+
+  def __post_init__(self):
+    if max(self.caps) > self.context:
+      raise ValueError(f"apr.Config.caps {self.caps} exceed context={self.context}")
+    if self.rl.aggregation != "token_mean":
+      raise ValueError("apr.Config.rl.aggregation must be 'token_mean': the per-token weights "
+                       f"make it a mean over rollouts; got {self.rl.aggregation!r}")
+    if self.rl.estimator == "gae":
+      raise ValueError("apr.Config.rl.estimator must be a group estimator, not 'gae'")
+
+
+def tokenizer():
+  return countdown_data.trace_tokenizer()
+
+
+def _prompt(problem: countdown.Problem) -> str:
+  return traces.thread_prompt(problem.target, problem.numbers)
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT rows.
+
+
+def thread_row(text: str, untrained: Sequence[tuple[int, int]] = ()
+               ) -> tuple[list[int], list[bool]]:
+  """(ids, trained) of one thread text: [bos] + text + [eos]; the prompt (the header line) and
+  the character spans `untrained` of `text` (join blocks) are not trained."""
+  tok = tokenizer()
+  prompt_len = len(text.split("\n", 1)[0]) + 1
+  ids = [tok.bos_id] + tok.encode(text) + [tok.eos_id]
+  trained = [False] + [i >= prompt_len for i in range(len(text))] + [True]
+  for start, end in untrained:
+    trained[1 + start:1 + end] = [False] * (end - start)
+  if len(ids) != len(trained):
+    raise ValueError("thread_row needs a tokenizer with one id per character")
+  return ids, trained
+
+
+def sos_rows(problem: countdown.Problem, expansions: int) -> list[tuple[list[int], list[bool]]]:
+  """The SoS+ row of a problem: its best-first search trace."""
+  search = countdown.best_first(problem.target, problem.numbers, expansions)
+  return [thread_row(countdown.format_search(search))]
+
+
+def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int
+             ) -> list[tuple[list[int], list[bool]]]:
+  """The APR rows of a problem: the parent (its join block untrained), then each child."""
+  trace = traces.apr_trace(problem, max_children, child_expansions)
+  parent, children = traces.apr_texts(trace)
+  untrained = []
+  if trace.spawned:
+    before = traces.parent_before_spawn(trace)
+    untrained = [(len(before), len(traces.join_context(before, trace.outcomes)))]
+  return [thread_row(parent, untrained)] + [thread_row(c) for c in children]
+
+
+def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int,
+              weights: Sequence[float] | None = None) -> RLBatch:
+  """Rows -> right-padded RLBatch [len(rows), max_len]; the trained ids are its actions. Rows
+  longer than max_len are cut (a cut row has no <eos>). `weights` (per row) scale the loss
+  mask of each row's trained ids."""
+  tok = tokenizer()
+  b = len(rows)
+  tokens = np.full((b, max_len), tok.pad_id, np.int32)
+  attn, act, loss = np.zeros((3, b, max_len), np.float32)
+  for r, (ids, trained) in enumerate(rows):
+    n = min(len(ids), max_len)
+    tokens[r, :n], attn[r, :n], act[r, :n] = ids[:n], 1.0, trained[:n]
+    loss[r] = act[r] * (1.0 if weights is None else weights[r])
+  zeros = np.zeros_like(attn)
+  return RLBatch(tokens, attn, act, zeros, zeros, loss_mask=loss).validate()
+
+
+def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -> RLBatch:
+  """Every row of `problems` in format `fmt` ("sos" or "apr")."""
+  if fmt == "sos":
+    rows = [r for p in problems for r in sos_rows(p, config.sos_expansions)]
+  elif fmt == "apr":
+    rows = [r for p in problems
+            for r in apr_rows(p, config.max_children, config.child_expansions)]
+  else:
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+  cut = sum(len(ids) > config.context for ids, _ in rows)
+  logging.info("APR SFT %s: %d rows from %d problems, %d cut at context=%d", fmt, len(rows),
+               len(problems), cut, config.context)
+  return row_batch(rows, config.context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
+             budget: threads.Budget, *, seed: int = 0) -> dict[str, Any]:
+  """Rollouts of every problem with the spawn / join orchestrator under `budget`; `decode` is
+  a model's (`threads.make_decode`) or a scripted one.
+
+  Returns:
+    {"accuracy", "mean_total_tokens", "mean_longest_thread", "mean_rounds",
+    "mean_sequential_tokens", "mean_children", "stops": {reason: count}}.
+  """
+  rollouts = threads.run(decode, tokenizer(), traces.APR_THREADS,
+                         [_prompt(p) for p in problems], budget, jax.random.key(seed))
+  mean = lambda f: float(np.mean([f(r) for r in rollouts]))
+  return {"accuracy": float(np.mean([countdown.verify(p, r.parent)[0]
+                                     for p, r in zip(problems, rollouts)])),
+          "mean_total_tokens": mean(lambda r: r.decoded_tokens),
+          "mean_longest_thread": mean(lambda r: r.longest_thread),
+          "mean_rounds": mean(lambda r: r.rounds),
+          "mean_sequential_tokens": mean(lambda r: r.sequential_tokens),
+          "mean_children": mean(lambda r: r.num_children),
+          "stops": dict(collections.Counter(r.stop for r in rollouts))}
+
+
+def model_decode(model: Any, params: Any, temperature: float) -> threads.DecodeFn:
+  return threads.make_decode(model, params, temperature=temperature, pad_id=tokenizer().pad_id)
+
+
+def sweep(model: Any, params: Any, problems: Sequence[countdown.Problem], config: Config,
+          fmt: str) -> list[dict[str, Any]]:
+  """Evaluation rows at each per-thread cap (and, for APR, each total budget)."""
+  decode = model_decode(model, params, config.eval_temperature)
+  run = lambda cap, total: dict(evaluate(
+      decode, problems, threads.Budget(config.max_rounds, total, cap),
+      seed=config.countdown.seed), cap=cap, total=total)
+  rows = [run(cap, config.max_rounds * cap) for cap in config.caps]
+  if fmt != "sos":
+    rows += [run(config.context, total) for total in config.total_budgets]
+  for row in rows:
+    logging.info("APR eval %s cap %d total %d: accuracy %.3f, %.0f tokens", fmt, row["cap"],
+                 row["total"], row["accuracy"], row["mean_total_tokens"])
+  return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# RL.
+
+
+def _bucket(n: int, limit: int | None = None) -> int:
+  size = 1 << max(n - 1, 0).bit_length()
+  return size if limit is None else min(size, limit)
+
+
+def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
+                 zero_var: np.ndarray, max_len: int, min_rows: int = 1
+                 ) -> tuple[RLBatch, np.ndarray, np.ndarray]:
+  """Every thread of every rollout as a row, with its rollout's advantage and weights
+  1 / (tokens the rollout decoded) on its decoded ids; rows padded to a power of two (at least
+  `min_rows`) and the length to a power of two (at most max_len), so few shapes compile.
+
+  Returns:
+    (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
+  """
+  rows, weights, adv, zv = [], [], [], []
+  for r, a, z in zip(rollouts, advantages, zero_var):
+    total = max(sum(map(sum, r.thread_decoded)), 1)
+    for ids, decoded in zip(r.thread_ids, r.thread_decoded):
+      rows.append((ids, decoded))
+      weights.append(1.0 / total)
+      adv.append(a)
+      zv.append(z)
+  n = _bucket(max(len(rows), min_rows))
+  length = _bucket(max(len(ids) for ids, _ in rows), max_len)
+  pad = n - len(rows)
+  batch = row_batch(rows + [([], [])] * pad, length, weights + [0.0] * pad)
+  return (batch, np.asarray(adv + [0.0] * pad, np.float32),
+          np.asarray(zv + [True] * pad, bool))
+
+
+class ThreadRollouts(IndexedBatches):
+  """`pg.train`'s data for APR: each call runs G spawn / join rollouts of P training prompts
+  with the current policy (`threads.run`, sampling temperature of `config.sampling`) and
+  returns their threads as one scored `pg.OnlineBatch` (module docstring, step 3). Rollout i
+  is seeded by (train.seed, i), so resume is exact."""
+
+  def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
+               policy_logits: Any, *, prompts: Sequence[str], budget: threads.Budget):
+    super().__init__(config.train.seed)
+    self.config, self.task, self.model = config, task, model
+    self.prompts, self.budget = list(prompts), budget
+    self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
+
+  def __call__(self, state) -> pg.OnlineBatch:
+    rng = np.random.default_rng((self.seed, self.index))
+    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
+    self.index += 1
+    config, tok = self.config, tokenizer()
+    g = config.group_size
+    indices = np.repeat(rng.integers(0, len(self.prompts), config.prompts_per_step), g)
+    decode = model_decode(self.model, state.params["policy"], config.sampling.temperature)
+    rollouts = threads.run(decode, tok, traces.APR_THREADS, [self.prompts[i] for i in indices],
+                           self.budget, key)
+    rewards = np.array([self.task.reward("train", int(i), tok.encode(r.parent))
+                        for i, r in zip(indices, rollouts)], np.float32)
+    rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
+    if config.estimator == "rloo":
+      adv = adv_lib.rloo_advantages(rewards_PxG)
+    else:
+      adv = adv_lib.group_advantages(rewards_PxG, ddof=config.std_ddof,
+                                     scale="std" if config.estimator == "grpo" else "none")
+    zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
+    batch, adv_B, zv_B = rollout_rows(rollouts, np.asarray(adv).reshape(-1), zero_var,
+                                      config.model.max_len,
+                                      min_rows=config.minibatches * jax.device_count())
+    rows = batch.tokens.shape[0]
+    out = self._score(state.params, state.extra, jax.tree.map(jnp.asarray, batch),
+                      jnp.zeros(batch.tokens.shape, jnp.float32),
+                      bootstrap_B=jnp.zeros((rows,)), outcome_B=None,
+                      reward=jnp.full((rows,), rewards.mean()),
+                      length=jnp.full((rows,), np.mean([r.decoded_tokens for r in rollouts])),
+                      advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B))
+    # The orchestrator does not return the sampler's log-probs: the gap is not measured.
+    return out.replace(sampler_gap=jnp.full((rows,), -1.0),
+                       zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))
+
+  def num_tokens(self, batch: pg.OnlineBatch) -> int:
+    return int(jnp.sum(batch.rl.attention_mask))
+
+
+def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
+                ) -> PromptTask:
+  """Countdown thread prompts; reward 1 when the parent's answer verifies."""
+  tok = tokenizer()
+  splits = {"train": list(train), "eval": list(val)}
+  encode = lambda ps: [[tok.bos_id] + tok.encode(_prompt(p)) for p in ps]
+  reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
+  return PromptTask(train_prompts=encode(train), eval_prompts=encode(val), reward=reward,
+                    stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiment.
+
+
+def _headline(rows: list[dict[str, Any]], config: Config) -> dict[str, Any]:
+  row = next(r for r in rows if r["cap"] == config.context
+             and r["total"] == config.max_rounds * config.context)
+  return {k: v for k, v in row.items() if k != "total"}
+
+
+def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
+                       ) -> dict[str, dict[str, Any]]:
+  """SFT on both formats -> evaluation sweeps -> RL on the APR model -> its sweep."""
+  if config.context not in config.caps:
+    raise ValueError(f"apr.Config.caps {config.caps} must include context={config.context}")
+  cd = config.countdown
+  train_problems, _, val = test_time_models.problem_sets(cd)
+  val = val[:config.eval_problems]
+  model_cfg = dataclasses.replace(cd.model_config(), vocab_size=tokenizer().vocab_size,
+                                  max_len=config.context)
+  rl = dataclasses.replace(config.rl, model=model_cfg)
+  model = pg.networks(rl)[0]
+  params, curves = {}, {}
+  for fmt in FORMATS:
+    params[fmt] = test_time_models.fit_lm(os.path.join(workdir, fmt), model_cfg, cd.policy,
+                                          sft_batch(fmt, train_problems, config), resume=resume)
+    curves[fmt] = sweep(model, params[fmt], val, config, fmt)
+  budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
+  evaluate_fn = lambda p: {k: v for k, v in evaluate(
+      model_decode(model, p, config.eval_temperature), val, budget, seed=cd.seed).items()
+                           if k != "stops"}
+  rollouts = functools.partial(ThreadRollouts, prompts=[_prompt(p) for p in train_problems],
+                               budget=budget)
+  state, _ = pg.train(rl, thread_task(train_problems, val), os.path.join(workdir, "apr_rl"),
+                      pretrained=params["apr"], resume=resume, evaluate_fn=evaluate_fn,
+                      rollouts=rollouts)
+  curves["apr_rl"] = sweep(model, state.params["policy"], val, config, "apr_rl")
+  results = {name: _headline(rows, config) for name, rows in curves.items()}
+  files.write_json(os.path.join(workdir, "results.json"), results)
+  files.write_json(os.path.join(workdir, "curves.json"), curves)
+  if jax.process_index() == 0:
+    _plot(curves, os.path.join(workdir, "accuracy_vs_tokens.png"))
+  return results
+
+
+def _plot(curves: dict[str, list[dict[str, Any]]], path: str) -> None:
+  plt = plots.pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for name, rows in curves.items():
+    for ax, key in zip(axes, ("mean_total_tokens", "mean_sequential_tokens")):
+      pts = sorted((r[key], r["accuracy"]) for r in rows)
+      ax.plot(*zip(*pts), "o-", label=name)
+  axes[0].set(xlabel="mean decoded tokens, all threads", ylabel="accuracy",
+              title="APR vs SoS+: total compute")
+  axes[1].set(xlabel="mean sequential tokens (latency)", title="latency")
+  axes[0].legend()
+  plots.save(fig, path)
+
+
+def summary(results: dict[str, dict[str, Any]]) -> str:
+  """One line per model: accuracy at the context cap, tokens, rounds."""
+  return "\n".join(f"{name:<7} accuracy {r['accuracy']:.3f} at cap {r['cap']}  tokens "
+                   f"{r['mean_total_tokens']:.0f}  sequential {r['mean_sequential_tokens']:.0f}"
+                   f"  rounds {r['mean_rounds']:.2f}  children {r['mean_children']:.2f}"
+                   for name, r in results.items())

@@ -1,0 +1,167 @@
+"""Tests for jaxlm.algos.apr: SFT rows, evaluation under context caps, RL rows and weights."""
+
+import functools
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs import apr as apr_configs
+from jaxlm import config as config_lib
+from jaxlm import testing
+from jaxlm.algos import apr
+from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_traces as ct
+from jaxlm.losses import pg as pg_losses
+from jaxlm.rl.returns import decision_view
+from jaxlm.search import threads
+
+TOK = apr.tokenizer()
+FIXTURE = cd.Problem((1, 1, 1, 4), 12)  # countdown_traces_test's fixture
+PROBLEMS = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 11, 6)]
+Script = functools.partial(testing.ScriptedDecoder, tokenizer=TOK)
+BIG = threads.Budget(max_rounds=5, max_total_tokens=100_000, max_thread_tokens=8192)
+
+
+def trained_text(ids, trained):
+  return TOK.decode([i for i, t in zip(ids, trained) if t and i != TOK.eos_id])
+
+
+class RowsTest(absltest.TestCase):
+
+  def test_apr_rows_train_on_what_the_model_writes(self):
+    trace = ct.apr_trace(FIXTURE, 2, 2)
+    parent, children = ct.apr_texts(trace)
+    rows = apr.apr_rows(FIXTURE, 2, 2)
+    self.assertLen(rows, 1 + len(children))
+    for (ids, trained), text in zip(rows, (parent, *children)):
+      self.assertEqual(ids, [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
+      self.assertTrue(trained[-1])  # <eos> is trained
+    # The parent: neither its prompt line nor the join block the orchestrator writes.
+    prompt = ct.thread_prompt(FIXTURE.target, FIXTURE.numbers)
+    before = ct.parent_before_spawn(trace)
+    join = ct.join_context(before, trace.outcomes)[len(before):]
+    self.assertIn(join, parent)
+    expected = parent[len(prompt):].replace(join, "")
+    self.assertEqual(trained_text(*rows[0]), expected)
+    # A child: everything after its header line.
+    self.assertEqual(trained_text(*rows[1]), children[0].split("\n", 1)[1])
+
+  def test_sos_row_and_cut(self):
+    [(ids, trained)] = apr.sos_rows(FIXTURE, 100)
+    text = cd.format_search(cd.best_first(FIXTURE.target, FIXTURE.numbers, 100))
+    self.assertEqual(TOK.decode(ids[1:-1]), text)
+    batch = apr.row_batch([(ids, trained)], 40, weights=[0.5])
+    self.assertEqual(batch.tokens.shape, (1, 40))
+    np.testing.assert_array_equal(batch.tokens[0], ids[:40])  # cut: no <eos>
+    np.testing.assert_array_equal(batch.loss_mask[0], 0.5 * np.asarray(trained[:40]))
+
+  def test_unknown_format(self):
+    with self.assertRaisesRegex(ValueError, "format must be one of"):
+      apr.sft_batch("serial", PROBLEMS[:1], apr.Config())
+
+
+class EvaluateTest(absltest.TestCase):
+
+  def test_replayed_apr_traces_score_the_oracle(self):
+    traces = [ct.apr_trace(p, 3, 5) for p in PROBLEMS]
+    texts = [t for tr in traces for t in (lambda x: (x[0], *x[1]))(ct.apr_texts(tr))]
+    row = apr.evaluate(Script(texts), PROBLEMS, BIG)
+    self.assertAlmostEqual(row["accuracy"], np.mean([t.solution is not None for t in traces]))
+    self.assertAlmostEqual(row["mean_children"], np.mean([len(t.spawned) for t in traces]))
+    self.assertEqual(row["stops"], {"eos": len(PROBLEMS)})
+
+  def test_sos_at_a_context_cap(self):
+    searches = [cd.best_first(p.target, p.numbers, 30) for p in PROBLEMS]
+    texts = [cd.format_search(s) for s in searches]
+    lengths = np.array([len(t) + 2 for t in texts])  # bos + text + eos
+    for cap in (int(np.min(lengths)), int(np.median(lengths)), int(np.max(lengths))):
+      budget = threads.Budget(max_rounds=5, max_total_tokens=100_000, max_thread_tokens=cap)
+      row = apr.evaluate(Script(texts), PROBLEMS, budget)
+      fits = lengths <= cap
+      expected = np.mean([f and s.solution is not None for f, s in zip(fits, searches)])
+      self.assertAlmostEqual(row["accuracy"], expected)
+      self.assertEqual(row["stops"].get("context", 0), int(np.sum(~fits)))
+      self.assertAlmostEqual(row["mean_rounds"], 1.0)
+      self.assertLessEqual(row["mean_longest_thread"], cap)
+
+
+class RolloutRowsTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    problems = [FIXTURE, PROBLEMS[6], FIXTURE, PROBLEMS[6]]  # two prompts, G = 2
+    texts = []
+    for p, max_children in zip(problems[:2], (2, 1)):  # 3 and 2 threads
+      parent, children = ct.apr_texts(ct.apr_trace(p, max_children, 2))
+      texts += [parent, *children]
+    prompts = [ct.thread_prompt(p.target, p.numbers) for p in problems]
+    self.rollouts = threads.run(Script(texts), TOK, ct.APR_THREADS, prompts, BIG,
+                                jax.random.key(0))
+    self.adv = np.array([0.5, -0.5, 1.0, -1.0], np.float32)
+    self.batch, self.adv_B, self.zv_B = apr.rollout_rows(
+        self.rollouts, self.adv, np.array([False, True, False, True]), 4096, min_rows=2)
+
+  def test_rows_and_padding(self):
+    n = sum(len(r.thread_ids) for r in self.rollouts)
+    rows = self.batch.tokens.shape[0]
+    self.assertEqual(rows, 1 << (n - 1).bit_length())  # a power of two
+    owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])
+    np.testing.assert_array_equal(self.adv_B[:n], self.adv[owner])
+    np.testing.assert_array_equal(self.adv_B[n:], 0.0)
+    self.assertTrue(np.all(self.zv_B[n:]))
+    self.assertEqual(float(np.sum(self.batch.attention_mask[n:])), 0.0)
+    row = 0
+    for r in self.rollouts:
+      for ids, decoded in zip(r.thread_ids, r.thread_decoded):
+        np.testing.assert_array_equal(self.batch.tokens[row, :len(ids)], ids)
+        np.testing.assert_array_equal(self.batch.action_mask[row, :len(ids)], decoded)
+        row += 1
+
+  def test_each_rollout_weighs_one(self):
+    owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])
+    weights = np.asarray(self.batch.loss_mask)
+    per_rollout = [weights[:len(owner)][owner == i].sum() for i in range(4)]
+    np.testing.assert_allclose(per_rollout, 1.0, rtol=1e-6)
+    # A per-token loss equal to the rollout's id: the token-mean aggregation with these weights
+    # is the mean over rollouts (1.5), whatever the number of threads each spawned.
+    trains = decision_view(self.batch).trains
+    value = np.zeros(trains.shape, np.float32)
+    value[:len(owner)] = owner[:, None]
+    norm = pg_losses.aggregation_normalizer(trains, "token_mean")
+    self.assertAlmostEqual(float(norm), 4.0, places=5)
+    loss = pg_losses.aggregate(jnp.asarray(value), trains, "token_mean", norm)
+    self.assertAlmostEqual(float(loss), 1.5, places=5)
+    self.assertEqual([len(r.thread_ids) for r in self.rollouts], [3, 2, 3, 2])
+
+
+class SmokeTest(absltest.TestCase):
+
+  def test_smoke_writes_every_model(self):
+    c = apr_configs.get_config("smoke")
+    c.update(caps=(96,), total_budgets=())
+    config = config_lib.from_dict(apr.Config, c.to_dict())
+    with tempfile.TemporaryDirectory() as d:
+      results = apr.train_and_evaluate(config, d)
+      with open(os.path.join(d, "results.json")) as f:
+        self.assertEqual(json.load(f), results)
+      self.assertEqual(list(results), ["sos", "apr", "apr_rl"])
+      for row in results.values():
+        self.assertEqual(row["cap"], 96)
+        self.assertBetween(row["accuracy"], 0.0, 1.0)
+        self.assertLessEqual(row["mean_longest_thread"], 96)
+      self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_tokens.png")))
+      with open(os.path.join(d, "apr_rl", "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+      self.assertIn("eval/accuracy", rows[0])  # the RL run's own step-0 evaluation
+      self.assertEqual(rows[-1]["step"], config.rl.train.num_steps)
+    with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
+      apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
+
+
+if __name__ == "__main__":
+  absltest.main()
