@@ -26,15 +26,18 @@ def _rows(module: str, entry: str) -> list[dict]:
   return rows
 
 
+def format_rows(rows: list[dict], columns: tuple[str, ...]) -> str:
+  """An aligned text table of `columns` (floats to 4 significant digits; missing cells empty)."""
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+  table = [columns] + [tuple(fmt(r.get(c, "")) for c in columns) for r in rows]
+  widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+  return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in table)
+
+
 def main() -> list[dict]:
   rows = (_rows("benchmarks.train_bench", "run") + _rows("benchmarks.generate_bench", "run")
           + _rows("benchmarks.scaling_bench", "main"))
-  fmt = lambda v: f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
-  header = ("name", "ours", "reference", "ratio", "unit")
-  table = [header] + [tuple(fmt(r.get(k, "")) for k in header) for r in rows]
-  widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-  for row in table:
-    print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+  print(format_rows(rows, ("name", "ours", "reference", "ratio", "unit")))
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
   with open(path, "w") as f:
     json.dump(rows, f, indent=2)

@@ -13,6 +13,15 @@
   P - 1 + max_new_tokens slots and lives only inside the compiled call, so no donation is needed.
 * Per step: raw logits -> `logit_processor(step_state, logits)` -> temperature -> top-k -> top-p
   -> sample (or argmax when `temperature == 0`). A finished row emits `pad_id` with log-prob 0.
+* Greedy fast path. With `temperature == 0` (concrete) there is no sampling machinery: the
+  token and its log-prob come from one max/argmax pass and one exp-sum pass (`argmax_logprob`).
+  When, in addition, there is no processor and no `extra_outputs` and the model is a
+  `Transformer` with tied embeddings, the step projects the final hidden state itself,
+  vocabulary-major (`_ModuleApply.logits_VxB`: the same logits to the bit, a faster dot on CPU),
+  and the model's own [B, V] projection is dead code. Tokens are unchanged; the log-probs may
+  differ from the general path in the last bit (the order of the 50k-term sum). About half of
+  a small GPT-2's decode step is that projection; benchmarks/generate_bench.py has the measured
+  breakdown.
 * Temperature: a scalar or one per row [B]. A row whose temperature is 0 decodes greedily
   (exactly the argmax of its processed logits, as with `temperature=0` for the whole batch). A
   concrete temperature < 0 or NaN is an error; a traced one (e.g. under an outer `jax.jit`)
@@ -288,14 +297,27 @@ def sampling_logits(logits_xV: jax.Array, temperature, top_k: int = 0, top_p=Non
   return z_NxV.reshape(shape)
 
 
+def argmax_logprob(logits: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array]:
+  """(argmax, log_softmax(logits)[argmax]) along `axis`, without a [.., V] log-softmax.
+
+  XLA fuses the argmax and the max into one pass; then log p(argmax) = (max - max) -
+  log(sum(exp(logits - max))), the arithmetic `jax.nn.log_softmax` does at that index, so the
+  result is the same to the bit. The greedy decode step needs exactly these two numbers.
+  """
+  with jax.named_scope("argmax_logprob"):
+    argmax = jnp.argmax(logits, axis=axis).astype(jnp.int32)
+    max_ = jnp.max(logits, axis=axis)
+    shifted = logits - jnp.expand_dims(max_, axis)
+    return argmax, (max_ - max_) - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis))
+
+
 def _choose(cfg: _StaticConfig, logits_BxV, temperature_B, top_p, rng):
   """Processed logits -> (token_B, the logits of the distribution the token was drawn from).
 
-  Rows whose temperature is not > 0 (0, or a traced negative or NaN) take the argmax.
+  The sampling path (`cfg.greedy` is False; a greedy loop uses `argmax_logprob`). Rows whose
+  temperature is not > 0 (0, or a traced negative or NaN) take the argmax.
   """
   argmax_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
-  if cfg.greedy:
-    return argmax_B, logits_BxV
   greedy_B = ~(temperature_B > 0)
   sampled_BxV = sampling_logits(logits_BxV, jnp.where(greedy_B, 1.0, temperature_B)[:, None],
                                 cfg.top_k, top_p if cfg.use_top_p else None)
@@ -347,6 +369,11 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
   def cond(c):
     return (c["step"] < n) & ~jnp.all(c["finished_B"])
 
+  # Plain greedy decoding of a `Transformer` projects the hidden state itself, vocabulary-major
+  # (see `_ModuleApply.logits_VxB`); the model's own [B, V] projection is then dead code.
+  vocab_major = (cfg.greedy and processor is None and extra_fn is None
+                 and isinstance(apply_fn, _ModuleApply) and apply_fn.projects_vocab_major)
+
   def body(c):
     step = c["step"]
     logits_BxV, hidden_BxD, cache = step_fn(c["token_B"], c["position_B"], c["cache"])
@@ -354,13 +381,22 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
     state = StepState(step, c["tokens_BxN"], c["position_B"], prompt_lengths_B, hidden_BxD,
                       c["finished_B"], jax.random.fold_in(step_rng, 1), aux)
     processed_BxV = logits_BxV if processor is None else processor(state, logits_BxV)
-    token_B, sampled_from_BxV = _choose(cfg, processed_BxV, temperature_B, top_p,
-                                        jax.random.fold_in(step_rng, 0))
     live_B = ~c["finished_B"]
-    token_B = jnp.where(live_B, token_B, pad_id)
-    raw_lp_B = _take_B(jax.nn.log_softmax(logits_BxV), token_B)
-    proc_lp_B = raw_lp_B if sampled_from_BxV is logits_BxV else _take_B(
-        jax.nn.log_softmax(sampled_from_BxV), token_B)
+    if vocab_major:
+      token_B, proc_lp_B = argmax_logprob(apply_fn.logits_VxB(params, hidden_BxD), axis=0)
+      token_B = jnp.where(live_B, token_B, pad_id)
+      raw_lp_B = proc_lp_B
+    elif cfg.greedy:  # No sampling machinery: the argmax and its log-prob.
+      token_B, proc_lp_B = argmax_logprob(processed_BxV)
+      token_B = jnp.where(live_B, token_B, pad_id)
+      raw_lp_B = proc_lp_B if processor is None else _take_B(
+          jax.nn.log_softmax(logits_BxV), token_B)
+    else:
+      token_B, sampled_from_BxV = _choose(cfg, processed_BxV, temperature_B, top_p,
+                                          jax.random.fold_in(step_rng, 0))
+      token_B = jnp.where(live_B, token_B, pad_id)
+      raw_lp_B = _take_B(jax.nn.log_softmax(logits_BxV), token_B)
+      proc_lp_B = _take_B(jax.nn.log_softmax(sampled_from_BxV), token_B)
     # Finished rows write pad (tokens) or zeros (everything else) into column `step`.
     put = lambda buf, x: jax.lax.dynamic_update_slice_in_dim(buf, x[:, None], step, axis=1)
     put_live = lambda buf, x: put(buf, jnp.where(
@@ -397,6 +433,26 @@ class _ModuleApply:
   def __call__(self, params, tokens_BxT, mask_BxT, positions_BxT, cache):
     return self.module.apply({"params": params}, tokens_BxT, attention_mask_BxT=mask_BxT,
                              positions_BxT=positions_BxT, cache=cache)
+
+  @property
+  def projects_vocab_major(self) -> bool:
+    """A `Transformer` with tied embeddings (its logits are `embed.attend(hidden)`)."""
+    module = self.module  # Exactly a Transformer: a subclass may compute other logits.
+    return type(module) is tfm.Transformer and module.cfg.tie_embeddings
+
+  def logits_VxB(self, params, hidden_BxD):
+    """The tied output projection of one position, computed vocabulary-major.
+
+    The same products and sums as the model's `embed.attend`, operands cast to the compute
+    dtype, so the logits are equal to the bit (tested); but XLA's CPU dot is ~25% faster with
+    the [V, D] embedding as the left operand, and the reductions over V then run down the
+    columns of a [V, B] array. (The untied `lm_head` swapped this way differs in the last bit,
+    so untied models keep the model's projection.)
+    """
+    dt = jnp.dtype(self.module.cfg.dtype)
+    with jax.named_scope("logits_VxB"):
+      embedding_VxD = params["embed"]["embedding"].astype(dt)
+      return jnp.dot(embedding_VxD, hidden_BxD.astype(dt).T).astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)

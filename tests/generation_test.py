@@ -143,6 +143,44 @@ class GenerationTest(parameterized.TestCase):
     # The processed log-probs are under the sharper, truncated distribution.
     self.assertTrue(np.all(np.asarray(out.processed_logprobs_BxN) >= want - 1e-6))
 
+  def test_argmax_logprob_hand_computed(self):
+    logits = np.array([[1.0, 3.0, 3.0, -np.inf], [0.0, 0.0, 0.0, 0.0],
+                       [-np.inf, 2.0, -np.inf, -np.inf]], np.float32)
+    want_lp = [-np.log(np.exp(-2.0) + 2.0), -np.log(4.0), 0.0]
+    for fn in (gen.argmax_logprob, jax.jit(gen.argmax_logprob)):
+      token, lp = fn(jnp.asarray(logits))
+      np.testing.assert_array_equal(token, [1, 0, 1])  # First index among ties, like argmax.
+      np.testing.assert_allclose(lp, want_lp, rtol=1e-6)
+    random = jax.random.normal(jax.random.key(0), (5, 1000)) * 4
+    token, lp = gen.argmax_logprob(random)
+    np.testing.assert_array_equal(token, jnp.argmax(random, -1))
+    np.testing.assert_allclose(lp, jax.nn.log_softmax(random).max(-1), rtol=1e-6)
+
+  @parameterized.named_parameters(("f32", CFG), ("bf16", CFG.replace(dtype="bfloat16")))
+  def test_vocab_major_projection_equals_model_logits_bitwise(self, cfg):
+    model, params = _params(cfg)
+    apply = gen._ModuleApply(model)
+    self.assertTrue(apply.projects_vocab_major)
+    self.assertFalse(gen._ModuleApply(_params(LLAMA)[0]).projects_vocab_major)  # Untied.
+    out = model.apply({"params": params}, PROMPT)
+    logits_VxB = apply.logits_VxB(params, out.hidden[:, -1])
+    np.testing.assert_array_equal(np.asarray(logits_VxB).T, out.logits[:, -1])
+    self.assertEqual(logits_VxB.dtype, jnp.float32)
+
+  def test_greedy_with_processor_reports_raw_and_processed_logprobs(self):
+    allowed = np.zeros(CFG.vocab_size, bool)
+    allowed[[10, 20, 30]] = True
+    out = _greedy(gen.mask_processor(allowed))
+    model, params = _params(CFG)
+    seq = np.concatenate([PROMPT, out.tokens_BxN], 1)
+    logits = np.asarray(model.apply({"params": params}, seq).logits[:, 2:-1])
+    tokens = np.asarray(out.tokens_BxN)[..., None]
+    masked = np.where(allowed, logits, -np.inf)
+    np.testing.assert_array_equal(tokens[..., 0], masked.argmax(-1))
+    for got, z in ((out.logprobs_BxN, logits), (out.processed_logprobs_BxN, masked)):
+      want = np.take_along_axis(np.asarray(jax.nn.log_softmax(z)), tokens, -1)[..., 0]
+      np.testing.assert_allclose(got, want, atol=1e-5)
+
   def test_sampling_is_reproducible_and_key_dependent(self):
     model, params = _params(CFG)
     run = lambda seed: gen.generate(model, params, jnp.ones((4, 3), jnp.int32),
