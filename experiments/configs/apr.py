@@ -14,7 +14,25 @@ spawn / join orchestrator at caps 512 / 640 / 768 (APR also at 512 / 768 / 1024 
 then GRPO on the APR model (4 prompts x 4 rollouts per step, all threads of a rollout share its
 advantage, rollouts weigh equally).
 
-Measured: see the module's closing note in the issue tracker and below (filled in by the run).
+The symbolic-search figures above were computed from the serialised traces of 300 training
+problems (a rollout counts as solved when its search reaches the goal and every thread, bos and
+<eos> included, fits the cap).
+
+Measured (`python -m experiments.apr`, jax 0.10.2, 64 min wall on 2 cores shared with three
+other agents' jobs at load 8-14; SFT 500 steps of 16 rows each: 27 + 17 min): TARGETS NOT
+REACHED. SFT loss 0.65 (SoS+; 2211 of 3000 rows cut at 768) and 0.55 (APR; 15000 rows, 213
+cut). At cap 768, 128 validation problems, greedy: SoS+ accuracy 0.000 (621 tokens; 104 cut by
+the context, 24 gave up), APR 0.000 (452 tokens, 0.16 children per rollout: it mostly writes
+the root and gives up; 11 malformed spawn blocks), and every cap / total budget of the sweep
+0.000 too. GRPO on the APR model: reward 0 in every group of the 30 steps (zero-variance share
+1.0, grad_norm 0), so apr_rl = apr. What limits it: the 0.1M-parameter one-head model after
+500 steps does not even copy the starting pool from the header (greedy SoS+ trace of
+"Goal 15 from [7 7 7 7]" starts "#0 [5 7 8 9]"), far from the 2-layer model of
+experiments/configs/search.py:trace, which needed a 3000-step direct-answer policy plus 1500
+trace steps (loss 0.010) for pass@8 0.43 on 3-number problems. Next: start both formats from
+that direct-answer policy and train ~3000 steps per format (about an hour per format here),
+then compare at cap 768; the pipeline (rows, orchestrator, sweeps, shared-advantage RL) is
+tested end to end.
 """
 
 from jaxlm import config as config_lib
