@@ -18,6 +18,7 @@ from jaxlm.data.iterators import RandomBatches
 from jaxlm.losses import LMOutputs, bc_loss
 from jaxlm.models import lm_networks
 from jaxlm.models import policy as policy_lib
+from jaxlm.models.transformer import output_matrix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,11 @@ def train(config: Config, data: offline.OfflineData, workdir: str, *, resume: bo
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
-    return bc_loss(LMOutputs(logits_fn(params, batch.tokens, batch.attention_mask)), batch)
+    # Fused output projection + cross-entropy (jaxlm.losses.xent): no [B, T, V] logits.
+    out = model.apply({"params": params}, batch.tokens, attention_mask_BxT=batch.attention_mask,
+                      with_logits=False)
+    return bc_loss(LMOutputs(hidden_BxTxD=out.hidden,
+                             w_VxD=output_matrix(params, model.cfg)), batch)
 
   state, _ = train_lib.fit(os.path.join(workdir, name), config.train, init_fn, loss_fn,
                            RandomBatches(data.batch, config.train.batch_size, config.train.seed),

@@ -30,8 +30,9 @@ from jaxlm import sharding as sharding_lib
 from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
 from jaxlm.data.iterators import IndexedBatches
-from jaxlm.losses import next_token_loss
+from jaxlm.losses.lm import fused_next_token_loss
 from jaxlm.models import Transformer, TransformerConfig
+from jaxlm.models.transformer import output_matrix
 
 ALPHABET = "\n0123456789+-*=."  # id 0 ("\n") separates lines.
 OPS = "+-*"
@@ -118,11 +119,16 @@ class WindowIterator(IndexedBatches):
 
 
 def make_loss_fn(model: Transformer):
-  """Mean next-token cross-entropy: `loss_fn(params, batch, rng, *, state) -> (loss, aux)`."""
+  """Mean next-token cross-entropy: `loss_fn(params, batch, rng, *, state) -> (loss, aux)`.
+
+  The output projection and the cross-entropy run fused (`jaxlm.losses.xent`): no [B, T, V]
+  logits.
+  """
   def loss_fn(params, batch, rng, *, state):
     del rng, state  # Deterministic model, no target network.
-    return next_token_loss(model.apply({"params": params}, batch["inputs"]).logits,
-                           batch["targets"])
+    hidden_BxTxD = model.apply({"params": params}, batch["inputs"], with_logits=False).hidden
+    return fused_next_token_loss(hidden_BxTxD, output_matrix(params, model.cfg),
+                                 batch["targets"])
   return loss_fn
 
 

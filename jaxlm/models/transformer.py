@@ -143,7 +143,7 @@ def llama_config(**kw) -> TransformerConfig:
 
 @flax.struct.dataclass
 class TransformerOutput:
-  logits: jax.Array  # [B, T, V] float32
+  logits: jax.Array | None  # [B, T, V] float32 (None when called with with_logits=False)
   hidden: jax.Array  # [B, T, D] final normalised residual stream (value heads read this)
   cache: Cache | None = None
 
@@ -318,7 +318,9 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, attention_mask_BxT=None, positions_BxT=None,
-               cache: Cache | None = None) -> TransformerOutput:
+               cache: Cache | None = None, with_logits: bool = True) -> TransformerOutput:
+    """`with_logits=False` skips the [B, T, V] output projection (logits=None): a loss fused
+    with it reads `hidden` and `output_matrix(params, cfg)` instead (`jaxlm.losses.xent`)."""
     cfg = self.cfg
     _check_inputs(cfg, tokens_BxT, positions_BxT)
     if attention_mask_BxT is None:
@@ -356,17 +358,27 @@ class Transformer(nn.Module):
         (x_BxTxD, kv), _ = block(cfg, name=f"block_{i}")((x_BxTxD, kv), i, *args)
 
     hidden_BxTxD = Norm(cfg, name="ln_f")(x_BxTxD)
+    logits_BxTxV = None
     if cfg.tie_embeddings:
-      logits_BxTxV = embed.attend(hidden_BxTxD)
-    else:
+      if with_logits:
+        logits_BxTxV = embed.attend(hidden_BxTxD)
+    elif with_logits or self.is_initializing():  # The lm_head params exist either way.
       logits_BxTxV = nn.Dense(cfg.vocab_size, use_bias=False, dtype=cfg.dtype,
                               param_dtype=cfg.param_dtype, name="lm_head",
                               kernel_init=_init(0.02, ("embed", "vocab")))(hidden_BxTxD)
     new_cache = None
     if cache is not None:
       new_cache = {**kv, "mask": kv_valid_BxS, "index": cache_index + tokens_BxT.shape[1]}
-    return TransformerOutput(logits=logits_BxTxV.astype(jnp.float32), hidden=hidden_BxTxD,
-                             cache=new_cache)
+    logits_BxTxV = logits_BxTxV.astype(jnp.float32) if with_logits else None
+    return TransformerOutput(logits=logits_BxTxV, hidden=hidden_BxTxD, cache=new_cache)
+
+
+def output_matrix(params: Any, cfg: TransformerConfig) -> jax.Array:
+  """The [V, D] matrix W with logits = hidden @ W.T: the token embedding when tied, else the
+  transposed lm_head kernel (differentiable: gradients flow back to the parameter)."""
+  if cfg.tie_embeddings:
+    return params["embed"]["embedding"]
+  return params["lm_head"]["kernel"].T
 
 
 def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = None,
