@@ -144,6 +144,54 @@ class RelabelTest(absltest.TestCase):
     stats = calm.relabel_stats(logged, calm.Config(keep_prob=0.0))
     self.assertGreater(stats["relabeled_success"], stats["logged_success"] + 0.3)
 
+  def test_relabeled_batch_is_conditioned_on_the_new_table(self):
+    # Parse the table back out of each row's tokens: with relabeling the LM sees a table under
+    # which the logged action is valid, and the aux labels are that table's valid set.
+    config = calm.Config(keep_prob=0.0, max_tries=200, task=dlg.DialogueConfig(noise=0.5))
+    logged = dlg.log_dialogues(64, seed=4, config=config.task)
+    tok = dlg.make_tokenizer(config.task.num_flights)
+    for relabel_contexts in (False, True):
+      data = calm.DialogueBatches(logged, config, relabel_contexts)
+      batch = next(iter(data))
+      rows = [logged[i] for i in np.random.default_rng((config.train.seed, 0)).integers(
+          0, len(logged), config.train.batch_size)]  # the rows `draw` picks for batch 0
+      valid_under_seen, changed = [], 0
+      for d, tokens, seg, valid in zip(rows, batch["tokens"], batch["segment"],
+                                       batch["valid"]):
+        lines = tok.decode(tokens[(seg == 0)][1:]).strip().split("\n")  # BOS dropped
+        table = tuple(dlg.Flight(*line.split()[1:]) for line in lines)
+        changed += table != d.table
+        self.assertEqual(tok.decode(tokens[seg == calm.NUM_TURNS + 2]),
+                         dlg.action_text(d.action, config.task.num_flights))
+        np.testing.assert_array_equal(np.flatnonzero(valid),
+                                      dlg.valid_actions(table, d.constraints))
+        valid_under_seen.append(dlg.is_success(table, d.constraints, d.action))
+      if relabel_contexts:
+        self.assertGreater(changed, len(rows) // 2)
+        self.assertGreater(np.mean(valid_under_seen), 0.9)
+      else:
+        self.assertEqual(changed, 0)
+        self.assertLess(np.mean(valid_under_seen), 0.8)
+
+
+class ReplicatesTest(absltest.TestCase):
+
+  def test_mean_se_and_combined_row(self):
+    mean, se = calm.mean_se([0.5, 0.7, 0.9])
+    self.assertAlmostEqual(mean, 0.7)
+    self.assertAlmostEqual(se, 0.2 / np.sqrt(3))  # sample std 0.2 (ddof=1) over sqrt(3)
+    self.assertEqual(calm.mean_se([0.4]), (0.4, None))
+    row = lambda s, acc: {"relabel": True, "aux": True, "success": s, "success_ci95": 0.05,
+                          "aux_accuracy_by_position": acc, "final_action_nll": 2 * s,
+                          "success_curve": [[0, 0.0], [10, s]], "steps": 10}
+    got = calm.combine_replicates([row(0.5, [0.2, 0.4]), row(0.9, [0.4, 1.0])])
+    self.assertAlmostEqual(got["success"], 0.7)
+    self.assertAlmostEqual(got["success_se"], 0.2)  # std(ddof=1) of (0.5, 0.9) = 0.283 / sqrt 2
+    self.assertEqual(got["success_per_seed"], [0.5, 0.9])
+    np.testing.assert_allclose(got["aux_accuracy_by_position"], [0.3, 0.7])
+    np.testing.assert_allclose(got["success_curve"], [[0, 0.0], [10, 0.7]])
+    self.assertAlmostEqual(got["final_action_nll"], 1.4)
+
 
 def _reference_aux(status, slot, valid, mask):
   """numpy: p(book k) = p_status[0] p_slot[k], p(no flight) = p_status[1]."""

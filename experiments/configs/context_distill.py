@@ -11,6 +11,8 @@ Other presets and overrides:
       --workdir /tmp/cd_smoke
   python -m experiments.context_distill --config experiments/configs/context_distill.py \
       --config.experiments='("scratchpad",)' --workdir /tmp/cd_scratchpad
+  python -m experiments.context_distill \
+      --config experiments/configs/context_distill.py:examples --workdir /tmp/cd_examples
 
 Runtime (MEASURED 2026-12-04, default preset, nice 5, 2 cores shared with other jobs at load
 average ~9-10 from `uptime`): 14.9 min wall, 8.8 min CPU (user 468 s + sys 62 s, from
@@ -47,11 +49,33 @@ Result (MEASURED, default preset, exact-match accuracy of greedy answers on 256 
       rows ARE the true pairs, so the two must match; the interesting numbers are direct
       accuracy before (0.00) vs after distillation (0.95) vs the teacher with its scratchpad
       (1.00). The first slice (3-digit addition, 512 pairs, 200 steps) reached only 0.05.
-  (3) examples: not measured at full scale (preset "full"); not in the smoke preset either.
+  (3) examples (preset "examples", MEASURED 2026-12-04; k = 3 worked examples of a new rule,
+      "fbdc=edfa;eafd=cbef;faae=ebbc;", which between them show all 6 letters of the rule;
+      its own meta-model: 3,000 steps with context_mix (0.4, 0.4, 0.2); KL distillation and
+      the GD-on-k baseline 400 steps each at lr 3e-3, replay_share 0.5; 256 held-out words;
+      exact match, then in brackets the share of answer letters right, chance = 1/6 = 0.167):
+      meta-model with the examples in context 0.00 (0.09), without context 0.00 (0.16);
+      after distilling the examples: without context 0.00 (0.15), with them 0.00 (0.08);
+      GD on the 3 examples (true rows, no context): without context 0.00 (0.22), with them
+      0.00 (0.26). NO ANSWER at this size: the teacher never learned to read example
+      contexts (its letter accuracy with them is below chance), so there is nothing to
+      distil; the paper's claim (distilling k examples beats GD on them) is neither shown
+      nor refuted. The same meta-model follows a written rule only 0.17 of the time (vs
+      1.00 for the default preset's meta-model, 1,500 steps at mix (0.8, 0, 0.2)): the 40%
+      example rows (a harder lookup: find the query letter among the 12 example letters and
+      copy the letter 5 positions later) dilute the rule signal. Its meta-training loss sat
+      at the uniform plateau (1.43) until step ~850, then only reached ~1.0 by step 3,000.
+      Runtime: 55.3 min wall at load average 9-13 (user 768 s + sys 96 s = 14.4 min CPU);
+      meta-training 46 min of it (1.1-1.4 steps/s). GD on the k examples does learn some of
+      the 12 letter pairs it sees (0.22 > 0.167). Next: a meta-model that reads examples
+      needs more steps, more layers (this lookup is an induction-head composition) or a
+      curriculum (identity rules already on; e.g. more example rows, k = 6).
 
-Presets: default (experiments (1) and (2)); full (adds (3): meta-training also on k-example
-contexts, 3,000 steps; not measured); smoke (CI: experiment (1) only, one step per run, a
-16-wide one-layer model; numbers meaningless).
+Presets: default (experiments (1) and (2)); examples (experiment (3) alone, above: its own
+meta-model with example contexts, 3,000 steps; ~55 min wall on the loaded machine, so not in
+the default); full (all three, one meta-model for (1) and (3) with the examples preset's mix
+and steps; not measured); smoke (CI: experiment (1) only, one step per run, a 16-wide
+one-layer model; numbers meaningless).
 """
 
 from jaxlm import config as config_lib
@@ -60,10 +84,13 @@ from jaxlm.algos import context_distill
 
 def get_config(arg: str | None = None):
   """Every field of `jaxlm.algos.context_distill.Config`, then preset `arg` in {None/"default",
-  "full", "smoke"}."""
+  "examples", "full", "smoke"}."""
   c = config_lib.config_dict(context_distill.Config())
   if arg in (None, "", "default"):
     pass
+  elif arg == "examples":  # experiment (3) alone: its own meta-model (example contexts)
+    c.update(experiments=("examples",), context_mix=(0.4, 0.4, 0.2))
+    c.meta_train.update(num_steps=3000)
   elif arg == "full":
     c.update(experiments=context_distill.EXPERIMENTS, context_mix=(0.4, 0.4, 0.2))
     c.meta_train.update(num_steps=3000)
@@ -74,5 +101,6 @@ def get_config(arg: str | None = None):
     for run in (c.meta_train, c.addition_train, c.distill_train, c.scratchpad_train):
       run.update(num_steps=1, batch_size=8, warmup=0, log_every=1)
   else:
-    raise ValueError(f"unknown context_distill preset {arg!r}; choose default, full or smoke")
+    raise ValueError(f"unknown context_distill preset {arg!r}; choose default, examples, full "
+                     "or smoke")
   return c

@@ -18,10 +18,12 @@ actions). CALM adds two things to this conditional behaviour cloning (BC):
   logged customer goal and the (possibly relabeled) table.
 
 `train_and_evaluate` trains the ablation (`VARIANTS`: bc, relabel, aux, calm) with the same
-steps, batches and seed through `jaxlm.train.fit`, and evaluates on held-out dialogues (fresh
-tables and goals): the agent's final action decoded greedily with `jaxlm.generate` after the
-table, the customer turns and "agent:" (success = the parsed action is valid), and the aux
-head's accuracy by dialogue position (table, turn 1..3, "agent:").
+steps, batches and seed through `jaxlm.train.fit`, in `Config.seeds` independent replicates
+(results: mean and standard error over replicates, and the paired calm - bc difference), and
+evaluates on held-out dialogues (fresh tables and goals, the same for every replicate): the
+agent's final action decoded greedily with `jaxlm.generate` after the table, the customer
+turns and "agent:" (success = the parsed action is valid), and the aux head's accuracy by
+dialogue position (table, turn 1..3, "agent:").
 """
 
 from __future__ import annotations
@@ -104,8 +106,8 @@ class Config:
   Attributes:
     model: the transformer trunk (vocab_size must be the task tokenizer's).
     task: the dialogue distribution and the logger's noise (`jaxlm.envs.dialogue`).
-    train: the training run of each variant (`jaxlm.config.TrainConfig`); `train.seed` also
-      seeds the logged data (seed), the held-out dialogues (seed + 1) and relabeling.
+    train: the training run of each variant (`jaxlm.config.TrainConfig`); replicate r trains
+      with seed `train.seed + r`, which also seeds its logged data and relabeling.
     variants: which of `VARIANTS` to train (bc, relabel, aux, calm), in this order.
     num_dialogues: logged training dialogues.
     eval_dialogues: held-out dialogues (fresh tables and goals).
@@ -114,12 +116,15 @@ class Config:
     max_tries: relabeling draws at most this many tables per dialogue.
     head_mult: hidden width of the aux head's MLP, in multiples of d_model.
     eval_every: steps between held-out success evaluations (0 = start and end only).
+    seeds: independent replicates (logged data, init, batches, relabeling) of the whole
+      ablation; every replicate is scored on the same held-out dialogues (seeded by
+      (train.seed, 1), a stream no replicate's logged data uses).
   """
   model: TransformerConfig = TransformerConfig(
-      vocab_size=40, d_model=128, n_layers=2, n_heads=4, d_ff=512, max_len=32)
+      vocab_size=40, d_model=64, n_layers=3, n_heads=4, d_ff=256, max_len=32)
   task: dlg.DialogueConfig = dlg.DialogueConfig()
-  train: TrainConfig = TrainConfig(num_steps=600, batch_size=32, lr=3e-3, warmup=50,
-                                   weight_decay=0.1, log_every=50, checkpoint_every=300,
+  train: TrainConfig = TrainConfig(num_steps=1200, batch_size=32, lr=3e-3, warmup=50,
+                                   weight_decay=0.1, log_every=100, checkpoint_every=600,
                                    keep_checkpoints=1)
   variants: tuple[str, ...] = ("bc", "relabel", "aux", "calm")
   num_dialogues: int = 2000
@@ -128,7 +133,8 @@ class Config:
   keep_prob: float = 0.1
   max_tries: int = 100
   head_mult: int = 1
-  eval_every: int = 150
+  eval_every: int = 200
+  seeds: int = 1
 
   def __post_init__(self):
     tok = dlg.make_tokenizer(self.task.num_flights)
@@ -143,7 +149,7 @@ class Config:
     if unknown or not self.variants:
       raise ValueError(f"Config.variants={self.variants}: unknown {unknown}; choose from "
                        f"{tuple(VARIANTS)}")
-    for name in ("num_dialogues", "eval_dialogues", "head_mult"):
+    for name in ("num_dialogues", "eval_dialogues", "head_mult", "seeds"):
       if getattr(self, name) < 1:
         raise ValueError(f"Config.{name}={getattr(self, name)} must be >= 1")
     if self.aux_weight < 0 or self.eval_every < 0:
@@ -279,7 +285,7 @@ class Evaluator:
     self.config, self.model = config, model
     self.tok = dlg.make_tokenizer(config.task.num_flights)
     clean = dataclasses.replace(config.task, noise=0.0)
-    self.dialogues = dlg.log_dialogues(config.eval_dialogues, config.train.seed + 1, clean)
+    self.dialogues = dlg.log_dialogues(config.eval_dialogues, (config.train.seed, 1), clean)
     self.batch = encode_dialogues(self.dialogues, [d.table for d in self.dialogues], config)
     self.prompt, self.prompt_mask = prompts(self.batch, self.tok.pad_id)
     self.newline = dlg.action_tokens(self.tok, ["\n"])
@@ -327,10 +333,9 @@ def relabel_stats(logged: list[dlg.Dialogue], config: Config) -> dict[str, float
 
 
 def train_variant(name: str, config: Config, logged: list[dlg.Dialogue], evaluator: Evaluator,
-                  init_fn, outputs_fn, workdir: str, resume: bool) -> dict[str, Any]:
-  """Trains one variant in `workdir/name` and evaluates it on the held-out dialogues."""
+                  init_fn, outputs_fn, run_dir: str, resume: bool) -> dict[str, Any]:
+  """Trains one variant in `run_dir` and evaluates it on the held-out dialogues."""
   relabel_contexts, aux = VARIANTS[name]
-  run_dir = os.path.join(workdir, name)
   loss_fn = make_loss_fn(outputs_fn, config.aux_weight if aux else 0.0)
   state, _ = train_lib.fit(
       run_dir, config.train, init_fn, loss_fn, DialogueBatches(logged, config, relabel_contexts),
@@ -351,31 +356,70 @@ def train_variant(name: str, config: Config, logged: list[dlg.Dialogue], evaluat
   }
 
 
+def mean_se(values) -> tuple[float, float | None]:
+  """Mean and standard error over replicates (None with a single replicate)."""
+  x = np.asarray(values, np.float64)
+  return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else None)
+
+
+def combine_replicates(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+  """One ablation row from its replicates: means (and the SE of the success) over seeds."""
+  first = per_seed[0]
+  success, se = mean_se([r["success"] for r in per_seed])
+  acc = [r["aux_accuracy_by_position"] for r in per_seed]
+  curves = [r["success_curve"] for r in per_seed]
+  return {
+      "relabel": first["relabel"], "aux": first["aux"], "success": success, "success_se": se,
+      "success_per_seed": [r["success"] for r in per_seed],
+      "success_ci95_per_seed": [r["success_ci95"] for r in per_seed],
+      "aux_accuracy_by_position": (np.mean(acc, axis=0).tolist() if first["aux"] else None),
+      "success_curve": [[c[0][0], float(np.mean([x[1] for x in c]))] for c in zip(*curves)],
+      "final_action_nll": (float(np.mean([r["final_action_nll"] for r in per_seed]))
+                           if first["final_action_nll"] is not None else None),
+      "steps": first["steps"],
+  }
+
+
 def train_and_evaluate(config: Config, workdir: str, resume: bool = False) -> dict[str, Any]:
-  """Trains every variant, evaluates it, writes results.json and calm.png in `workdir`.
+  """Trains every variant in each of `config.seeds` replicates, evaluates them on the shared
+  held-out dialogues, writes results.json and calm.png in `workdir`.
 
   Returns:
     {"variants": {name: row}, "logged_success", "relabeled_success",
-    "best_constant_success", "calm_minus_bc", ...};
-    a row holds held-out success (and its 95% CI), the aux accuracy by position (aux variants),
-    the success curve over training and the final train NLL of the action tokens.
+    "best_constant_success", "calm_minus_bc", "calm_minus_bc_se", ...};
+    a row holds held-out success (mean over replicates, its standard error and the per-seed
+    values with their 95% CIs over held-out dialogues), the aux accuracy by position (aux
+    variants), the success curve over training and the final train NLL of the action tokens
+    (means over replicates). `calm_minus_bc` is the mean paired (same seed) difference.
   """
+  seeds = [config.train.seed + r for r in range(config.seeds)]
+  run_dir = lambda seed, name: os.path.join(workdir, f"seed{seed}", name)
   if resume:
-    checkpoint_lib.require_checkpoint(os.path.join(workdir, config.variants[0], "checkpoints"))
-  logged = dlg.log_dialogues(config.num_dialogues, config.train.seed, config.task)
+    checkpoint_lib.require_checkpoint(os.path.join(run_dir(seeds[0], config.variants[0]),
+                                                   "checkpoints"))
   model, init_fn, outputs_fn = networks(config)
   evaluator = Evaluator(config, model, outputs_fn)
-  rows = {}
-  for name in config.variants:
-    logging.info("calm: training variant %s (%d/%d)", name, len(rows) + 1, len(config.variants))
-    rows[name] = train_variant(name, config, logged, evaluator, init_fn, outputs_fn, workdir,
-                               resume)
-    logging.info("calm: %s held-out success %.3f", name, rows[name]["success"])
-  results = {"variants": rows, **relabel_stats(logged, config),
+  per_seed = {name: [] for name in config.variants}
+  stats = []
+  for i, seed in enumerate(seeds):
+    replicate = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
+    logged = dlg.log_dialogues(config.num_dialogues, seed, config.task)
+    stats.append(relabel_stats(logged, replicate))
+    for j, name in enumerate(config.variants):
+      logging.info("calm: seed %d (%d/%d), variant %s (%d/%d)", seed, i + 1, len(seeds), name,
+                   j + 1, len(config.variants))
+      row = train_variant(name, replicate, logged, evaluator, init_fn, outputs_fn,
+                          run_dir(seed, name), resume)
+      per_seed[name].append(row)
+      logging.info("calm: seed %d %s held-out success %.3f", seed, name, row["success"])
+  rows = {name: combine_replicates(r) for name, r in per_seed.items()}
+  results = {"variants": rows, "seeds": seeds,
+             **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
              "best_constant_success": evaluator.best_constant_success(),
              "positions": list(POSITIONS)}
   if "bc" in rows and "calm" in rows:
-    results["calm_minus_bc"] = rows["calm"]["success"] - rows["bc"]["success"]
+    diff = [c["success"] - b["success"] for c, b in zip(per_seed["calm"], per_seed["bc"])]
+    results["calm_minus_bc"], results["calm_minus_bc_se"] = mean_se(diff)
   acc = (rows.get("calm") or rows.get("aux") or {}).get("aux_accuracy_by_position")
   if acc:
     results["aux_accuracy_rises"] = bool(acc[-1] > acc[0])
@@ -390,11 +434,13 @@ def plot(results: dict[str, Any], path: str) -> None:
   fig, axes = plots.pyplot().subplots(1, 3, figsize=(13, 3.8))
   names = list(rows)
   axes[0].bar(names, [rows[n]["success"] for n in names],
-              yerr=[np.nan_to_num(rows[n]["success_ci95"]) for n in names], capsize=4)
+              yerr=[rows[n]["success_se"] or 0.0 for n in names], capsize=4, alpha=0.7)
+  for i, n in enumerate(names):  # the replicates
+    axes[0].plot([i] * len(rows[n]["success_per_seed"]), rows[n]["success_per_seed"], "k.")
   axes[0].axhline(results["logged_success"], color="k", ls="--", lw=1, label="logged data")
   axes[0].axhline(results["best_constant_success"], color="gray", ls=":", lw=1,
                   label="best fixed action")
-  axes[0].set_ylabel("held-out task success")
+  axes[0].set_ylabel(f"held-out task success (mean +- SE, {len(results['seeds'])} seeds)")
   axes[0].set_ylim(0, 1)
   axes[0].legend(fontsize=8)
   for n in names:
@@ -415,8 +461,12 @@ def plot(results: dict[str, Any], path: str) -> None:
 
 def summary(results: dict[str, Any]) -> str:
   """One line: held-out success per variant and the relabeling statistics."""
-  parts = [f"{n}={r['success']:.3f}" for n, r in results["variants"].items()]
+  se = lambda x: "" if x is None else f"+-{x:.3f}"
+  parts = [f"{n}={r['success']:.3f}{se(r['success_se'])}"
+           for n, r in results["variants"].items()]
+  if "calm_minus_bc" in results:
+    parts.append(f"calm-bc={results['calm_minus_bc']:+.3f}{se(results['calm_minus_bc_se'])}")
   parts.append(f"logged={results['logged_success']:.3f}")
   parts.append(f"relabeled={results['relabeled_success']:.3f}")
   parts.append(f"best_fixed_action={results['best_constant_success']:.3f}")
-  return "success: " + " ".join(parts)
+  return f"success ({len(results['seeds'])} seeds, mean+-SE): " + " ".join(parts)

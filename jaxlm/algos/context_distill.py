@@ -22,15 +22,8 @@ That needs replay: a student trained only on context-free rows forgets how to re
 teacher for the next context. `distill_context(replay=...)` mixes pretraining rows, kept WITH
 their contexts, into the training set (`Config.replay_share` of each batch in expectation).
 
-Tasks (character level, `SimpleTokenizer.chars(ALPHABET)`, deterministic generators):
-
-* cipher: a word over the first `letters` letters, e.g. "bead=", answered by a letter
-  substitution: "fcad". The rule is written either as the permutation, "cadbfe|" (letter i maps
-  to rule[i]), or as k worked examples, "abba=cffc;dcea=bdfc;...". Meta-training mixes rule
-  contexts, example contexts and no context (a fresh random rule: the prior without a context).
-* addition: "347+285=" with context "#" (use a scratchpad) is answered
-  "7+5+0=12,4+8+1=13,3+2+1=06,>0632": per digit, least significant first, a_i + b_i + carry =
-  (carry out, digit), then ">" and the D + 1 digit sum. The direct form is "347+285=0632".
+Tasks: `jaxlm.envs.context_tasks` (a cipher with a rule or worked examples as its context,
+addition with a scratchpad).
 
 Experiments (`train_and_evaluate`): (1) "instruction": one rule is distilled into a model
 meta-trained to follow rules in its context, then a second rule over the first (composition);
@@ -44,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import os
 from typing import Any, Sequence
 
@@ -63,106 +55,22 @@ from jaxlm.algos.test_time.models import fit_lm
 from jaxlm.config import TrainConfig
 from jaxlm.data import SimpleTokenizer
 from jaxlm.data.iterators import RandomBatches
+from jaxlm.envs.context_tasks import (  # re-exported: the task is part of this module's API
+    ALPHABET, ANSWER, EXAMPLE_END, LETTERS, RULE_END, SCRATCHPAD, VOCAB_SIZE, Example,
+    addition_example, addition_pairs, addition_scratchpad, all_words, apply_rule,
+    cipher_corpus, cipher_example, examples_context, parse_answer, random_rule, rule_context,
+    tokenizer)
 from jaxlm.envs.countdown_data import lm_batch
 from jaxlm.losses.distill import context_distill_loss, strip_context
 from jaxlm.models import Transformer, TransformerConfig, lm_networks
 from jaxlm.search.lm import encode_prompts, left_align
 
-LETTERS = "abcdefgh"
-ALPHABET = LETTERS + "0123456789+=>,;|#"
-RULE_END, EXAMPLE_END, SCRATCHPAD, ANSWER = "|", ";", "#", ">"
 EXPERIMENTS = ("instruction", "scratchpad", "examples")
 VARIANTS = ("kl", "sampled")
 
 
-def tokenizer() -> SimpleTokenizer:
-  """Character-level tokenizer over ALPHABET (ids 0, 1, 2 are pad, eos, bos)."""
-  return SimpleTokenizer.chars(ALPHABET)
-
-
-VOCAB_SIZE = tokenizer().vocab_size
-
-
 # ---------------------------------------------------------------------------------------------
-# Task generators.
-
-
-@dataclasses.dataclass(frozen=True)
-class Example:
-  """One task instance: the model reads context + prompt and writes completion (+ eos).
-
-  `answer` is what is graded: the completion itself, or its part after ANSWER."""
-  context: str
-  prompt: str
-  completion: str
-  answer: str
-
-
-def random_rule(rng: np.random.Generator, letters: int) -> str:
-  """A random substitution of the first `letters` letters, written as their images."""
-  if not 2 <= letters <= len(LETTERS):
-    raise ValueError(f"letters={letters} must be in [2, {len(LETTERS)}]")
-  return "".join(rng.permutation(list(LETTERS[:letters])))
-
-
-def apply_rule(rule: str, word: str) -> str:
-  """The substitution `rule` (letter i -> rule[i]) applied to `word`."""
-  table = dict(zip(LETTERS, rule))
-  try:
-    return "".join(table[ch] for ch in word)
-  except KeyError as e:
-    raise ValueError(f"letter {e.args[0]!r} of {word!r} is outside the rule {rule!r}") from None
-
-
-def all_words(letters: int, length: int) -> list[str]:
-  """Every word of `length` over the first `letters` letters, in lexicographic order."""
-  return ["".join(w) for w in itertools.product(LETTERS[:letters], repeat=length)]
-
-
-def rule_context(rule: str) -> str:
-  return rule + RULE_END
-
-
-def examples_context(rule: str, words: Sequence[str]) -> str:
-  return "".join(f"{w}={apply_rule(rule, w)}{EXAMPLE_END}" for w in words)
-
-
-def cipher_example(rule: str, word: str, context: str = "") -> Example:
-  """`word` to encipher with `rule`, after `context` (rule_context, examples_context or "")."""
-  answer = apply_rule(rule, word)
-  return Example(context, word + "=", answer, answer)
-
-
-def addition_scratchpad(a: int, b: int, digits: int) -> str:
-  """Per digit, least significant first: "a_i+b_i+carry=" then carry out and digit, then ","."""
-  if not (0 <= a < 10 ** digits and 0 <= b < 10 ** digits):
-    raise ValueError(f"operands {a}, {b} must have at most digits={digits} digits")
-  steps, carry = [], 0
-  for i in range(digits):
-    da, db = a // 10 ** i % 10, b // 10 ** i % 10
-    total = da + db + carry
-    steps.append(f"{da}+{db}+{carry}={total // 10}{total % 10},")
-    carry = total // 10
-  return "".join(steps)
-
-
-def addition_example(a: int, b: int, digits: int, scratchpad: bool) -> Example:
-  """a + b, zero-padded to `digits` digits, the sum to digits + 1; with the scratchpad context
-  "#" the completion is scratchpad + ">" + sum, without it the sum alone."""
-  prompt, answer = f"{a:0{digits}d}+{b:0{digits}d}=", f"{a + b:0{digits + 1}d}"
-  if scratchpad:
-    return Example(SCRATCHPAD, prompt, addition_scratchpad(a, b, digits) + ANSWER + answer, answer)
-  return Example("", prompt, answer, answer)
-
-
-def parse_answer(completion: str, delimiter: str | None = None) -> str | None:
-  """The graded part of a completion: after the last `delimiter` (None if there is none), or
-  the whole completion when `delimiter` is None."""
-  if delimiter is None:
-    return completion
-  head, sep, tail = completion.rpartition(delimiter)
-  del head
-  return tail if sep else None
+# Batches.
 
 
 def sft_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
@@ -176,31 +84,6 @@ def example_ids(tok: SimpleTokenizer, example: Example, with_context: bool = Tru
   """(prompt ids, completion ids + eos) of one example."""
   context = example.context if with_context else ""
   return tok.encode(context + example.prompt), tok.encode(example.completion) + [tok.eos_id]
-
-
-def cipher_corpus(rng: np.random.Generator, n: int, letters: int, words: Sequence[str],
-                  num_examples: int, mix: Sequence[float], identity: float = 0.0
-                  ) -> list[Example]:
-  """Meta-training rows: each a fresh random rule, written as the rule, as `num_examples`
-  examples, or not at all, with probabilities `mix`; query and example words from `words`.
-
-  A row with a context has the identity rule with probability `identity` (a curriculum: copying
-  the query letters needs only the attention hop that fetches them, so that hop is learned
-  first, after which the lookup of each letter in the rule gets a gradient)."""
-  kinds = rng.choice(3, size=n, p=np.asarray(mix) / np.sum(mix))
-  out = []
-  for kind in kinds:
-    rule = random_rule(rng, letters)
-    if kind < 2 and rng.random() < identity:
-      rule = LETTERS[:letters]
-    picks = [words[i] for i in rng.choice(len(words), num_examples + 1, replace=False)]
-    context = (rule_context(rule), examples_context(rule, picks[1:]), "")[kind]
-    out.append(cipher_example(rule, picks[0], context))
-  return out
-
-
-def addition_pairs(rng: np.random.Generator, n: int, digits: int) -> list[tuple[int, int]]:
-  return [tuple(map(int, ab)) for ab in rng.integers(0, 10 ** digits, (n, 2))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,12 +422,16 @@ def _meta_model(config: Config, workdir: str, words: list[str], resume: bool
 
 def _cipher_acc(config: Config, params, rule: str, words: Sequence[str], context: str
                 ) -> dict[str, float]:
-  """Accuracy on `words` under `rule`, with `context` and without."""
+  """Exact-match and per-letter accuracy on `words` under `rule`, with `context` and without:
+  {"with_context", "without_context", "with_context_chars", "without_context_chars"}."""
   examples = [cipher_example(rule, w, context) for w in words]
   acc = functools.partial(accuracy, config.model, params, examples,
                           max_new_tokens=config.word_len + 1)
-  return {"with_context": acc(with_context=True)["accuracy"],
-          "without_context": acc(with_context=False)["accuracy"]}
+  out = {}
+  for name, with_context in (("with_context", True), ("without_context", False)):
+    a = acc(with_context=with_context)
+    out[name], out[name + "_chars"] = a["accuracy"], a["char_accuracy"]
+  return out
 
 
 def instruction_experiment(config: Config, workdir: str, meta_params, eval_words, pool,
@@ -601,15 +488,23 @@ def examples_experiment(config: Config, workdir: str, meta_params, eval_words, p
   gd = fit_lm(os.path.join(workdir, "examples_gd"), config.model, config.distill_train,
               sft_batch(shot_rows, tok.pad_id), resume=resume,
               pretrained=meta_params)
-  return {
-      "rule": rule, "examples": context,
-      "with_context_before": before["with_context"],
-      "without_context_before": before["without_context"],
-      "without_context_after": _cipher_acc(config, d.params, rule, eval_words,
-                                           context)["without_context"],
-      "gd_on_k_without_context": _cipher_acc(config, gd, rule, eval_words,
-                                             context)["without_context"],
-  }
+  after = _cipher_acc(config, d.params, rule, eval_words, context)
+  gd_acc = _cipher_acc(config, gd, rule, eval_words, context)
+  out = {"rule": rule, "examples": context,
+         # the same meta-model reading the rule itself: does it follow contexts at all?
+         "rule_context_before": _cipher_acc(config, meta_params, rule, eval_words,
+                                            rule_context(rule))["with_context"],
+         "covered_by_examples": float(np.mean([set(w) <= set("".join(shots))
+                                               for w in eval_words]))}
+  for suffix in ("", "_chars"):  # exact match, then the share of answer letters right
+    out.update({
+        "with_context_before" + suffix: before["with_context" + suffix],
+        "without_context_before" + suffix: before["without_context" + suffix],
+        "with_context_after" + suffix: after["with_context" + suffix],
+        "without_context_after" + suffix: after["without_context" + suffix],
+        "gd_on_k_with_context" + suffix: gd_acc["with_context" + suffix],
+        "gd_on_k_without_context" + suffix: gd_acc["without_context" + suffix]})
+  return out
 
 
 def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) -> dict[str, Any]:
@@ -671,6 +566,7 @@ BARS = {  # results key -> bar label
     "with_context_after": "context, after", "without_context_after": "no context, after",
     "direct_finetune_without_context": "direct FT (true pairs)",
     "gd_on_k_without_context": "GD on k examples",
+    "gd_on_k_with_context": "GD on k, context",
     "then_rule2_without_context": "+ rule 2: rule 2, no context",
     "then_rule1_without_context": "+ rule 2: rule 1, no context",
     "then_rule1_with_context": "+ rule 2: rule 1, context",

@@ -167,8 +167,10 @@ def noisy_action(rng: np.random.Generator, dialogue: Dialogue, noise: float) -> 
   return int(wrong[rng.integers(len(wrong))])
 
 
-def log_dialogues(num: int, seed: int, config: DialogueConfig) -> list[Dialogue]:
-  """`num` logged dialogues (deterministic in `seed`) from a noisy agent (`config.noise`)."""
+def log_dialogues(num: int, seed: int | tuple[int, ...], config: DialogueConfig
+                  ) -> list[Dialogue]:
+  """`num` logged dialogues (deterministic in `seed`, an int or a tuple of ints: a
+  `np.random.default_rng` seed) from a noisy agent (`config.noise`)."""
   rng = np.random.default_rng(seed)
   out = []
   for _ in range(num):
