@@ -231,11 +231,6 @@ def sweep(model: Any, params: Any, problems: Sequence[countdown.Problem], config
 # RL.
 
 
-def _bucket(n: int, limit: int | None = None) -> int:
-  size = 1 << max(n - 1, 0).bit_length()
-  return size if limit is None else min(size, limit)
-
-
 def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
                  zero_var: np.ndarray, max_len: int, min_rows: int = 1
                  ) -> tuple[RLBatch, np.ndarray, np.ndarray]:
@@ -254,8 +249,8 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
       weights.append(1.0 / total)
       adv.append(a)
       zv.append(z)
-  n = _bucket(max(len(rows), min_rows))
-  length = _bucket(max(len(ids) for ids, _ in rows), max_len)
+  n = threads.bucket(max(len(rows), min_rows))
+  length = min(threads.bucket(max(len(ids) for ids, _ in rows)), max_len)
   pad = n - len(rows)
   batch = row_batch(rows + [([], [])] * pad, length, weights + [0.0] * pad)
   return (batch, np.asarray(adv + [0.0] * pad, np.float32),
@@ -276,9 +271,7 @@ class ThreadRollouts(IndexedBatches):
     self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
 
   def __call__(self, state) -> pg.OnlineBatch:
-    rng = np.random.default_rng((self.seed, self.index))
-    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
-    self.index += 1
+    rng, key = self.next_seeds()
     config, tok = self.config, tokenizer()
     g = config.group_size
     indices = np.repeat(rng.integers(0, len(self.prompts), config.prompts_per_step), g)
@@ -288,11 +281,7 @@ class ThreadRollouts(IndexedBatches):
     rewards = np.array([self.task.reward("train", int(i), tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
     rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
-    if config.estimator == "rloo":
-      adv = adv_lib.rloo_advantages(rewards_PxG)
-    else:
-      adv = adv_lib.group_advantages(rewards_PxG, ddof=config.std_ddof,
-                                     scale="std" if config.estimator == "grpo" else "none")
+    adv = pg.outcome_advantages(config, rewards_PxG)
     zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
     batch, adv_B, zv_B = rollout_rows(rollouts, np.asarray(adv).reshape(-1), zero_var,
                                       config.model.max_len,

@@ -256,6 +256,14 @@ def _whiten(x_BxT, mask_BxT):
   return jnp.where(mask_BxT > 0, (x_BxT - mean) * jax.lax.rsqrt(var + 1e-8), 0.0)
 
 
+def outcome_advantages(config: Config, rewards_PxG: jax.Array) -> jax.Array:
+  """[P, G] advantages of the group estimators ("grpo", "dr_grpo", "rloo") from outcomes."""
+  if config.estimator == "rloo":
+    return adv_lib.rloo_advantages(rewards_PxG)
+  return adv_lib.group_advantages(rewards_PxG, ddof=config.std_ddof,
+                                  scale="std" if config.estimator == "grpo" else "none")
+
+
 def score(config: Config, forward: Callable, policy_logits: Callable, params: Any,
           ref_params: Any, c: rollout_lib.Completions, rewards_B: jax.Array) -> OnlineBatch:
   """Single-turn completions + outcome rewards -> `OnlineBatch` (behaviour/ref log-probs,
@@ -318,13 +326,8 @@ def score_rows(config: Config, forward: Callable, policy_logits: Callable, param
     if config.drop_zero_variance:
       keep_B = 1.0 - zero_var_B.astype(jnp.float32)
     seq_rewards_PxG = rewards_PxG - jnp.sum(penalty, axis=1).reshape(b // g, g)
-    if config.estimator == "rloo":
-      adv_PxG = adv_lib.rloo_advantages(seq_rewards_PxG)
-    else:
-      adv_PxG = adv_lib.group_advantages(
-          seq_rewards_PxG, scale="std" if config.estimator == "grpo" else "none",
-          ddof=config.std_ddof)
-    adv = adv_lib.token_advantages(adv_PxG.reshape(-1), mask)
+    adv = adv_lib.token_advantages(outcome_advantages(config, seq_rewards_PxG).reshape(-1),
+                                   mask)
     returns = old_values = zeros
   adv = adv_lib.advantage_mode(adv, config.advantage_mode)
   trained = rl.action_mask if rl.loss_mask is None else rl.loss_mask  # weights may be < 1
@@ -404,9 +407,7 @@ class Rollouts(IndexedBatches):
     self._score = jax.jit(functools.partial(score, config, forward, policy_logits))
 
   def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
-    rng = np.random.default_rng((self.seed, self.index))
-    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
-    self.index += 1
+    rng, key = self.next_seeds()
     prompts = self._prompts(rng)
     tokens, mask = self.task.encode("train", prompts)
     c = self._sample(state.params["policy"], tokens, mask, key)
@@ -465,9 +466,7 @@ class EpisodeRollouts(IndexedBatches):
     self._score = jax.jit(functools.partial(score_rows, config, forward, policy_logits))
 
   def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
-    rng = np.random.default_rng((self.seed, self.index))
-    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
-    self.index += 1
+    rng, key = self.next_seeds()
     e = self.config.train.batch_size
     sampler = episodes_lib.TurnSampler(self._sample, state.params["policy"],
                                        self.task.tokenizer, e, self.prompt_width,

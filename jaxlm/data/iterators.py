@@ -37,6 +37,14 @@ class IndexedBatches:
     self.index += 1
     return batch
 
+  def next_seeds(self) -> tuple[np.random.Generator, jax.Array]:
+    """(numpy generator, JAX key) of batch `index`, a function of (seed, index) only; advances
+    the index. For batches drawn from a live policy (online RL rollouts)."""
+    rng = np.random.default_rng((self.seed, self.index))
+    key = jax.random.fold_in(jax.random.key(self.seed), self.index)
+    self.index += 1
+    return rng, key
+
   def get_state(self) -> dict[str, int]:
     return {"index": self.index}
 

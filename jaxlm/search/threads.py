@@ -261,7 +261,8 @@ def _join(tok, fmt, s: _State, kids: list[_Thread], budget: Budget) -> bool:
   return True
 
 
-def _bucket(n: int) -> int:
+def bucket(n: int) -> int:
+  """The smallest power of two >= n (shapes rounded so few programs compile)."""
   return 1 << max(n - 1, 0).bit_length()
 
 
@@ -277,7 +278,7 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
 
   def decode(prompts, max_new_tokens, stop_ids, key):
     p, n = max(map(len, prompts)), max(max_new_tokens)
-    p_pad, n_pad = _bucket(p), _bucket(n)
+    p_pad, n_pad = bucket(p), bucket(n)
     if max_len is not None and p_pad - 1 + n_pad > max_len:
       p_pad, n_pad = p, max(n, min(n_pad, max_len + 1 - p))
     prompt_BxP = np.full((len(prompts), p_pad), pad_id, np.int32)
