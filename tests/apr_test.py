@@ -155,6 +155,8 @@ class SmokeTest(absltest.TestCase):
         self.assertBetween(row["accuracy"], 0.0, 1.0)
         self.assertLessEqual(row["mean_longest_thread"], 96)
       self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_tokens.png")))
+      # trace_init="policy": both formats started from the direct-answer policy run.
+      self.assertTrue(os.path.isdir(os.path.join(d, "policy")))
       with open(os.path.join(d, "apr_rl", "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
       self.assertIn("eval/accuracy", rows[0])  # the RL run's own step-0 evaluation

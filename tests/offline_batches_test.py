@@ -9,6 +9,7 @@ from jaxlm import testing
 from jaxlm.algos import ilql
 from jaxlm.algos import offline
 from jaxlm.data import next_window_rows
+from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import RandomBatches
 from jaxlm.rl.returns import action_return_stats
 
@@ -29,6 +30,29 @@ class RandomBatchesTest(absltest.TestCase):
     first = [next(a) for _ in range(3)]
     b.set_state({"index": 2})
     np.testing.assert_array_equal(next(b).tokens, first[2].tokens)
+
+  def test_length_buckets_draw_rows_uniformly_and_cut_to_the_bucket(self):
+    # Rows of lengths 1..10 in a [10, 12] batch; buckets <= 4, <= 8, the rest (<= 12).
+    lengths = np.arange(1, 11)
+    attn = (np.arange(12)[None] < lengths[:, None]).astype(np.float32)
+    tokens = np.where(attn > 0, lengths[:, None], 0).astype(np.int32)
+    zeros = np.zeros_like(attn)
+    batch = RLBatch(tokens, attn, attn, zeros, zeros)
+    data = RandomBatches(batch, 5, seed=0, length_buckets=(4, 8))
+    counts, shapes = np.zeros(11), set()
+    for _ in range(4000):
+      b = next(data)
+      shapes.add(b.tokens.shape[1])
+      rows = b.tokens[:, 0]
+      np.add.at(counts, rows, 1)
+      # One bucket per batch; every row fits its cut, nothing of it is lost.
+      self.assertLen({(r > 4) + (r > 8) for r in rows}, 1)
+      np.testing.assert_array_equal(b.attention_mask.sum(1), rows)
+    self.assertEqual(shapes, {4, 8, 12})
+    # Each row drawn with probability 1/10 per slot: 2000 draws each, binomial sd ~42.
+    np.testing.assert_allclose(counts[1:], 2000, atol=200)
+    with self.assertRaisesRegex(ValueError, "increasing"):
+      RandomBatches(batch, 5, seed=0, length_buckets=(8, 4))
 
   def test_successors_are_next_windows_cut_after_first_trained_action(self):
     data = RandomBatches(self.batch, 64, seed=0, with_next=True)

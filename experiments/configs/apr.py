@@ -38,7 +38,7 @@ tested end to end.
 from jaxlm import config as config_lib
 from jaxlm.algos import apr
 
-PRESETS = (None, "smoke")
+PRESETS = (None, "policy", "smoke")
 
 
 def get_config(arg: str | None = None):
@@ -47,8 +47,9 @@ def get_config(arg: str | None = None):
   c.countdown.update(num_numbers=(4,), max_number=9, min_target=10, max_target=30,
                      train_problems=3000, eval_problems=128)
   c.countdown.model.update(n_heads=1)  # attention dominates at 768 characters: one head
-  c.countdown.policy.update(num_steps=500, batch_size=16, lr=3e-3, warmup=50, log_every=50,
-                            checkpoint_every=200)
+  c.countdown.update(trace_init="scratch")
+  c.countdown.trace_policy.update(num_steps=500, batch_size=16, lr=3e-3, warmup=50,
+                                  log_every=50, checkpoint_every=200)
   c.rl.sampling.update(temperature=1.0)
   c.rl.train.update(num_steps=30, batch_size=16, lr=1e-4, warmup=0, log_every=5,
                     checkpoint_every=10)
@@ -56,10 +57,17 @@ def get_config(arg: str | None = None):
               eval_every=10)
   if arg in (None, "", "default"):
     pass
+  elif arg == "policy":  # both formats start from the direct-answer policy (4 heads)
+    c.countdown.update(trace_init="policy")
+    c.countdown.model.update(n_heads=4)
+    c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
+                              checkpoint_every=1000)
+    c.countdown.trace_policy.update(num_steps=3000, log_every=100, checkpoint_every=250)
   elif arg == "smoke":
-    c.countdown.update(train_problems=16, eval_problems=8)
+    c.countdown.update(train_problems=16, eval_problems=8, trace_init="policy")
     c.countdown.model.update(d_model=32, d_ff=64, n_heads=2)
-    c.countdown.policy.update(num_steps=3, batch_size=8, log_every=1, checkpoint_every=100)
+    for run in (c.countdown.policy, c.countdown.trace_policy):
+      run.update(num_steps=3, batch_size=8, log_every=1, checkpoint_every=100)
     c.rl.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=100)
     c.rl.update(group_size=2, eval_every=0)
     c.update(context=96, caps=(64, 96), total_budgets=(128,), max_rounds=3, eval_problems=4,

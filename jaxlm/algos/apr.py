@@ -66,8 +66,10 @@ class Config:
   """An APR run.
 
   Attributes:
-    countdown: problems, the model (`model_config()`; vocabulary and max_len set here) and the
-      SFT run of both formats (`policy`).
+    countdown: problems, the model (`model_config()`; vocabulary and max_len set here), the SFT
+      run of both formats (`trace_policy`) and where it starts (`trace_init`: "policy" trains
+      the direct-answer policy first with `policy`, as `experiments.search`'s trace policy
+      does, and both formats start from it; "scratch" from a random init).
     max_children: APR parent spawns the best max_children open children of the root.
     child_expansions: node budget of each child search.
     sos_expansions: node budget of a SoS+ search.
@@ -80,6 +82,8 @@ class Config:
     eval_problems: validation problems evaluated (the first ones).
     rl: the policy-gradient run on the APR model ("token_mean" aggregation; batch_size =
       prompts x group_size rollouts per step).
+    length_buckets: SFT batches draw rows of one length bucket (`RandomBatches`): APR's child
+      rows are short, so most of its batches are.
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
                                                  max_number=6, min_target=10, max_target=24)
@@ -93,6 +97,7 @@ class Config:
   eval_temperature: float = 0.0
   eval_problems: int = 128
   rl: pg.Config = pg.Config(group_size=4, aggregation="token_mean")
+  length_buckets: tuple[int, ...] = (256, 512)
 
   def __post_init__(self):
     if max(self.caps) > self.context:
@@ -334,10 +339,15 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                                   max_len=config.context)
   rl = dataclasses.replace(config.rl, model=model_cfg)
   model = pg.networks(rl)[0]
+  pretrained = None
+  if cd.trace_init == "policy":
+    pretrained = test_time_models.train_policy(cd, train_problems, workdir, resume=resume)
   params, curves = {}, {}
   for fmt in FORMATS:
-    params[fmt] = test_time_models.fit_lm(os.path.join(workdir, fmt), model_cfg, cd.policy,
-                                          sft_batch(fmt, train_problems, config), resume=resume)
+    params[fmt] = test_time_models.fit_lm(
+        os.path.join(workdir, fmt), model_cfg, cd.trace_policy,
+        sft_batch(fmt, train_problems, config), resume=resume, pretrained=pretrained,
+        length_buckets=config.length_buckets)
     curves[fmt] = sweep(model, params[fmt], val, config, fmt)
   budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
   evaluate_fn = lambda p: {k: v for k, v in evaluate(

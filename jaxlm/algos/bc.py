@@ -11,9 +11,12 @@ import dataclasses
 import os
 from typing import Any
 
+import jax
+
 from jaxlm import files
 from jaxlm import train as train_lib
 from jaxlm.algos import offline
+from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import RandomBatches
 from jaxlm.losses import LMOutputs, bc_loss
 from jaxlm.models import lm_networks
@@ -26,6 +29,16 @@ class Config(offline.OfflineConfig):
   """BC configuration: the shared offline fields (set filter_fraction < 1 for filtered BC)."""
 
 
+def fused_bc_loss(model: Any, params: Any, batch: RLBatch
+                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """`bc_loss` of `model` (a `Transformer`) on `batch` through the fused output projection +
+  cross-entropy (`jaxlm.losses.xent`): no [B, T, V] logits."""
+  out = model.apply({"params": params}, batch.tokens, attention_mask_BxT=batch.attention_mask,
+                    with_logits=False)
+  return bc_loss(LMOutputs(hidden_BxTxD=out.hidden, w_VxD=output_matrix(params, model.cfg)),
+                 batch)
+
+
 def train(config: Config, data: offline.OfflineData, workdir: str, *, resume: bool = False,
           name: str = "bc") -> tuple[Any, policy_lib.Policy]:
   """Trains the policy LM on `data` (checkpoints in `workdir/name`); returns (params, policy)."""
@@ -33,11 +46,7 @@ def train(config: Config, data: offline.OfflineData, workdir: str, *, resume: bo
 
   def loss_fn(params, batch, rng, *, state):
     del rng, state
-    # Fused output projection + cross-entropy (jaxlm.losses.xent): no [B, T, V] logits.
-    out = model.apply({"params": params}, batch.tokens, attention_mask_BxT=batch.attention_mask,
-                      with_logits=False)
-    return bc_loss(LMOutputs(hidden_BxTxD=out.hidden,
-                             w_VxD=output_matrix(params, model.cfg)), batch)
+    return fused_bc_loss(model, params, batch)
 
   state, _ = train_lib.fit(os.path.join(workdir, name), config.train, init_fn, loss_fn,
                            RandomBatches(data.batch, config.train.batch_size, config.train.seed),

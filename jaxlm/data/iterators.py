@@ -63,13 +63,30 @@ class RandomBatches(IndexedBatches):
   successor's value at its first trained action only, and a causal model's output there does
   not depend on later tokens, so successors are cut after the latest first trained action of
   the dataset (rounded up to a multiple of 8): the same values for a fraction of the compute.
+
+  With `length_buckets` (increasing lengths, e.g. (256, 512)), rows are grouped by their
+  length (attended tokens) into the shortest bucket that holds them (the batch's own length
+  for the longest rows); a draw picks a bucket with probability proportional to its rows, then
+  all rows from it, and cuts the batch to the bucket's length. Every row is still drawn with
+  probability 1/rows per slot, but a batch of short rows costs a short batch (one compiled
+  shape per bucket); a token-mean loss then weighs each batch's tokens by that batch's count.
   """
 
-  def __init__(self, batch: RLBatch, batch_size: int, seed: int, with_next: bool = False):
+  def __init__(self, batch: RLBatch, batch_size: int, seed: int, with_next: bool = False,
+               length_buckets: tuple[int, ...] = ()):
     super().__init__(seed)
     self.batch, self.batch_size = batch, batch_size
     self.size, length = batch.tokens.shape
     self.next_rows, self.next_len = None, length
+    if list(length_buckets) != sorted(set(length_buckets)) or min(length_buckets, default=1) < 1:
+      raise ValueError(f"length_buckets must be increasing positive lengths: {length_buckets}")
+    if length_buckets and with_next:
+      raise ValueError("RandomBatches: length_buckets do not combine with with_next")
+    edges = [e for e in length_buckets if e < length] + [length]
+    lengths = np.asarray(batch.attention_mask).sum(axis=1)
+    which = np.searchsorted(edges, lengths)  # the first edge >= the row's length
+    self.buckets = [(e, np.flatnonzero(which == b)) for b, e in enumerate(edges)]
+    self.buckets = [(e, rows) for e, rows in self.buckets if len(rows)]
     if with_next:
       nxt = next_window_rows(batch)
       self.next_rows = np.where(nxt < 0, np.arange(self.size), nxt)
@@ -78,8 +95,12 @@ class RandomBatches(IndexedBatches):
       self.next_len = min(length, -(-(first + 1) // 8) * 8)
 
   def draw(self, rng: np.random.Generator) -> RLBatch | tuple[RLBatch, RLBatch]:
-    rows = rng.integers(0, self.size, self.batch_size)
     take = lambda r, n: jax.tree.map(lambda x: x[r, :n] if x.ndim == 2 else x[r], self.batch)
+    if len(self.buckets) > 1:
+      sizes = np.array([len(rows) for _, rows in self.buckets])
+      edge, rows = self.buckets[rng.choice(len(sizes), p=sizes / sizes.sum())]
+      return take(rng.choice(rows, self.batch_size), edge)
+    rows = rng.integers(0, self.size, self.batch_size)
     windows = take(rows, None)
     if self.next_rows is None:
       return windows

@@ -10,6 +10,7 @@ directory of the workdir and, with ``resume``, is loaded rather than retrained.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -20,13 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import train as train_lib
+from jaxlm.algos import bc
 from jaxlm.algos.test_time.config import Config
 from jaxlm.config import TrainConfig
 from jaxlm.data import RLBatch, SimpleTokenizer
 from jaxlm.data.iterators import RandomBatches
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
-from jaxlm.losses import LMOutputs, PRMBatch, bc_loss, prm_loss
+from jaxlm.losses import PRMBatch, prm_loss
 from jaxlm.models import TransformerConfig, lm_networks
 from jaxlm.search import labels, lm, tree
 
@@ -59,31 +61,35 @@ def question_prompts(problems: Sequence[countdown.Problem], max_len: int,
                             for p in problems], max_len, tok.pad_id)
 
 
-def _fit(run_dir: str, train: TrainConfig, init_fn, loss, batch, *, resume: bool) -> Any:
+def _fit(run_dir: str, train: TrainConfig, init_fn, loss, batch, *, resume: bool,
+         length_buckets: tuple[int, ...] = ()) -> Any:
   """Minimises ``loss(params, rows)`` over rows drawn uniformly from ``batch``
-  (``jaxlm.train.fit``; checkpoints in ``run_dir``). Returns the params."""
+  (``jaxlm.train.fit``; checkpoints in ``run_dir``; ``length_buckets`` as in
+  ``RandomBatches``). Returns the params."""
 
   def loss_fn(params, rows, rng, *, state):
     del rng, state
     return loss(params, rows)
 
   state, _ = train_lib.fit(run_dir, train, init_fn, loss_fn,
-                           RandomBatches(batch, train.batch_size, train.seed), resume=resume,
+                           RandomBatches(batch, train.batch_size, train.seed,
+                                         length_buckets=length_buckets), resume=resume,
                            saved_config=train)
   return state.params
 
 
 def fit_lm(run_dir: str, model_config: TransformerConfig, train: TrainConfig, batch: RLBatch,
-           *, resume: bool = False, pretrained: Any = None) -> Any:
+           *, resume: bool = False, pretrained: Any = None,
+           length_buckets: tuple[int, ...] = ()) -> Any:
   """Behaviour cloning of ``batch``'s actions; checkpoints in ``run_dir``. Returns params.
 
   ``pretrained`` params initialise the LM (``jaxlm.models.lm_networks``: a shorter vocabulary
-  grows).
+  grows); ``length_buckets`` batch rows of similar length together (``RandomBatches``).
   """
-  _, init_fn, logits_fn = lm_networks(model_config, pretrained)
-  loss = lambda params, rows: bc_loss(
-      LMOutputs(logits_fn(params, rows.tokens, rows.attention_mask)), rows)
-  return _fit(run_dir, train, init_fn, loss, batch, resume=resume)
+  model, init_fn, _ = lm_networks(model_config, pretrained)
+  loss = functools.partial(bc.fused_bc_loss, model)
+  return _fit(run_dir, train, init_fn, loss, batch, resume=resume,
+              length_buckets=length_buckets)
 
 
 def train_policy(config: Config, problems: Sequence[countdown.Problem], workdir: str, *,
