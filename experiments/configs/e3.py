@@ -28,15 +28,16 @@ or train longer, then RL. The smoke preset runs the whole pipeline in about a mi
 from jaxlm import config as config_lib
 from jaxlm.algos import e3
 
-PRESETS = (None, "smoke")
+PRESETS = (None, "policy", "smoke")
 
 
 def get_config(arg: str | None = None):
   """Every field of `jaxlm.algos.e3.Config`, then preset `arg`."""
   c = config_lib.config_dict(e3.Config())
   c.countdown.update(num_numbers=(3, 4), max_number=12, max_target=50, train_problems=4000)
-  c.countdown.policy.update(num_steps=1000, batch_size=32, lr=3e-3, warmup=50, log_every=100,
-                            checkpoint_every=500)
+  c.countdown.update(trace_init="scratch")
+  c.countdown.trace_policy.update(num_steps=1000, batch_size=32, lr=3e-3, warmup=50,
+                                  log_every=100, checkpoint_every=500)
   c.rl.sampling.update(temperature=1.0)
   c.rl.train.update(batch_size=64, lr=3e-4, warmup=5, log_every=5, checkpoint_every=20)
   c.rl.update(group_size=8, estimator="grpo", aggregation="token_mean", clip_low=0.2,
@@ -44,10 +45,16 @@ def get_config(arg: str | None = None):
   c.stages = ((3, 40), (4, 40))
   if arg in (None, "", "default"):
     pass
+  elif arg == "policy":  # the attempt-chain SFT starts from the direct-answer policy
+    c.countdown.update(trace_init="policy")
+    c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
+                              checkpoint_every=1000)
   elif arg == "smoke":
     c.countdown.update(train_problems=64, eval_problems=8)
     c.countdown.model.update(d_model=32, d_ff=64)
-    c.countdown.policy.update(num_steps=4, batch_size=8, log_every=2, checkpoint_every=100)
+    c.countdown.update(trace_init="policy")
+    for run in (c.countdown.policy, c.countdown.trace_policy):
+      run.update(num_steps=4, batch_size=8, log_every=2, checkpoint_every=100)
     c.rl.train.update(batch_size=8, log_every=1, checkpoint_every=100)
     c.rl.update(group_size=4, minibatches=1, eval_every=0)
     # probe_problems = eval_problems and eval_samples = 1: the probe, the evaluations during

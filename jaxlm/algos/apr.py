@@ -339,9 +339,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                                   max_len=config.context)
   rl = dataclasses.replace(config.rl, model=model_cfg)
   model = pg.networks(rl)[0]
-  pretrained = None
-  if cd.trace_init == "policy":
-    pretrained = test_time_models.train_policy(cd, train_problems, workdir, resume=resume)
+  pretrained = test_time_models.trace_start(cd, train_problems, workdir, resume=resume)
   params, curves = {}, {}
   for fmt in FORMATS:
     params[fmt] = test_time_models.fit_lm(

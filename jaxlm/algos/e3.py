@@ -54,7 +54,9 @@ class Config:
 
   Attributes:
     countdown: problems (num_numbers lists every difficulty the stages use), the model
-      (`model_config()`: vocab set here to the trace alphabet) and the SFT run (`policy`).
+      (`model_config()`: vocab set here to the trace alphabet), the SFT run (`trace_policy`)
+      and where it starts (`trace_init`: "policy" from the direct-answer policy trained first
+      with `policy`, "scratch" from a random init).
     max_attempts: SFT traces hold 1..max_attempts attempts (uniform), the last one solved.
     sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
     rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
@@ -155,9 +157,10 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                                   vocab_size=countdown_data.trace_tokenizer().vocab_size,
                                   max_len=2 * max(config.budgets) + cd.max_len)
   sft = test_time_models.fit_lm(
-      os.path.join(workdir, "sft"), model_cfg, cd.policy,
-      sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.policy.seed),
-      resume=resume)
+      os.path.join(workdir, "sft"), model_cfg, cd.trace_policy,
+      sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.trace_policy.seed),
+      resume=resume, pretrained=test_time_models.trace_start(cd, train_problems, workdir,
+                                                              resume=resume))
   rl = dataclasses.replace(config.rl, model=model_cfg)
   model = pg.networks(rl)[0]
   prompt_len = attempts_task(train_problems, val).prompt_len

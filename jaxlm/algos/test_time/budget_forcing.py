@@ -93,10 +93,8 @@ def budget_forcing_experiment(config: Config, workdir: str, *, resume: bool = Fa
   """
   train, _, val = problems or models.problem_sets(config)
   t0 = time.perf_counter()
-  pretrained = None
-  if config.trace_init == "policy":
-    pretrained = (policy_params if policy_params is not None
-                  else models.train_policy(config, train, workdir, resume=resume))
+  pretrained = models.trace_start(config, train, workdir, resume=resume,
+                                  policy_params=policy_params)
   mcfg = config.trace_model_config()
   batch = countdown_data.trace_sft_batch(train, config.trace_max_len)
   params = models.fit_lm(os.path.join(workdir, "trace_policy"), mcfg, config.trace_policy,

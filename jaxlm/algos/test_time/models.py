@@ -103,6 +103,19 @@ def train_policy(config: Config, problems: Sequence[countdown.Problem], workdir:
                 resume=resume)
 
 
+def trace_start(config: Config, problems: Sequence[countdown.Problem], workdir: str, *,
+                resume: bool = False, policy_params: Any = None) -> Any:
+  """Where a trace policy's SFT starts (``config.trace_init``): None (a random init) for
+  "scratch"; for "policy" the direct-answer policy, ``policy_params`` or else trained (or
+  loaded) by ``train_policy``. Its character ids keep their rows when the trace vocabulary
+  grows (``fit_lm``'s ``pretrained``)."""
+  if config.trace_init != "policy":
+    return None
+  if policy_params is not None:
+    return policy_params
+  return train_policy(config, problems, workdir, resume=resume)
+
+
 def label_problems(config: Config, problems: Sequence[countdown.Problem],
                    sampler: lm.StepSampler) -> tuple[PRMBatch, dict[str, float]]:
   """Monte-Carlo labelled PRM rows of ``problems``: ``config.prm_samples`` policy samples and
