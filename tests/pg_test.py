@@ -78,6 +78,31 @@ class LossTest(parameterized.TestCase):
         np.testing.assert_allclose(got, want, atol=1e-6)
     self.assertGreater(float(jnp.abs(jax.tree.leaves(expected)[0]).max()), 0.0)
 
+  def test_fused_loss_equals_the_logits_path(self):
+    # Entropy bonus, KL in the loss, a value head on the trunk and temperature 0.8: every term
+    # that reads the policy's log-probs or entropies, fused (no [B, T, V] logits) and plain.
+    kw = dict(estimator="gae", critic="head", entropy_coef=0.05, kl_coef=0.1,
+              sampling=rollout.Sampling(max_new_tokens=3, temperature=0.8))
+    fused, plain = _config(**kw), _config(fused_xent=False, **kw)
+    params = pg.networks(fused)[1](jax.random.key(1))
+    batch, forward = _batch(fused, params)
+    out = [jax.value_and_grad(pg.make_loss(c, forward), has_aux=True)(params, batch, None,
+                                                                       state=None)
+           for c in (fused, plain)]
+    (loss_f, metrics_f), grads_f = out[0]
+    (loss_p, metrics_p), grads_p = out[1]
+    np.testing.assert_allclose(loss_f, loss_p, rtol=1e-5)
+    for key in ("entropy", "kl", "kl_loss", "clip_frac"):
+      np.testing.assert_allclose(metrics_f[key], metrics_p[key], rtol=1e-5, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_p)):
+      np.testing.assert_allclose(a, b, atol=1e-6)
+    self.assertGreater(float(metrics_f["entropy"]), 0.1)
+    # A top-k filter needs the full logits: the same config then takes the plain path.
+    topk = _config(sampling=rollout.Sampling(max_new_tokens=3, top_k=2))
+    jaxpr = str(jax.make_jaxpr(lambda p: pg.make_loss(topk, forward)(p, batch, None,
+                                                                      state=None))(params))
+    self.assertNotIn("custom_vjp_call", jaxpr)
+
   def test_zero_variance_groups_give_zero_advantage_and_can_be_dropped(self):
     config = _config(drop_zero_variance=True)
     params = pg.networks(config)[1](jax.random.key(0))

@@ -80,6 +80,37 @@ class XentTest(parameterized.TestCase):
     np.testing.assert_allclose(grads[0], 3 * want_dh, atol=1e-5)
     np.testing.assert_allclose(grads[1], 3 * want_dw, atol=1e-5)
 
+  @parameterized.parameters((1, 1.0), (5, 0.7), (64, 1.3))
+  def test_token_logprob_entropy_values_and_grads(self, chunk, temperature):
+    hidden, w, targets, mask = _fixture(2)
+    rng = np.random.default_rng(3)
+    g_lp, g_ent = (jnp.asarray(rng.normal(size=N), jnp.float32) * mask for _ in range(2))
+    fused = lambda h, w: xent.token_logprob_entropy(h, w, targets, temperature=temperature,
+                                                    chunk_size=chunk)
+    # Reference in float64 numpy: log-softmax of z = h W^T / T and H = -sum p log p.
+    z = np.asarray(hidden, np.float64) @ np.asarray(w, np.float64).T / temperature
+    logp_full = z - z.max(-1, keepdims=True)
+    logp_full -= np.log(np.exp(logp_full).sum(-1, keepdims=True))
+    p = np.exp(logp_full)
+    want_logp = logp_full[np.arange(N), np.asarray(targets)]
+    want_ent = -(p * logp_full).sum(-1)
+    logp, ent = jax.jit(fused)(hidden, w)
+    np.testing.assert_allclose(logp, want_logp, atol=1e-5)
+    np.testing.assert_allclose(ent, want_ent, atol=1e-5)
+    # Gradients of sum(g_lp * logp + g_ent * H), Eq. 3 by hand in float64.
+    onehot = np.eye(V)[np.asarray(targets)]
+    gl, ge = np.asarray(g_lp, np.float64)[:, None], np.asarray(g_ent, np.float64)[:, None]
+    dz = gl * (onehot - p) - ge * p * (logp_full + want_ent[:, None])
+    h64, w64 = np.asarray(hidden, np.float64), np.asarray(w, np.float64)
+    want_dh, want_dw = dz @ w64 / temperature, dz.T @ h64 / temperature
+    obj = lambda h, w: jnp.sum(g_lp * fused(h, w)[0] + g_ent * fused(h, w)[1])
+    dh, dw = jax.jit(jax.grad(obj, (0, 1)))(hidden, w)
+    # float32 against float64: entries up to ~10, so a relative tolerance as well.
+    np.testing.assert_allclose(dh, want_dh, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-4, atol=1e-5)
+    with self.assertRaisesRegex(ValueError, "temperature=0"):
+      xent.token_logprob_entropy(hidden, w, targets, temperature=0)
+
   def test_matches_plain_path_tied_and_untied(self):
     """Tied: w is the embedding [V, D]; untied: w is lm_head [D, V] transposed (grad flows)."""
     hidden, w, targets, mask = _fixture(2)

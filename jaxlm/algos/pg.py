@@ -50,10 +50,12 @@ from jaxlm.envs import base as envs_base
 from jaxlm.envs import tasks as tasks_lib
 from jaxlm.envs.base import PromptTask
 from jaxlm.losses import pg as pg_losses
+from jaxlm.losses import xent
 from jaxlm.losses.lm import masked_mean
 from jaxlm.models import TransformerConfig, lm_networks
 from jaxlm.models import policy as policy_lib
 from jaxlm.models.heads import MLPHead
+from jaxlm.models.transformer import output_matrix
 from jaxlm.rl import advantages as adv_lib
 from jaxlm.rl import episodes as episodes_lib
 from jaxlm.rl import rollout as rollout_lib
@@ -104,6 +106,10 @@ class Config:
     transitions: multi-turn tasks: (action, observation) chunks of context the policy reads
       (`jaxlm.evaluation.prompt_ids`; the offline windows' `window_transitions`).
     eval_episodes: multi-turn tasks: evaluation episodes.
+    fused_xent: the loss takes its log-probs and entropies from the fused, chunked output
+      projection (`jaxlm.losses.xent.token_logprob_entropy`: no [B, T, V] logits and their
+      gradient in the update) whenever the sampling distribution has no top-k / top-p filter
+      (the filters need the full logits); False always uses the logits.
   """
   model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=256,
                                                pos="rope")
@@ -130,6 +136,7 @@ class Config:
   kl_estimator: Literal["k1", "k2", "k3"] = "k3"
   kl_placement: Literal["in_loss", "in_reward"] = "in_loss"
   entropy_coef: float = 0.0
+  fused_xent: bool = True
   vf_coef: float = 0.5
   vf_clip: float | None = 0.2
   epochs: int = 1
@@ -218,7 +225,9 @@ def task_sampling(config: Config, task: PromptTask) -> rollout_lib.Sampling:
 def networks(config: Config, pretrained: Any = None):
   """(model, init_fn, forward, policy_logits).
 
-  `forward(params, tokens, mask) -> (logits_BxTxV, values_BxT or None)`;
+  `forward(params, tokens, mask) -> (logits_BxTxV, values_BxT or None)`; with
+  `with_logits=False` the first item is (final hidden states, output matrix) instead, for the
+  fused losses of `jaxlm.losses.xent`;
   `policy_logits(params["policy"], tokens, mask)` (what the reference model runs). Params are
   {"policy": transformer} plus {"value": {"head"}} (critic "head", on the policy trunk's hidden
   states) or {"value": {"trunk", "head"}} ("separate": a transformer initialised like the
@@ -237,15 +246,18 @@ def networks(config: Config, pretrained: Any = None):
       params["value"] = value
     return params
 
-  def forward(params, tokens_BxT, mask_BxT):
-    out = model.apply({"params": params["policy"]}, tokens_BxT, attention_mask_BxT=mask_BxT)
+  def forward(params, tokens_BxT, mask_BxT, *, with_logits=True):
+    out = model.apply({"params": params["policy"]}, tokens_BxT, attention_mask_BxT=mask_BxT,
+                      with_logits=with_logits)
+    policy = (out.logits if with_logits
+              else (out.hidden, output_matrix(params["policy"], config.model)))
     if config.critic == "none":
-      return out.logits, None
+      return policy, None
     hidden = out.hidden
     if config.critic == "separate":
       hidden = model.apply({"params": params["value"]["trunk"]}, tokens_BxT,
                            attention_mask_BxT=mask_BxT).hidden
-    return out.logits, head.apply({"params": params["value"]["head"]}, hidden)
+    return policy, head.apply({"params": params["value"]["head"]}, hidden)
 
   return model, init_fn, forward, policy_logits
 
@@ -356,14 +368,25 @@ def make_loss(config: Config, forward: Callable):
   the reference (in the loss), entropy bonus and value loss, one normaliser for all."""
   sampling = config.sampling
 
+  fused = config.fused_xent and sampling.top_k == 0 and sampling.top_p >= 1
+
   def loss_fn(params, batch: OnlineBatch, rng, *, state):
     del rng, state
     rl = batch.rl
-    logits, values = forward(params, rl.tokens, rl.attention_mask)
-    z = sampling.logits(logits)
     view = decision_view(rl)
     mask = view.trains
-    logp = pg_losses.token_logprobs(z, view.actions)
+    if fused:
+      (hidden_BxTxD, w_VxD), values = forward(params, rl.tokens, rl.attention_mask,
+                                              with_logits=False)
+      b, t, d = hidden_BxTxD.shape
+      logp, entropy_BxT = (x.reshape(b, t) for x in xent.token_logprob_entropy(
+          hidden_BxTxD.reshape(b * t, d), w_VxD, view.actions.reshape(b * t),
+          temperature=sampling.temperature))
+    else:
+      logits, values = forward(params, rl.tokens, rl.attention_mask)
+      z = sampling.logits(logits)
+      logp = pg_losses.token_logprobs(z, view.actions)
+      entropy_BxT = pg_losses.token_entropy(z)
     agg = dict(aggregation=config.aggregation, normalizer=jnp.sum(batch.norm_share))
     loss, metrics = pg_losses.ppo_surrogate(
         logp, batch.behaviour_logp, batch.advantages, mask, clip_low=config.clip_low,
@@ -375,7 +398,7 @@ def make_loss(config: Config, forward: Callable):
       kl_loss, _ = pg_losses.kl_in_loss(logp, batch.ref_logp, mask, coef=config.kl_coef,
                                         estimator=config.kl_estimator, **agg)
       loss, metrics["kl_loss"] = loss + kl_loss, kl_loss
-    entropy = pg_losses.entropy_bonus(z, mask, **agg)
+    entropy = pg_losses.aggregate(entropy_BxT, mask, **agg)
     metrics["entropy"] = jax.lax.stop_gradient(entropy)
     if config.entropy_coef:
       loss = loss - config.entropy_coef * entropy

@@ -28,6 +28,15 @@ chunks of C and a `jax.lax.scan` visits one chunk at a time, so only [C, V] is e
   large-vocabulary language models", recompute in the backward like `token_nll`).
 
 Both return the per-token argmax as well (the accuracy metrics), also chunked.
+
+- `token_logprob_entropy` (policy-gradient losses): the log-probability of each token and the
+  entropy of each position's distribution, for logits z_n = s W h_n (s = 1 / temperature),
+  both differentiable. With logp_n = log softmax(z_n) and H_n = -sum_v p_nv logp_nv,
+
+      d logp_n[y_n] / d z_n = e_{y_n} - p_n,    d H_n / d z_n = -p_n * (logp_n + H_n),    (3)
+
+  so the backward, as `token_nll`'s, recomputes each chunk's logits once from the saved
+  logsumexp and entropy and combines both cotangents before the two matmuls of Eq. 2.
 """
 
 from __future__ import annotations
@@ -222,3 +231,75 @@ def weighted_nll(hidden_NxD: jax.Array, w_VxD: jax.Array, targets_N: jax.Array,
   loss, nll_N, argmax_N = _weighted(hidden_NxD, w_VxD, targets_N,
                                     jax.lax.stop_gradient(weights_N), chunk_size)
   return loss, jax.lax.stop_gradient(nll_N), argmax_N
+
+
+# ----------------------------------------------- per-token log-prob and entropy (policy losses).
+
+def _lp_stats(h_CxD, w_VxD, t_C, scale):
+  """(z_CxV, lse_C, logp_C, entropy_C) of one chunk at logits z = scale * h W^T."""
+  z_CxV = _logits(h_CxD, w_VxD) * scale
+  lse_C = jax.nn.logsumexp(z_CxV, axis=-1)
+  p_CxV = jnp.exp(z_CxV - lse_C[:, None])
+  entropy_C = lse_C - jnp.sum(p_CxV * z_CxV, axis=-1)
+  logp_C = jnp.take_along_axis(z_CxV, t_C[:, None], axis=-1)[:, 0] - lse_C
+  return z_CxV, lse_C, logp_C, entropy_C
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _logprob_entropy(hidden_NxD, w_VxD, targets_N, scale, chunk):
+  return _logprob_entropy_fwd(hidden_NxD, w_VxD, targets_N, scale, chunk)[0]
+
+
+def _logprob_entropy_fwd(hidden_NxD, w_VxD, targets_N, scale, chunk):
+  def body(_, xs):
+    h_CxD, t_C = xs
+    _, lse_C, logp_C, entropy_C = _lp_stats(h_CxD, w_VxD, t_C, scale)
+    return None, (lse_C, logp_C, entropy_C)
+
+  _, outs = jax.lax.scan(body, None, (_chunked(hidden_NxD, chunk), _chunked(targets_N, chunk)))
+  lse_N, logp_N, entropy_N = (_unchunked(x, hidden_NxD.shape[0]) for x in outs)
+  return (logp_N, entropy_N), (hidden_NxD, w_VxD, targets_N, lse_N, entropy_N)
+
+
+def _logprob_entropy_bwd(scale, chunk, residuals, cotangents):
+  hidden_NxD, w_VxD, targets_N, lse_N, entropy_N = residuals
+  g_logp_N, g_ent_N = (c.astype(jnp.float32) for c in cotangents)
+
+  def body(dw_VxD, xs):
+    h_CxD, t_C, lse_C, ent_C, g_lp_C, g_ent_C = xs
+    z_CxV = _logits(h_CxD, w_VxD) * scale
+    logp_CxV = z_CxV - lse_C[:, None]
+    p_CxV = jnp.exp(logp_CxV)
+    hit_CxV = jax.lax.broadcasted_iota(jnp.int32, p_CxV.shape, 1) == t_C[:, None]
+    dz_CxV = (g_lp_C[:, None] * (hit_CxV - p_CxV)
+              - g_ent_C[:, None] * p_CxV * (logp_CxV + ent_C[:, None]))  # Eq. 3
+    dh_CxD, dw_chunk_VxD = _grads(h_CxD, w_VxD, dz_CxV * scale)
+    return dw_VxD + dw_chunk_VxD, dh_CxD
+
+  xs = tuple(_chunked(x, chunk) for x in (hidden_NxD, targets_N, lse_N, entropy_N, g_logp_N,
+                                          g_ent_N))
+  dw_VxD, dh_KxCxD = jax.lax.scan(body, jnp.zeros(w_VxD.shape, jnp.float32), xs)
+  dh_NxD = _unchunked(dh_KxCxD, hidden_NxD.shape[0])
+  return dh_NxD.astype(hidden_NxD.dtype), dw_VxD.astype(w_VxD.dtype), None
+
+
+_logprob_entropy.defvjp(_logprob_entropy_fwd, _logprob_entropy_bwd)
+
+
+def token_logprob_entropy(hidden_NxD: jax.Array, w_VxD: jax.Array, targets_N: jax.Array, *,
+                          temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK
+                          ) -> tuple[jax.Array, jax.Array]:
+  """Per-token log-prob of `targets_N` and entropy under softmax(hidden W^T / temperature),
+  without [N, V] logits; both differentiable in `hidden_NxD` and `w_VxD` (Eq. 3).
+
+  Args:
+    hidden_NxD, w_VxD, targets_N, chunk_size: as in `token_nll`.
+    temperature: the sampling temperature the policy's distribution is taken at (> 0).
+
+  Returns:
+    (logp_N float32, entropy_N float32 in nats).
+  """
+  _check(hidden_NxD, w_VxD, targets_N, chunk_size)
+  if not temperature > 0:
+    raise ValueError(f"temperature={temperature} must be > 0")
+  return _logprob_entropy(hidden_NxD, w_VxD, targets_N, 1.0 / float(temperature), chunk_size)

@@ -375,10 +375,11 @@ class Transformer(nn.Module):
 
 def output_matrix(params: Any, cfg: TransformerConfig) -> jax.Array:
   """The [V, D] matrix W with logits = hidden @ W.T: the token embedding when tied, else the
-  transposed lm_head kernel (differentiable: gradients flow back to the parameter)."""
+  transposed lm_head kernel (differentiable: gradients flow back to the parameter). Params
+  may still carry their `nn.Partitioned` boxes."""
   if cfg.tie_embeddings:
-    return params["embed"]["embedding"]
-  return params["lm_head"]["kernel"].T
+    return nn.unbox(params["embed"]["embedding"])
+  return nn.unbox(params["lm_head"]["kernel"]).T
 
 
 def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = None,
