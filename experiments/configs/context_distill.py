@@ -70,6 +70,14 @@ Result (MEASURED, default preset, exact-match accuracy of greedy answers on 256 
       the 12 letter pairs it sees (0.22 > 0.167). Next: a meta-model that reads examples
       needs more steps, more layers (this lookup is an induction-head composition) or a
       curriculum (identity rules already on; e.g. more example rows, k = 6).
+      Two more meta-models tried (2026-12-04, 2 cores shared with one other job), neither
+      reads examples: mix (0.2, 0.6, 0.2) with rotary positions, 6,000 steps (23.4 min wall,
+      22.5 min CPU): with the examples 0.008 exact (letters 0.21, chance 0.167), the written
+      rule 0.012; after distilling them 0.008 (0.20) without context; GD on the 3 examples
+      0.023 (0.38) without context. Mix (0.1, 0.7, 0.2), 3 layers, 8,000 steps: training loss
+      still 1.35 at step 3,600 (stopped). So neither more example rows, rotary positions, a
+      third layer nor twice the steps gets a d=128 model past the lookup; the experiment stays
+      inconclusive at this size.
 
 Presets: default (experiments (1) and (2)); examples (experiment (3) alone, above: its own
 meta-model with example contexts, 3,000 steps; ~55 min wall on the loaded machine, so not in
