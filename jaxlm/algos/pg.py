@@ -109,7 +109,11 @@ class Config:
     fused_xent: the loss takes its log-probs and entropies from the fused, chunked output
       projection (`jaxlm.losses.xent.token_logprob_entropy`: no [B, T, V] logits and their
       gradient in the update) whenever the sampling distribution has no top-k / top-p filter
-      (the filters need the full logits); False always uses the logits.
+      (the filters need the full logits); False always uses the logits. It trades time for
+      memory: the backward recomputes each chunk's logits (4 projection matmuls instead of
+      3); the log-prob + entropy gradient alone measured 0.83-0.94x the plain path's speed
+      for V = 40 and 0.90x for 8 x 128 tokens at D = 384, V = 50257 (2 loaded cores), while
+      the [B, T, V] logits and their gradient are never held.
   """
   model: TransformerConfig = TransformerConfig(d_model=64, n_layers=2, n_heads=4, d_ff=256,
                                                pos="rope")
