@@ -2,6 +2,7 @@ r"""Adaptive Parallel Reasoning on Countdown (`jaxlm.algos.apr`): SoS+ vs APR SF
 
 Run:
   python -m experiments.apr --workdir /tmp/apr                        # default
+  python -m experiments.apr --config experiments/configs/apr.py:policy --workdir /tmp/apr1
   python -m experiments.apr --config experiments/configs/apr.py:smoke --workdir /tmp/apr0
 
 Default: Countdown with 4 starting numbers from 1..9, targets 10..30 (3000 training problems,
@@ -33,6 +34,26 @@ trace steps (loss 0.010) for pass@8 0.43 on 3-number problems. Next: start both 
 that direct-answer policy and train ~3000 steps per format (about an hour per format here),
 then compare at cap 768; the pipeline (rows, orchestrator, sweeps, shared-advantage RL) is
 tested end to end.
+
+Preset "policy" (MEASURED 2026-12-04, 2 cores, alone for the most part; TARGETS NOT REACHED):
+both formats start from the direct-answer policy (countdown.trace_init="policy": 3000 steps x
+64 short rows, 5.3 min, loss 0.13), 4 heads, then 1500 SFT steps x 16 rows per format with
+length-bucketed batches (256 / 512 / 768): SoS+ 41 min (every batch holds a 768-long row),
+APR 16 min (4 of 5 rows are short children). SFT loss 0.054 (SoS+) vs 0.021 (APR), against
+0.65 / 0.55 for the default from scratch. At cap 768, greedy, 128 validation problems: SoS+
+0.000 (733 tokens, nearly every trace cut by the context), APR 0.000 (1383 tokens over all
+threads), and 0.000 at every other cap and total budget; RL was stopped after 4 steps since
+no group had a reward. Read greedily on validation problems, the SoS+ model writes the root
+expansion almost right (all 18 operations, their arithmetic, the resulting pools) but gets
+the heuristic values h wrong and then expands the wrong node, copying a pool that is not
+the chosen node's; the APR parent repeats the operations of the root (the pair ordering of
+4 numbers) with a constant h and writes a malformed spawn block of 10+ children. Why the APR
+parent is the weaker of the two: with length buckets, and in any case by row count, parents
+are 1 in 5 rows, so in 1500 steps they get ~300 batches against the SoS+ model's 1500 on a
+near-identical root expansion; the children's short searches dominate APR's loss. Next: match
+the formats on compute rather than steps (APR's steps cost 0.4x: ~3750 APR steps) or weight
+parent rows up, and give the model what it fails at: h (the distance heuristic) and the
+best-open-node lookup 700 tokens back are the parts a 2-layer d=64 model does not learn here.
 """
 
 from jaxlm import config as config_lib
