@@ -255,8 +255,8 @@ class DistillTest(absltest.TestCase):
         saved = json.load(f)
     self.assertEqual(saved, json.loads(json.dumps(results)))
     r = saved["instruction"]
-    for key in ("with_context_before", "without_context_before", "with_context_after",
-                "without_context_after"):
+    for key in ("with_context", "no_context_before", "with_context_after",
+                "no_context_after"):
       self.assertBetween(r[key], 0.0, 1.0)
     # Composition: the second distillation's teacher (the driver's frozen copy of the params
     # it started from) is exactly the first distillation's student.

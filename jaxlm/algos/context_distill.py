@@ -457,13 +457,13 @@ def instruction_experiment(config: Config, workdir: str, meta_params, eval_words
   rule1_after2 = _cipher_acc(config, d2.params, rule1, eval_words, rule_context(rule1))
   return {
       "rules": [rule1, rule2],
-      "with_context_before": before["with_context"],
-      "without_context_before": before["without_context"],
+      "with_context": before["with_context"],
+      "no_context_before": before["without_context"],
       "with_context_after": after["with_context"],
-      "without_context_after": after["without_context"],
+      "no_context_after": after["without_context"],
       "then_rule2_with_context": rule2_after["with_context"],
-      "then_rule2_without_context": rule2_after["without_context"],
-      "then_rule1_without_context": rule1_after2["without_context"],
+      "then_rule2_no_context": rule2_after["without_context"],
+      "then_rule1_no_context": rule1_after2["without_context"],
       "then_rule1_with_context": rule1_after2["with_context"],
       "rule2_teacher_is_rule1_student": same_params(d2.teacher_params, d1.params),
   }
@@ -498,12 +498,12 @@ def examples_experiment(config: Config, workdir: str, meta_params, eval_words, p
                                                for w in eval_words]))}
   for suffix in ("", "_chars"):  # exact match, then the share of answer letters right
     out.update({
-        "with_context_before" + suffix: before["with_context" + suffix],
-        "without_context_before" + suffix: before["without_context" + suffix],
+        "with_context" + suffix: before["with_context" + suffix],
+        "no_context_before" + suffix: before["without_context" + suffix],
         "with_context_after" + suffix: after["with_context" + suffix],
-        "without_context_after" + suffix: after["without_context" + suffix],
+        "no_context_after" + suffix: after["without_context" + suffix],
         "gd_on_k_with_context" + suffix: gd_acc["with_context" + suffix],
-        "gd_on_k_without_context" + suffix: gd_acc["without_context" + suffix]})
+        "gd_on_k_no_context" + suffix: gd_acc["without_context" + suffix]})
   return out
 
 
@@ -550,11 +550,11 @@ def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) ->
                      resume=resume, pretrained=params)
   ft = measure(finetuned)
   return {
-      "with_context_before": before["with_context"],
-      "without_context_before": before["without_context"],
+      "with_context": before["with_context"],
+      "no_context_before": before["without_context"],
       "with_context_after": after["with_context"],
-      "without_context_after": after["without_context"],
-      "direct_finetune_without_context": ft["without_context"],
+      "no_context_after": after["without_context"],
+      "direct_finetune_no_context": ft["without_context"],
       "direct_finetune_with_context": ft["with_context"],
       "teacher_answers_correct": float(np.mean(teacher_right)),
       "distill_rows": distilled.rows,
@@ -562,13 +562,13 @@ def scratchpad_experiment(config: Config, workdir: str, resume: bool = False) ->
 
 
 BARS = {  # results key -> bar label
-    "with_context_before": "context, before", "without_context_before": "no context, before",
-    "with_context_after": "context, after", "without_context_after": "no context, after",
-    "direct_finetune_without_context": "direct FT (true pairs)",
-    "gd_on_k_without_context": "GD on k examples",
+    "with_context": "context, before", "no_context_before": "no context, before",
+    "with_context_after": "context, after", "no_context_after": "no context, after",
+    "direct_finetune_no_context": "direct FT (true pairs)",
+    "gd_on_k_no_context": "GD on k examples",
     "gd_on_k_with_context": "GD on k, context",
-    "then_rule2_without_context": "+ rule 2: rule 2, no context",
-    "then_rule1_without_context": "+ rule 2: rule 1, no context",
+    "then_rule2_no_context": "+ rule 2: rule 2, no context",
+    "then_rule1_no_context": "+ rule 2: rule 1, no context",
     "then_rule1_with_context": "+ rule 2: rule 1, context",
 }
 
@@ -593,6 +593,12 @@ def plot_results(results: dict[str, dict[str, Any]], path: str) -> None:
 
 def train_and_evaluate(config: Config, workdir: str, resume: bool = False) -> dict[str, Any]:
   """Runs `config.experiments`; writes results.json and accuracy.png in `workdir`.
+
+  results.json has one entry per experiment ("instruction", "scratchpad", "examples"), each
+  with "with_context" (the model before distillation, its context given), "no_context_before",
+  "no_context_after" and "with_context_after" exact-match accuracies, plus the experiment's
+  baseline ("direct_finetune_no_context" for the scratchpad, "gd_on_k_no_context" for the
+  examples) and its own extras.
 
   Every training run has its own directory under `workdir` (meta/, instruction_rule1/, ...);
   `resume` continues each from its checkpoints (finished runs are loaded, not retrained).
