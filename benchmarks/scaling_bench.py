@@ -17,6 +17,11 @@ difference| <= 1e-6).
     python -m benchmarks.scaling_bench --full     # scipy on all 1000 (long)
 
 Writes benchmarks/scaling_bench.json: [{name, ours, reference, ratio, unit}].
+
+Measured 2026-12-04 (`python -m benchmarks.scaling_bench`, 2-core AMD EPYC, no other job but a
+paused one): LM 3.10 s steady state (4.41 s incl. compile) vs scipy 404 s for 1000 resamples
+(measured on 25): 130x (92x incl. compile); L-BFGS 59.0 s: 6.8x; both at scipy's optimum
+(relative loss difference <= 9.5e-12).
 """
 
 from __future__ import annotations
