@@ -23,6 +23,24 @@ from scratch on long rows sees too little arithmetic; the direct-answer policy o
 experiments/configs/search.py needs 3000 steps of short rows for pass@1 0.16. Next: start the
 attempt-chain SFT from that policy (as search.py's trace policy does with trace_init="policy")
 or train longer, then RL. The smoke preset runs the whole pipeline in about a minute.
+
+Preset "policy" (MEASURED 2026-12-04, `python -m experiments.e3 --config
+experiments/configs/e3.py:policy --workdir /tmp/e3p`; 52 min wall, 27 min CPU, mostly at nice 15
+beside other jobs): the attempt-chain SFT starts from the direct-answer policy (3000 steps x 64,
+loss 0.13), 1000 SFT steps (loss 0.057; all 4000 traces fit 320 tokens). The start now has a
+signal: SFT pass@1 0.218 at the 1x budget and 0.228 at 2x (2.88 attempts, 195 tokens per
+trace). The probe chose 256 tokens (the largest budget) for both stages. RL (40 batches per
+stage): "full" stage 0 (3 numbers) train reward 0.31 -> 0.44 with held-out pass@1 flat at 0.20;
+stage 1 (4 numbers) reward 0.00-0.08, zero-variance groups 62-100%. Final, 100 validation
+problems x 4 samples: full 0.100 at 1x / 0.100 at 2x (2.49 attempts, 182 tokens);
+positive_only 0.163 / 0.165 (2.51 attempts, 175 tokens); sft 0.218 / 0.228. TARGETS NOT
+REACHED: RL lowers accuracy in both modes, and with negative gradients the attempts and the
+trace length shrink (2.88 -> 2.49, 195 -> 182) instead of growing; 2x > 1x only by 0.01 (SFT,
+positive_only), 0 for full. What limits it: stage 1's 4-number problems give almost no reward
+to a policy at pass@1 ~0.1 there (most groups all-zero), and 80 small-batch steps at lr 3e-4
+move a 0.1M-parameter policy mostly by shortening its traces. Next: a curriculum that stays on
+3 numbers until accuracy there rises, more prompts per step (fewer zero-variance groups), a
+lower lr, and a larger policy.
 """
 
 from jaxlm import config as config_lib
