@@ -382,10 +382,8 @@ def make_loss(config: Config, forward: Callable):
     if fused:
       (hidden_BxTxD, w_VxD), values = forward(params, rl.tokens, rl.attention_mask,
                                               with_logits=False)
-      b, t, d = hidden_BxTxD.shape
-      logp, entropy_BxT = (x.reshape(b, t) for x in xent.token_logprob_entropy(
-          hidden_BxTxD.reshape(b * t, d), w_VxD, view.actions.reshape(b * t),
-          temperature=sampling.temperature))
+      logp, entropy_BxT = xent.token_logprob_entropy(hidden_BxTxD, w_VxD, view.actions,
+                                                     temperature=sampling.temperature)
     else:
       logits, values = forward(params, rl.tokens, rl.attention_mask)
       z = sampling.logits(logits)

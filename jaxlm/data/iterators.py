@@ -85,8 +85,9 @@ class RandomBatches(IndexedBatches):
     edges = [e for e in length_buckets if e < length] + [length]
     lengths = np.asarray(batch.attention_mask).sum(axis=1)
     which = np.searchsorted(edges, lengths)  # the first edge >= the row's length
-    self.buckets = [(e, np.flatnonzero(which == b)) for b, e in enumerate(edges)]
-    self.buckets = [(e, rows) for e, rows in self.buckets if len(rows)]
+    self.buckets = [(e, rows) for b, e in enumerate(edges)
+                    if len(rows := np.flatnonzero(which == b))]
+    self.bucket_p = np.array([len(rows) for _, rows in self.buckets]) / self.size
     if with_next:
       nxt = next_window_rows(batch)
       self.next_rows = np.where(nxt < 0, np.arange(self.size), nxt)
@@ -97,8 +98,7 @@ class RandomBatches(IndexedBatches):
   def draw(self, rng: np.random.Generator) -> RLBatch | tuple[RLBatch, RLBatch]:
     take = lambda r, n: jax.tree.map(lambda x: x[r, :n] if x.ndim == 2 else x[r], self.batch)
     if len(self.buckets) > 1:
-      sizes = np.array([len(rows) for _, rows in self.buckets])
-      edge, rows = self.buckets[rng.choice(len(sizes), p=sizes / sizes.sum())]
+      edge, rows = self.buckets[rng.choice(len(self.buckets), p=self.bucket_p)]
       return take(rng.choice(rows, self.batch_size), edge)
     rows = rng.integers(0, self.size, self.batch_size)
     windows = take(rows, None)

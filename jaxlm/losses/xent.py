@@ -236,13 +236,13 @@ def weighted_nll(hidden_NxD: jax.Array, w_VxD: jax.Array, targets_N: jax.Array,
 # ----------------------------------------------- per-token log-prob and entropy (policy losses).
 
 def _lp_stats(h_CxD, w_VxD, t_C, scale):
-  """(z_CxV, lse_C, logp_C, entropy_C) of one chunk at logits z = scale * h W^T."""
+  """(lse_C, logp_C, entropy_C) of one chunk at logits z = scale * h W^T."""
   z_CxV = _logits(h_CxD, w_VxD) * scale
   lse_C = jax.nn.logsumexp(z_CxV, axis=-1)
   p_CxV = jnp.exp(z_CxV - lse_C[:, None])
   entropy_C = lse_C - jnp.sum(p_CxV * z_CxV, axis=-1)
   logp_C = jnp.take_along_axis(z_CxV, t_C[:, None], axis=-1)[:, 0] - lse_C
-  return z_CxV, lse_C, logp_C, entropy_C
+  return lse_C, logp_C, entropy_C
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -253,8 +253,7 @@ def _logprob_entropy(hidden_NxD, w_VxD, targets_N, scale, chunk):
 def _logprob_entropy_fwd(hidden_NxD, w_VxD, targets_N, scale, chunk):
   def body(_, xs):
     h_CxD, t_C = xs
-    _, lse_C, logp_C, entropy_C = _lp_stats(h_CxD, w_VxD, t_C, scale)
-    return None, (lse_C, logp_C, entropy_C)
+    return None, _lp_stats(h_CxD, w_VxD, t_C, scale)
 
   _, outs = jax.lax.scan(body, None, (_chunked(hidden_NxD, chunk), _chunked(targets_N, chunk)))
   lse_N, logp_N, entropy_N = (_unchunked(x, hidden_NxD.shape[0]) for x in outs)
@@ -293,13 +292,21 @@ def token_logprob_entropy(hidden_NxD: jax.Array, w_VxD: jax.Array, targets_N: ja
   without [N, V] logits; both differentiable in `hidden_NxD` and `w_VxD` (Eq. 3).
 
   Args:
-    hidden_NxD, w_VxD, targets_N, chunk_size: as in `token_nll`.
+    hidden_NxD: final hidden states [..., D] (any leading shape, e.g. [B, T, D]).
+    w_VxD, chunk_size: as in `token_nll`.
+    targets_N: int token ids, the leading shape of `hidden_NxD`.
     temperature: the sampling temperature the policy's distribution is taken at (> 0).
 
   Returns:
-    (logp_N float32, entropy_N float32 in nats).
+    (logp, entropy in nats), float32, each of the leading shape.
   """
+  lead = hidden_NxD.shape[:-1]
+  if targets_N.shape != lead:
+    raise ValueError(f"targets shape {targets_N.shape} must be hidden's leading shape {lead}")
+  hidden_NxD, targets_N = hidden_NxD.reshape(-1, hidden_NxD.shape[-1]), targets_N.reshape(-1)
   _check(hidden_NxD, w_VxD, targets_N, chunk_size)
   if not temperature > 0:
     raise ValueError(f"temperature={temperature} must be > 0")
-  return _logprob_entropy(hidden_NxD, w_VxD, targets_N, 1.0 / float(temperature), chunk_size)
+  logp_N, entropy_N = _logprob_entropy(hidden_NxD, w_VxD, targets_N, 1.0 / float(temperature),
+                                       chunk_size)
+  return logp_N.reshape(lead), entropy_N.reshape(lead)
