@@ -50,6 +50,11 @@ class RowsTest(absltest.TestCase):
     self.assertEqual(trained_text(*rows[0]), expected)
     # A child: everything after its header line.
     self.assertEqual(trained_text(*rows[1]), children[0].split("\n", 1)[1])
+    # parent_repeats copies the parent row only.
+    repeated = apr.apr_rows(FIXTURE, 2, 2, parent_repeats=3)
+    self.assertEqual(repeated, rows[:1] * 3 + rows[1:])
+    with self.assertRaisesRegex(ValueError, "parent_repeats=0"):
+      apr.Config(parent_repeats=0)
 
   def test_sos_row_and_cut(self):
     [(ids, trained)] = apr.sos_rows(FIXTURE, 100)

@@ -15,8 +15,8 @@ class AttemptsTest(absltest.TestCase):
   def test_hand_trace(self):
     text = ca.format_attempts(PROBLEM, [("4+3=7|2 7", "7*2=14|14"), ("3*2=6|4 6", "6*4=24|24"),
                                         ("4*3=12|2 12", "12*2=24|24")])
-    self.assertEqual(text, "attempt 1\n4+3=7|2 7\n7*2=14|14\nverify 14 not 24\n"
-                           "attempt 2\n3*2=6|4 6\n6*4=24|24\nverify 24 goal\n"
+    self.assertEqual(text, "attempt 1\n4+3=7|2 7\n7*2=14|14\nverify 14 vs 24 no\n"
+                           "attempt 2\n3*2=6|4 6\n6*4=24|24\nverify 24 vs 24 goal\n"
                            "Answer:\n3*2=6|4 6\n6*4=24|24")  # stops at the first goal
     self.assertTrue(countdown.verify(PROBLEM, text)[0])
     attempts, answer = ca.parse_attempts(text)
@@ -33,7 +33,7 @@ class AttemptsTest(absltest.TestCase):
     self.assertIsNone(answer)
     self.assertFalse(countdown.verify(PROBLEM, text)[0])
     # A model that claims a wrong attempt reached the goal is caught.
-    lie = text.replace("verify invalid\nattempt 2", "verify 8 goal\nattempt 2")
+    lie = text.replace("verify invalid\nattempt 2", "verify 8 vs 24 goal\nattempt 2")
     self.assertEqual(ca.check_verdicts(PROBLEM, ca.parse_attempts(lie)[0]), 0.5)
 
   def test_generated_traces_round_trip(self):
@@ -55,12 +55,12 @@ class AttemptsTest(absltest.TestCase):
 
   def test_parse_errors_name_the_line(self):
     with self.assertRaisesRegex(ValueError, "line 1"):
-      ca.parse_attempts("3*2=6|4 6\nverify 6 not 24")
+      ca.parse_attempts("3*2=6|4 6\nverify 6 vs 24 no")
     with self.assertRaisesRegex(ValueError, "line 1: expected 'attempt 1'"):
-      ca.parse_attempts("attempt 2\n3*2=6|4 6\nverify 6 not 24\nNo solution.")
+      ca.parse_attempts("attempt 2\n3*2=6|4 6\nverify 6 vs 24 no\nNo solution.")
     with self.assertRaisesRegex(ValueError, "line 4"):
-      ca.parse_attempts("attempt 1\n3*2=6|4 6\nverify 6 not 24\nAnswer")
-    self.assertEqual(ca.count_attempts("attempt 1\n3*2=6|4 6\nverify 6 not 24\nattempt 2\n3*"),
+      ca.parse_attempts("attempt 1\n3*2=6|4 6\nverify 6 vs 24 no\nAnswer")
+    self.assertEqual(ca.count_attempts("attempt 1\n3*2=6|4 6\nverify 6 vs 24 no\nattempt 2\n3*"),
                      2)
 
 

@@ -38,6 +38,27 @@ class E3Test(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "fits max_len=8"):
       e3.sft_batch(PROBLEMS, 3, max_len=8, seed=0)
 
+  def test_sft_give_up_rows_fail_every_attempt(self):
+    tok = countdown_data.trace_tokenizer()
+    problems = countdown_data.make_problems((3,), 200, "train", seed=0, max_number=12,
+                                            max_target=50)
+    def endings(give_up):
+      batch = e3.sft_batch(problems, 3, max_len=400, seed=1, give_up=give_up)
+      out = []
+      for tokens, act, problem in zip(np.asarray(batch.tokens), np.asarray(batch.action_mask),
+                                      problems):
+        text = tok.decode(tokens[act > 0][:-1])
+        attempts, answer = countdown_attempts.parse_attempts(text)
+        self.assertEqual(countdown_attempts.check_verdicts(problem, attempts), 1.0)
+        out.append(answer is None)
+        if answer is None:  # every attempt of a give-up row is a true failure
+          self.assertFalse(any(a.goal for a in attempts))
+          self.assertFalse(countdown.verify(problem, text)[0])
+      return np.array(out)
+    self.assertFalse(endings(0.0).any())
+    self.assertTrue(endings(1.0).all())
+    self.assertBetween(endings(0.3).mean(), 0.2, 0.4)  # 200 draws of p=0.3: sd 0.03
+
   def test_reward_is_the_verifier(self):
     task = e3.attempts_task(PROBLEMS, PROBLEMS[:1])
     tok = countdown_data.trace_tokenizer()
@@ -54,7 +75,8 @@ class E3Test(absltest.TestCase):
     model = Transformer(cfg)
     params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
     task = e3.attempts_task(PROBLEMS, PROBLEMS)
-    stats = e3.rollout_stats(model, params, task, "eval", budget=6, samples=3, seed=0)
+    stats = e3.rollout_stats(model, params, task, "eval", budget=6, samples=3, seed=0,
+                             temperature=1.0)
     lengths = stats["lengths"]
     self.assertEqual(lengths.shape, (6,))
     # A random policy rarely stops within 6 tokens: those rows are inf, the rest <= 6.
@@ -76,11 +98,16 @@ class E3Test(absltest.TestCase):
       self.assertIn(row["stage_budgets"][0], config.budgets)
       for k in ("accuracy_at_1x", "accuracy_at_2x"):
         self.assertBetween(row[k], 0.0, 1.0)
+      self.assertEqual([r["budget"] for r in row["by_budget"]],
+                       [int(k * row["budget"]) for k in config.budget_multiples])
+      self.assertEqual(row["by_budget"][0]["pass@1"], row["accuracy_at_1x"])
       self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_budget.png")))
       self.assertTrue(os.path.exists(os.path.join(d, "positive_only", "stage0",
                                                   "metrics.jsonl")))
     with self.assertRaisesRegex(ValueError, "difficulties \\[5\\]"):
       e3.Config(stages=((5, 1),))
+    with self.assertRaisesRegex(ValueError, "must include 1 and 2"):
+      e3.Config(budget_multiples=(1.0, 4.0))
 
 
 if __name__ == "__main__":

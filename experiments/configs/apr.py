@@ -84,6 +84,7 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
                               checkpoint_every=1000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
+    c.update(parent_repeats=4, apr_sft_steps=2400)  # APR on SoS+'s SFT compute, see above
   elif arg == "smoke":
     c.countdown.update(train_problems=16, eval_problems=8, trace_init="policy")
     c.countdown.model.update(d_model=32, d_ff=64, n_heads=2)

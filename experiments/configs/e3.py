@@ -67,6 +67,8 @@ def get_config(arg: str | None = None):
     c.countdown.update(trace_init="policy")
     c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
                               checkpoint_every=1000)
+    c.countdown.trace_policy.update(num_steps=1500, log_every=250)
+    c.update(max_attempts=4, give_up=0.2, sft_max_len=384, budgets=(128, 192, 256, 320, 384))
   elif arg == "smoke":
     c.countdown.update(train_problems=64, eval_problems=8)
     c.countdown.model.update(d_model=32, d_ff=64)
@@ -78,7 +80,7 @@ def get_config(arg: str | None = None):
     # probe_problems = eval_problems and eval_samples = 1: the probe, the evaluations during
     # RL and the final 1x evaluation are one compiled sampler (same rows, same budget).
     c.update(stages=((3, 2), (4, 1)), budgets=(16, 24), probe_problems=8, eval_samples=1,
-             sft_max_len=400)
+             sft_max_len=400, budget_multiples=(1.0, 2.0))
   else:
     raise ValueError(f"unknown e3 preset {arg!r}; expected one of {PRESETS}")
   return c

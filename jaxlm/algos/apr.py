@@ -84,6 +84,14 @@ class Config:
       prompts x group_size rollouts per step).
     length_buckets: SFT batches draw rows of one length bucket (`RandomBatches`): APR's child
       rows are short, so most of its batches are.
+    parent_repeats: each APR parent row appears this many times in the SFT data (its children
+      once). A parent is 1 row in 1 + max_children, yet its long root expansion and spawn block
+      are the hardest part of the format: with one copy the parent of a 1500-step run wrote
+      malformed spawn blocks while the SoS+ model, trained on every batch, learnt the same
+      root expansion.
+    apr_sft_steps: SFT steps of the APR model (None: `countdown.trace_policy.num_steps`, as
+      SoS+). APR's batches are mostly short rows, so matching the formats on compute rather
+      than steps gives APR more of them.
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
                                                  max_number=6, min_target=10, max_target=24)
@@ -98,6 +106,8 @@ class Config:
   eval_problems: int = 128
   rl: pg.Config = pg.Config(group_size=4, aggregation="token_mean")
   length_buckets: tuple[int, ...] = (256, 512)
+  parent_repeats: int = 1
+  apr_sft_steps: int | None = None
 
   def __post_init__(self):
     if max(self.caps) > self.context:
@@ -105,6 +115,8 @@ class Config:
     if self.rl.aggregation != "token_mean":
       raise ValueError("apr.Config.rl.aggregation must be 'token_mean': the per-token weights "
                        f"make it a mean over rollouts; got {self.rl.aggregation!r}")
+    if self.parent_repeats < 1:
+      raise ValueError(f"apr.Config.parent_repeats={self.parent_repeats} must be >= 1")
     if self.rl.estimator == "gae":
       raise ValueError("apr.Config.rl.estimator must be a group estimator, not 'gae'")
 
@@ -142,16 +154,17 @@ def sos_rows(problem: countdown.Problem, expansions: int) -> list[tuple[list[int
   return [thread_row(countdown.format_search(search))]
 
 
-def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int
-             ) -> list[tuple[list[int], list[bool]]]:
-  """The APR rows of a problem: the parent (its join block untrained), then each child."""
+def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int,
+             parent_repeats: int = 1) -> list[tuple[list[int], list[bool]]]:
+  """The APR rows of a problem: the parent (its join block untrained; `parent_repeats`
+  copies), then each child."""
   trace = traces.apr_trace(problem, max_children, child_expansions)
   parent, children = traces.apr_texts(trace)
   untrained = []
   if trace.spawned:
     before = traces.parent_before_spawn(trace)
     untrained = [(len(before), len(traces.join_context(before, trace.outcomes)))]
-  return [thread_row(parent, untrained)] + [thread_row(c) for c in children]
+  return [thread_row(parent, untrained)] * parent_repeats + [thread_row(c) for c in children]
 
 
 def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int,
@@ -177,7 +190,8 @@ def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -
     rows = [r for p in problems for r in sos_rows(p, config.sos_expansions)]
   elif fmt == "apr":
     rows = [r for p in problems
-            for r in apr_rows(p, config.max_children, config.child_expansions)]
+            for r in apr_rows(p, config.max_children, config.child_expansions,
+                              config.parent_repeats)]
   else:
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
   cut = sum(len(ids) > config.context for ids, _ in rows)
@@ -342,8 +356,10 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   pretrained = test_time_models.trace_start(cd, train_problems, workdir, resume=resume)
   params, curves = {}, {}
   for fmt in FORMATS:
+    steps = config.apr_sft_steps if fmt == "apr" and config.apr_sft_steps else None
     params[fmt] = test_time_models.fit_lm(
-        os.path.join(workdir, fmt), model_cfg, cd.trace_policy,
+        os.path.join(workdir, fmt), model_cfg,
+        dataclasses.replace(cd.trace_policy, num_steps=steps or cd.trace_policy.num_steps),
         sft_batch(fmt, train_problems, config), resume=resume, pretrained=pretrained,
         length_buckets=config.length_buckets)
     curves[fmt] = sweep(model, params[fmt], val, config, fmt)

@@ -18,7 +18,8 @@ the token budget make accuracy keep rising past the training budget. Here, small
    extrapolation): pass@1 of sampled traces, mean attempts started, mean completion tokens.
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
-"mean_attempts", "mean_length", "budget", "stage_budgets"}; each mode's RL runs and their
+"mean_attempts", "mean_length", "give_up", "budget", "stage_budgets", "by_budget" (pass@1,
+attempts, length at each of `budget_multiples`)}; each mode's RL runs and their
 metrics (pass@1, attempts and length every `rl.eval_every` batches) under `<mode>/stage<i>/`,
 and accuracy_vs_budget.png, attempts_curve.png.
 """
@@ -58,6 +59,8 @@ class Config:
       and where it starts (`trace_init`: "policy" from the direct-answer policy trained first
       with `policy`, "scratch" from a random init).
     max_attempts: SFT traces hold 1..max_attempts attempts (uniform), the last one solved.
+    give_up: share of SFT traces that instead end with "No solution." after their attempts
+      all fail (a policy that sometimes stops early: what negative gradients push against).
     sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
     rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
       and `rl.sampling.max_new_tokens` by its budget.
@@ -67,9 +70,12 @@ class Config:
     truncation_threshold: the largest share of probe traces a stage's budget may truncate.
     probe_problems: training problems of the stage's difficulty sampled to choose its budget.
     eval_samples: sampled traces per validation problem in the final evaluation.
+    budget_multiples: budgets of the final evaluation, as multiples of the last stage's
+      budget (must include 1 and 2: the headline 1x and 2x).
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(3, 4))
   max_attempts: int = 3
+  give_up: float = 0.0
   sft_max_len: int = 320
   rl: pg.Config = pg.Config()
   modes: tuple[str, ...] = ("full", "positive_only")
@@ -78,6 +84,7 @@ class Config:
   truncation_threshold: float = 0.2
   probe_problems: int = 64
   eval_samples: int = 4
+  budget_multiples: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 
   def __post_init__(self):
     unknown = {d for d, _ in self.stages} - set(self.countdown.num_numbers)
@@ -86,16 +93,23 @@ class Config:
                        f"countdown.num_numbers={self.countdown.num_numbers} does not generate")
     if self.max_attempts < 1 or not self.budgets or not self.modes:
       raise ValueError("e3.Config needs max_attempts >= 1, budgets and modes")
+    if not {1.0, 2.0} <= set(self.budget_multiples):
+      raise ValueError(f"e3.Config.budget_multiples={self.budget_multiples} must include 1 "
+                       "and 2")
+    if not 0.0 <= self.give_up <= 1.0:
+      raise ValueError(f"e3.Config.give_up={self.give_up} must be a share in [0, 1]")
 
 
 def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len: int,
-              seed: int) -> RLBatch:
-  """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform);
-  rows longer than max_len are dropped."""
+              seed: int, give_up: float = 0.0) -> RLBatch:
+  """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform), the
+  last one solved, or with probability `give_up` all failed and "No solution."; rows longer
+  than max_len are dropped."""
   tok, rng = countdown_data.trace_tokenizer(), np.random.default_rng(seed)
   rows = []
   for p in problems:
-    text = countdown_attempts.attempts_trace(p, int(rng.integers(1, max_attempts + 1)), rng)
+    attempts, solve = int(rng.integers(1, max_attempts + 1)), rng.random() >= give_up
+    text = countdown_attempts.attempts_trace(p, attempts, rng, solve_last=solve)
     row = (countdown_data.encode_prompt(tok, p), tok.encode(text) + [tok.eos_id])
     if len(row[0]) + len(row[1]) <= max_len:
       rows.append(row)
@@ -120,12 +134,12 @@ def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Pr
 
 
 def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget: int,
-                  samples: int, seed: int, temperature: float = 1.0) -> dict[str, Any]:
+                  samples: int, seed: int, temperature: float) -> dict[str, Any]:
   """Samples `samples` traces of every prompt of `split` with at most `budget` new tokens.
 
   Returns:
-    {"pass@1", "mean_attempts", "mean_length", "lengths" (inf for a trace that hit the budget
-    without its stop token)}.
+    {"pass@1", "mean_attempts", "mean_length", "give_up" (share of traces ending "No
+    solution."), "lengths" (inf for a trace that hit the budget without its stop token)}.
   """
   prompts = task.eval_prompts if split == "eval" else task.train_prompts
   indices = np.arange(len(prompts))
@@ -141,7 +155,9 @@ def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget:
   lengths = np.where(finished, lengths_B.astype(np.float64), np.inf)
   return {"pass@1": float(np.mean(rewards >= 1.0)),
           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
-          "mean_length": float(np.mean(lengths_B)), "lengths": lengths}
+          "mean_length": float(np.mean(lengths_B)),
+          "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
+          "lengths": lengths}
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, float]:
@@ -153,15 +169,18 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   """SFT -> RL per mode through the stages -> evaluation at 1x and 2x (module docstring)."""
   cd = config.countdown
   train_problems, _, val = test_time_models.problem_sets(cd)
+  longest = int(max(config.budget_multiples) * max(config.budgets))
   model_cfg = dataclasses.replace(cd.model_config(),
                                   vocab_size=countdown_data.trace_tokenizer().vocab_size,
-                                  max_len=2 * max(config.budgets) + cd.max_len)
+                                  max_len=longest + cd.max_len)
   sft = test_time_models.fit_lm(
       os.path.join(workdir, "sft"), model_cfg, cd.trace_policy,
-      sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.trace_policy.seed),
+      sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.trace_policy.seed,
+                config.give_up),
       resume=resume, pretrained=test_time_models.trace_start(cd, train_problems, workdir,
                                                               resume=resume))
   rl = dataclasses.replace(config.rl, model=model_cfg)
+  temperature = rl.sampling.temperature  # the probe and every evaluation sample as RL does
   model = pg.networks(rl)[0]
   prompt_len = attempts_task(train_problems, val).prompt_len
   eval_task = attempts_task(train_problems[:1], val, prompt_len)
@@ -174,7 +193,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       task = attempts_task(by_difficulty[difficulty], val, prompt_len)
       probe = attempts_task(by_difficulty[difficulty][:config.probe_problems], val, prompt_len)
       probe_fn = lambda stage, cap: rollout_stats(model, params, probe, "train", cap, 1,
-                                                  cd.seed)["lengths"]
+                                                  cd.seed, temperature)["lengths"]
       stage, = curriculum.plan([curriculum.Stage(difficulty, steps)], probe_fn,
                                config.budgets, config.truncation_threshold)
       stage_budgets.append(stage.budget)
@@ -186,19 +205,21 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
           train=dataclasses.replace(rl.train, num_steps=steps))
       run_dir = os.path.join(workdir, mode, f"stage{i}")
       evaluate_fn = lambda p, b=stage.budget: _scalars(rollout_stats(
-          model, p, eval_task, "eval", b, 1, cd.seed))
+          model, p, eval_task, "eval", b, 1, cd.seed, temperature))
       state, _ = pg.train(stage_rl, task, run_dir, pretrained=params, resume=resume,
                           evaluate_fn=evaluate_fn)
       params = state.params["policy"]
       rows += [dict(r, stage=i) for r in metrics_lib.read_metrics(run_dir)
                if "eval/mean_attempts" in r]
     budget = stage_budgets[-1] if stage_budgets else budget
-    at = {k: rollout_stats(model, params, eval_task, "eval", k * budget,
-                           config.eval_samples, cd.seed + 1) for k in (1, 2)}
+    at = {k: _scalars(rollout_stats(model, params, eval_task, "eval", int(k * budget),
+                                    config.eval_samples, cd.seed + 1, temperature))
+          for k in config.budget_multiples}
     results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
                      "mean_attempts": at[1]["mean_attempts"],
-                     "mean_length": at[1]["mean_length"], "budget": budget,
-                     "stage_budgets": stage_budgets}
+                     "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
+                     "budget": budget, "stage_budgets": stage_budgets,
+                     "by_budget": [dict(v, budget=int(k * budget)) for k, v in at.items()]}
     curves[mode] = rows
     logging.info("e3 %s: %s", mode, results[mode])
   results = {"sft": results.pop("sft"), **results}
@@ -213,8 +234,10 @@ def _plot(results: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, f
   plt = plots.pyplot()
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for mode, row in results.items():
-    ax.plot([1, 2], [row["accuracy_at_1x"], row["accuracy_at_2x"]], "o-", label=mode)
-  ax.set(xticks=[1, 2], xlabel="token budget (x the training budget)", ylabel="pass@1",
+    ax.plot([r["budget"] for r in row["by_budget"]], [r["pass@1"] for r in row["by_budget"]],
+            "o-", label=mode)
+  ax.axvline(next(iter(results.values()))["budget"], color="gray", ls=":", lw=1)
+  ax.set(xlabel="token budget (dotted: the training budget)", ylabel="pass@1",
          title="e3 on Countdown: extrapolation")
   ax.legend()
   plots.save(fig, os.path.join(workdir, "accuracy_vs_budget.png"))

@@ -8,7 +8,7 @@ format; every character in ``countdown_data.TRACE_ALPHABET``)::
     trace    := attempt (NL attempt)* NL ending
     attempt  := "attempt " i (NL step)+ NL verdict        i = 1, 2, ...
     step     := a op b "=" c "|" pool                      (countdown_data.random_solution)
-    verdict  := "verify " c " goal"  |  "verify " c " not " target  |  "verify invalid"
+    verdict  := "verify " c " vs " target (" goal" | " no")  |  "verify invalid"
     ending   := "Answer:" (NL step)+                       (the goal attempt's steps)
               | "No solution."
 
@@ -17,18 +17,22 @@ Example (target 24 from 2 3 4, two attempts)::
     attempt 1
     4+3=7|2 7
     7*2=14|14
-    verify 14 not 24
+    verify 14 vs 24 no
     attempt 2
     3*2=6|4 6
     6*4=24|24
-    verify 24 goal
+    verify 24 vs 24 goal
     Answer:
     3*2=6|4 6
     6*4=24|24
 
-The verdict of every attempt is computed by ``countdown.verify`` when a trace is written
-(``attempts_trace``), so SFT traces teach exact verification; ``parse_attempts`` reads a model's
-trace back, and ``check_verdicts`` compares its written verdicts with the true ones.
+A verdict writes the attempt's result next to the target before it decides, so the decision
+compares two adjacent numbers instead of looking the target up in the prompt (a 2-layer
+character model trained on "verify 27 goal" / "verify 27 not 36" decided from the attempt's
+position instead: 130 of its 140 complete failed 4-number traces ended on a false goal). Every verdict is
+computed by ``countdown.verify`` when a trace is written (``attempts_trace``), so SFT traces
+teach exact verification; ``parse_attempts`` reads a model's trace back, and
+``check_verdicts`` compares its written verdicts with the true ones.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from jaxlm.envs import countdown_data
 
 GIVE_UP = "No solution."
 _ATTEMPT_RE = re.compile(r"^attempt (\d+)$")
-_VERDICT_RE = re.compile(r"^verify (?:(\d+) goal|(\d+) not (\d+)|invalid)$")
+_VERDICT_RE = re.compile(r"^verify (?:\d+ vs \d+ (?:goal|no)|invalid)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +68,10 @@ def verdict(problem: countdown.Problem, steps: Sequence[str]) -> str:
   solved, _ = countdown.verify(problem, "\n".join(steps))
   result = countdown.final_number("\n".join(steps))
   if solved:
-    return f"verify {result} goal"
+    return f"verify {result} vs {problem.target} goal"
   valid, _ = countdown.verify(countdown.Problem(problem.numbers, result or 0),
                                 "\n".join(steps))
-  return f"verify {result} not {problem.target}" if valid else "verify invalid"
+  return f"verify {result} vs {problem.target} no" if valid else "verify invalid"
 
 
 def format_attempts(problem: countdown.Problem, attempts: Sequence[Sequence[str]]) -> str:
@@ -119,7 +123,7 @@ def parse_attempts(text: str) -> tuple[list[Attempt], tuple[str, ...] | None]:
     match = _VERDICT_RE.match(lines[j]) if j < len(lines) else None
     if match is None or j == i + 1:
       raise ValueError(f"line {min(j, len(lines)) + 1}: an attempt needs steps then a verdict "
-                       f"'verify <n> goal|<n> not <target>|invalid'")
+                       f"'verify <n> vs <target> goal|no' or 'verify invalid'")
     attempts.append(Attempt(tuple(lines[i + 1:j]), lines[j]))
     i = j + 1
   if not attempts:
