@@ -24,6 +24,7 @@ class AttemptsTest(absltest.TestCase):
     self.assertEqual(answer, ("3*2=6|4 6", "6*4=24|24"))
     self.assertEqual(ca.check_verdicts(PROBLEM, attempts), 1.0)
     self.assertEqual(ca.count_attempts(text), 2)
+    self.assertFalse(ca.false_goal(PROBLEM, text))
 
   def test_invalid_attempt_and_give_up(self):
     text = ca.format_attempts(PROBLEM, [("4+4=8|2 3 8",), ("9*2=18|18",)])
@@ -35,6 +36,11 @@ class AttemptsTest(absltest.TestCase):
     # A model that claims a wrong attempt reached the goal is caught.
     lie = text.replace("verify invalid\nattempt 2", "verify 8 vs 24 goal\nattempt 2")
     self.assertEqual(ca.check_verdicts(PROBLEM, ca.parse_attempts(lie)[0]), 0.5)
+    self.assertFalse(ca.false_goal(PROBLEM, text))  # an honest give-up
+    false_end = ("attempt 1\n4+3=7|2 7\n7*2=14|14\nverify 14 vs 24 goal\n"
+                 "Answer:\n4+3=7|2 7\n7*2=14|14")
+    self.assertTrue(ca.false_goal(PROBLEM, false_end))
+    self.assertFalse(ca.false_goal(PROBLEM, false_end[:30]))  # truncated: not an ending
 
   def test_generated_traces_round_trip(self):
     rng = np.random.default_rng(0)

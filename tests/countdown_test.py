@@ -241,6 +241,23 @@ class DataTest(absltest.TestCase):
       self.assertEqual(abs(int(pool) - problem.target), best)
     self.assertGreater(misses, 20)  # random moves mostly miss
 
+  def test_slip_misses_only_at_the_last_step(self):
+    rng = np.random.default_rng(2)
+    for problem in cdd.make_problems((3, 4), 40, "train", seed=0, max_number=12):
+      steps = cdd.random_solution(problem, rng, write_pool=True, slip=True)
+      solved, reason = cd.verify(problem, "\n".join(steps))
+      self.assertFalse(solved)
+      self.assertTrue(reason.startswith("final number"), reason)  # arithmetic holds
+      # Before the last step the pool is still solvable ...
+      before = steps[-2].split("|")[1] if len(steps) > 1 else " ".join(map(str, problem.numbers))
+      pool = tuple(sorted(int(x) for x in before.split()))
+      self.assertIsNotNone(cd.solve(cd.Problem(pool, problem.target)))
+      # ... and the last step is the closest miss on its two numbers (by hand: all ops).
+      results = [cd.apply_op(pool[0], pool[1], op) for op in cd.OPS]
+      best = min(abs(r - problem.target) for r in results
+                 if r is not None and r != problem.target)
+      self.assertEqual(abs(int(steps[-1].split("|")[1]) - problem.target), best)
+
   def test_sft_batch_near_miss_fraction(self):
     problems = cdd.make_problems((3,), 200, "train", seed=0, max_number=12)
     tok = cdd.tokenizer()

@@ -18,8 +18,8 @@ the token budget make accuracy keep rising past the training budget. Here, small
    extrapolation): pass@1 of sampled traces, mean attempts started, mean completion tokens.
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
-"mean_attempts", "mean_length", "give_up", "budget", "stage_budgets", "by_budget" (pass@1,
-attempts, length at each of `budget_multiples`)}; each mode's RL runs and their
+"mean_attempts", "mean_length", "give_up", "false_goal", "truncated" (how traces end), "budget",
+"stage_budgets", "by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each mode's RL runs and their
 metrics (pass@1, attempts and length every `rl.eval_every` batches) under `<mode>/stage<i>/`,
 and accuracy_vs_budget.png, attempts_curve.png.
 """
@@ -134,12 +134,15 @@ def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Pr
 
 
 def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget: int,
-                  samples: int, seed: int, temperature: float) -> dict[str, Any]:
+                  samples: int, seed: int, temperature: float,
+                  problems: Sequence[countdown.Problem] | None = None) -> dict[str, Any]:
   """Samples `samples` traces of every prompt of `split` with at most `budget` new tokens.
 
   Returns:
     {"pass@1", "mean_attempts", "mean_length", "give_up" (share of traces ending "No
-    solution."), "lengths" (inf for a trace that hit the budget without its stop token)}.
+    solution."), "truncated" (share that hit the budget), "lengths" (inf for a trace that hit
+    the budget without its stop token)} and, given the split's `problems`, "false_goal": the
+    share of traces that end on a goal verdict their attempt does not earn.
   """
   prompts = task.eval_prompts if split == "eval" else task.train_prompts
   indices = np.arange(len(prompts))
@@ -153,11 +156,16 @@ def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget:
   texts = [tok.decode(row) for row in ids]
   finished = np.array([len(row) for row in ids]) < lengths_B  # its stop token was dropped
   lengths = np.where(finished, lengths_B.astype(np.float64), np.inf)
-  return {"pass@1": float(np.mean(rewards >= 1.0)),
-          "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
-          "mean_length": float(np.mean(lengths_B)),
-          "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
-          "lengths": lengths}
+  stats = {"pass@1": float(np.mean(rewards >= 1.0)),
+           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
+           "mean_length": float(np.mean(lengths_B)),
+           "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
+           "truncated": float(np.mean(~finished)), "lengths": lengths}
+  if problems is not None:
+    stats["false_goal"] = float(np.mean([
+        countdown_attempts.false_goal(problems[i], t) for i, t in zip(np.repeat(indices, samples), texts)]))
+  return stats
+
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, float]:
@@ -205,7 +213,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
           train=dataclasses.replace(rl.train, num_steps=steps))
       run_dir = os.path.join(workdir, mode, f"stage{i}")
       evaluate_fn = lambda p, b=stage.budget: _scalars(rollout_stats(
-          model, p, eval_task, "eval", b, 1, cd.seed, temperature))
+          model, p, eval_task, "eval", b, 1, cd.seed, temperature, val))
       state, _ = pg.train(stage_rl, task, run_dir, pretrained=params, resume=resume,
                           evaluate_fn=evaluate_fn)
       params = state.params["policy"]
@@ -213,11 +221,12 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                if "eval/mean_attempts" in r]
     budget = stage_budgets[-1] if stage_budgets else budget
     at = {k: _scalars(rollout_stats(model, params, eval_task, "eval", int(k * budget),
-                                    config.eval_samples, cd.seed + 1, temperature))
+                                    config.eval_samples, cd.seed + 1, temperature, val))
           for k in config.budget_multiples}
     results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
                      "mean_attempts": at[1]["mean_attempts"],
                      "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
+                     "false_goal": at[1]["false_goal"], "truncated": at[1]["truncated"],
                      "budget": budget, "stage_budgets": stage_budgets,
                      "by_budget": [dict(v, budget=int(k * budget)) for k, v in at.items()]}
     curves[mode] = rows

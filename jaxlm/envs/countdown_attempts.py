@@ -89,16 +89,22 @@ def format_attempts(problem: countdown.Problem, attempts: Sequence[Sequence[str]
 
 def attempts_trace(problem: countdown.Problem, num_attempts: int, rng: np.random.Generator,
                    *, solve_last: bool = True, max_tries: int = 20) -> str:
-  """A trace of `num_attempts` attempts: failed honest attempts (``random_solution`` near
-  misses that miss the target) then, with `solve_last`, a solution (a random solver-backed
-  path). A problem whose near misses keep hitting the target gets fewer failed attempts (after
-  `max_tries` draws each)."""
+  """A trace of `num_attempts` attempts: failed honest attempts then, with `solve_last`, a
+  solution (a random solver-backed path). Each failed attempt is a near miss or a slip
+  (``random_solution``), half and half: a slip follows a solving path and misses only at its
+  last step, so its verdict cannot be told from the attempt's plan, only by comparing its
+  result with the target (with near misses alone, a 2-layer model learned verdicts that were
+  exact on such traces, 2e-5 nats, and still claimed the goal after most of its own failed
+  attempts). A problem whose near misses keep hitting the target gets fewer failed attempts
+  (after `max_tries` draws each)."""
   if num_attempts < 1:
     raise ValueError(f"num_attempts={num_attempts} must be >= 1")
   failed = []
   for _ in range(num_attempts - int(solve_last)):
+    slip = bool(rng.random() < 0.5)
     for _ in range(max_tries):
-      steps = countdown_data.random_solution(problem, rng, write_pool=True, near_miss=True)
+      steps = countdown_data.random_solution(problem, rng, write_pool=True, near_miss=not slip,
+                                             slip=slip)
       if not countdown.verify(problem, "\n".join(steps))[0]:
         failed.append(steps)
         break
@@ -140,6 +146,16 @@ def check_verdicts(problem: countdown.Problem, attempts: Sequence[Attempt]) -> f
   if not attempts:
     return 0.0
   return float(np.mean([verdict(problem, a.steps) == a.written for a in attempts]))
+
+
+def false_goal(problem: countdown.Problem, text: str) -> bool:
+  """The trace is complete and ends on a goal verdict its last attempt does not earn (the
+  early stop of a policy that verifies badly); False for a truncated or malformed trace."""
+  try:
+    attempts, answer = parse_attempts(text)
+  except ValueError:
+    return False
+  return answer is not None and verdict(problem, attempts[-1].steps) != attempts[-1].written
 
 
 def count_attempts(text: str) -> int:

@@ -61,24 +61,29 @@ def encode_solution(tok: SimpleTokenizer, steps: Sequence[str]) -> list[int]:
 
 
 def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
-                    write_pool: bool = False, near_miss: bool = False) -> tuple[str, ...]:
-  """A random solution path, or with ``near_miss`` a random honest attempt.
+                    write_pool: bool = False, near_miss: bool = False,
+                    slip: bool = False) -> tuple[str, ...]:
+  """A random solution path, or with ``near_miss`` / ``slip`` a random honest failed attempt.
 
   A solution takes a uniformly random solvable move at every step. A near miss takes uniformly
   random legal moves and, on the last two numbers, the operation whose result is closest to the
-  target, written with its true result: a failed attempt when it misses. With ``write_pool``
-  each step also writes the numbers left ("7*5=35|3 35").
+  target, written with its true result: a failed attempt when it misses. A slip follows a
+  solution's moves to the last two numbers, then takes the operation closest to the target
+  among those that miss it: an attempt that was on a solving path and erred at its last step.
+  With ``write_pool`` each step also writes the numbers left ("7*5=35|3 35").
   """
   pool, steps = list(problem.numbers), []
   while len(pool) > 1:
     moves = [(i, j, op, countdown.apply_op(pool[i], pool[j], op))
              for i in range(len(pool)) for j in range(i + 1, len(pool)) for op in countdown.OPS]
     moves = [moves[k] for k in rng.permutation(len(moves)) if moves[k][3] is not None]
-    if near_miss and len(pool) == 2:  # the result closest to the target (stable: random ties)
+    last = len(pool) == 2
+    if (near_miss or slip) and last:  # the result closest to the target (stable: random ties)
       moves.sort(key=lambda move: abs(move[3] - problem.target))
+      moves = [m for m in moves if m[3] != problem.target] if slip else moves
     for i, j, op, value in moves:
       child = [x for m, x in enumerate(pool) if m not in (i, j)] + [value]
-      if near_miss or countdown.solve(
+      if near_miss or (slip and last) or countdown.solve(
           countdown.Problem(tuple(sorted(child)), problem.target)) is not None:
         step = countdown.format_step(pool[i], op, pool[j])
         steps.append(step + countdown.POOL_SEPARATOR + countdown.format_pool(child)
