@@ -35,25 +35,29 @@ that direct-answer policy and train ~3000 steps per format (about an hour per fo
 then compare at cap 768; the pipeline (rows, orchestrator, sweeps, shared-advantage RL) is
 tested end to end.
 
-Preset "policy" (MEASURED 2026-12-04, 2 cores, alone for the most part; TARGETS NOT REACHED):
-both formats start from the direct-answer policy (countdown.trace_init="policy": 3000 steps x
-64 short rows, 5.3 min, loss 0.13), 4 heads, then 1500 SFT steps x 16 rows per format with
-length-bucketed batches (256 / 512 / 768): SoS+ 41 min (every batch holds a 768-long row),
-APR 16 min (4 of 5 rows are short children). SFT loss 0.054 (SoS+) vs 0.021 (APR), against
-0.65 / 0.55 for the default from scratch. At cap 768, greedy, 128 validation problems: SoS+
-0.000 (733 tokens, nearly every trace cut by the context), APR 0.000 (1383 tokens over all
-threads), and 0.000 at every other cap and total budget; RL was stopped after 4 steps since
-no group had a reward. Read greedily on validation problems, the SoS+ model writes the root
-expansion almost right (all 18 operations, their arithmetic, the resulting pools) but gets
-the heuristic values h wrong and then expands the wrong node, copying a pool that is not
-the chosen node's; the APR parent repeats the operations of the root (the pair ordering of
-4 numbers) with a constant h and writes a malformed spawn block of 10+ children. Why the APR
-parent is the weaker of the two: with length buckets, and in any case by row count, parents
-are 1 in 5 rows, so in 1500 steps they get ~300 batches against the SoS+ model's 1500 on a
-near-identical root expansion; the children's short searches dominate APR's loss. Next: match
-the formats on compute rather than steps (APR's steps cost 0.4x: ~3750 APR steps) or weight
-parent rows up, and give the model what it fails at: h (the distance heuristic) and the
-best-open-node lookup 700 tokens back are the parts a 2-layer d=64 model does not learn here.
+Preset "policy" (MEASURED 2026-12-04/05, 2 cores; TARGETS NOT REACHED): both formats start
+from the direct-answer policy (countdown.trace_init="policy": 3000 steps x 64 short rows, 5.3
+min, loss 0.13), 4 heads, then 1500 SFT steps x 16 rows (length-bucketed 256 / 512 / 768):
+SoS+ 41 min alone, loss 0.054. At cap 768, greedy, 128 validation problems: SoS+ 0.000 (733
+tokens, nearly every trace cut by the context) at every cap. Read greedily, the SoS+ model
+writes the root expansion almost right (all 18 operations, their arithmetic, the pools) but
+gets the heuristic values h wrong and then expands the wrong node, copying a pool that is not
+the chosen node's.
+APR, first with one parent row per problem (1 row in 5; 1500 steps, 16 min, loss 0.021):
+0.000; its parent repeated the root's operations with a constant h and wrote malformed spawn
+blocks of 10+ children. Hence parent_repeats=4 (parents are half the rows) and
+apr_sft_steps=2400 (SoS+'s SFT compute; APR's short batches cost less); that run was stopped
+at step 1500 of 2400 for lack of time and its step-1500 checkpoint evaluated: the parent now
+writes well-formed spawn blocks (3.9 children per rollout at cap 768, 2.9 rounds, 1460 tokens
+over all threads, 126 of 128 rollouts end on <eos>), but accuracy is still 0.000 at every cap
+and total budget: the pools it writes in the spawn block are not the pools of the node ids it
+names ("#17 [3 7 27]" where #17 is [3 4 16]), and h is wrong so the ids are not the best
+nodes; every child then searches an unsolvable or wrong pool and reports "no solution". RL was
+not run (no reward to learn from). What limits it: both formats need long-range copying (a
+pool written 10-20 lines earlier, found by its id) and the h arithmetic, which a 2-layer d=64
+character model does not learn in 1500 steps. Next: let the spawn block name node ids only
+and have the orchestrator copy their pools from the parent's own expansion (the child prompt
+is then exact by construction), and a larger model (d=128, 4 layers) as a named preset.
 """
 
 from jaxlm import config as config_lib
