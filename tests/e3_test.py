@@ -101,6 +101,8 @@ class E3Test(absltest.TestCase):
       self.assertEqual([r["budget"] for r in row["by_budget"]],
                        [int(k * row["budget"]) for k in config.budget_multiples])
       self.assertEqual(row["by_budget"][0]["pass@1"], row["accuracy_at_1x"])
+      self.assertBetween(row["give_up"] + row["false_goal"] + row["truncated"], 0.0, 1.0)
+      self.assertIn("positive_only  acc@1x", e3.summary(results))
       self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_budget.png")))
       self.assertTrue(os.path.exists(os.path.join(d, "positive_only", "stage0",
                                                   "metrics.jsonl")))

@@ -24,23 +24,33 @@ experiments/configs/search.py needs 3000 steps of short rows for pass@1 0.16. Ne
 attempt-chain SFT from that policy (as search.py's trace policy does with trace_init="policy")
 or train longer, then RL. The smoke preset runs the whole pipeline in about a minute.
 
-Preset "policy" (MEASURED 2026-12-04, `python -m experiments.e3 --config
-experiments/configs/e3.py:policy --workdir /tmp/e3p`; 52 min wall, 27 min CPU, mostly at nice 15
-beside other jobs): the attempt-chain SFT starts from the direct-answer policy (3000 steps x 64,
-loss 0.13), 1000 SFT steps (loss 0.057; all 4000 traces fit 320 tokens). The start now has a
-signal: SFT pass@1 0.218 at the 1x budget and 0.228 at 2x (2.88 attempts, 195 tokens per
-trace). The probe chose 256 tokens (the largest budget) for both stages. RL (40 batches per
-stage): "full" stage 0 (3 numbers) train reward 0.31 -> 0.44 with held-out pass@1 flat at 0.20;
-stage 1 (4 numbers) reward 0.00-0.08, zero-variance groups 62-100%. Final, 100 validation
-problems x 4 samples: full 0.100 at 1x / 0.100 at 2x (2.49 attempts, 182 tokens);
-positive_only 0.163 / 0.165 (2.51 attempts, 175 tokens); sft 0.218 / 0.228. TARGETS NOT
-REACHED: RL lowers accuracy in both modes, and with negative gradients the attempts and the
-trace length shrink (2.88 -> 2.49, 195 -> 182) instead of growing; 2x > 1x only by 0.01 (SFT,
-positive_only), 0 for full. What limits it: stage 1's 4-number problems give almost no reward
-to a policy at pass@1 ~0.1 there (most groups all-zero), and 80 small-batch steps at lr 3e-4
-move a 0.1M-parameter policy mostly by shortening its traces. Next: a curriculum that stays on
-3 numbers until accuracy there rises, more prompts per step (fewer zero-variance groups), a
-lower lr, and a larger policy.
+The default's numbers above were measured before the verdict format and the give-up / slip
+traces of the "policy" preset below (the grammar then wrote "verify 27 goal" / "verify 27 not
+36"); not re-measured since.
+
+Preset "policy" (MEASURED 2026-12-05, `python -m experiments.e3 --config
+experiments/configs/e3.py:policy --workdir /tmp/e3p`; 64 min wall on 2 cores shared with one
+other training job: SFT 35 min, RL 5-8 min per stage; TARGETS NOT REACHED). The attempt-chain
+SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and trains 1500 steps x
+32 on traces of 1..4 attempts whose failed attempts are half near misses, half slips, 20% of
+them ending "No solution." (loss 0.066; all 4000 rows fit 384). RL: 16 prompts x 8 traces per
+batch, lr 1e-4, 60 batches on 3 numbers then 60 on 4; the probe chose 256 then 320 tokens for
+both modes. Final, 100 validation problems x 4 samples at T=1 (budget 160 / 320 / 480 / 640):
+  sft            pass@1 0.055 / 0.122 / 0.122 / 0.122   2.77 attempts, 190 tokens at 1x
+  full           pass@1 0.170 / 0.223 / 0.223 / 0.223   2.32 attempts, 174 tokens
+  positive_only  pass@1 0.143 / 0.203 / 0.205 / 0.205   2.44 attempts, 178 tokens
+RL nearly doubles pass@1 and the negative gradients add 0.02, but attempts and length shrink in
+both modes (eval curves: full 2.65 -> 2.17 attempts over stage 0), and 2x = 1x because the
+policies stop on their own well inside 1x (truncated at 1x: 6.5%). How traces end explains it:
+give-ups 0.46 -> 0.14 (full) / 0.11 (positive_only), false goal claims 0.39 -> 0.56 / 0.59:
+RL turns giving up into claiming the goal, the cheapest other way to end, instead of into
+another attempt. The policy's verdicts are exact on SFT-style traces (2e-5 nats on the
+goal/no token, teacher-forced on validation traces) but wrong after most of its own failed
+attempts ("verify 48 vs 40 goal"); e3 needs verification to be the easier skill, and here it
+is not. The same recipe without slips (near misses only): SFT 0.120, full 0.247, positive_only
+0.237, attempts 2.73 -> 2.40 / 2.37, 2x = 1x. Next: have the environment write each verdict
+(a multi-turn rollout: stop at the verdict, append the exact one, loss off on it), which is
+the paper's didactic setting of perfect verification, then re-measure attempts and 2x vs 1x.
 """
 
 from jaxlm import config as config_lib

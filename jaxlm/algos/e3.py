@@ -6,7 +6,8 @@ verification, (2) negative gradients in RL and (3) a curriculum that couples dif
 the token budget make accuracy keep rising past the training budget. Here, small and on CPU:
 
 1. SFT: a character policy learns traces of 1..`max_attempts` attempts, each followed by its
-   exact verdict (`jaxlm.envs.countdown_attempts`), on the training problems.
+   exact verdict (`jaxlm.envs.countdown_attempts`), on the training problems; a `give_up`
+   share of them fail every attempt and end "No solution.".
 2. RL (`jaxlm.algos.pg`, binary verifier reward, group-relative advantages) once per
    `advantage_mode` in `modes`: "full" keeps the negative gradients of failed traces,
    "positive_only" drops them (the paper's ablation). Training runs through `stages` of
@@ -263,7 +264,8 @@ def _plot(results: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, f
 
 
 def summary(results: dict[str, dict[str, Any]]) -> str:
-  """One line per mode: accuracy at 1x and 2x, attempts, length."""
+  """One line per mode: accuracy at 1x and 2x, attempts, length, how traces end."""
   return "\n".join(f"{mode:<14} acc@1x {r['accuracy_at_1x']:.3f}  acc@2x {r['accuracy_at_2x']:.3f}"
                    f"  attempts {r['mean_attempts']:.2f}  tokens {r['mean_length']:.1f}"
+                   f"  give-up {r['give_up']:.2f}  false goal {r['false_goal']:.2f}"
                    f"  budgets {r['stage_budgets']}" for mode, r in results.items())
