@@ -20,9 +20,9 @@ the token budget make accuracy keep rising past the training budget. Here, small
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
 "mean_attempts", "mean_length", "give_up", "false_goal", "truncated" (how traces end), "budget",
-"stage_budgets", "by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each mode's RL runs and their
-metrics (pass@1, attempts and length every `rl.eval_every` batches) under `<mode>/stage<i>/`,
-and accuracy_vs_budget.png, attempts_curve.png.
+"stage_budgets", "by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each
+mode's RL runs and their metrics (pass@1, attempts, length and endings every `rl.eval_every`
+batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget:
            "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
            "truncated": float(np.mean(~finished)), "lengths": lengths}
   if problems is not None:
-    stats["false_goal"] = float(np.mean([
-        countdown_attempts.false_goal(problems[i], t) for i, t in zip(np.repeat(indices, samples), texts)]))
+    rows = np.repeat(indices, samples)
+    stats["false_goal"] = float(np.mean([countdown_attempts.false_goal(problems[i], t)
+                                         for i, t in zip(rows, texts)]))
   return stats
 
 

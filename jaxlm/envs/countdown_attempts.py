@@ -27,11 +27,12 @@ Example (target 24 from 2 3 4, two attempts)::
     6*4=24|24
 
 A verdict writes the attempt's result next to the target before it decides, so the decision
-compares two adjacent numbers instead of looking the target up in the prompt (a 2-layer
-character model trained on "verify 27 goal" / "verify 27 not 36" decided from the attempt's
-position instead: 130 of its 140 complete failed 4-number traces ended on a false goal). Every verdict is
-computed by ``countdown.verify`` when a trace is written (``attempts_trace``), so SFT traces
-teach exact verification; ``parse_attempts`` reads a model's trace back, and
+compares two adjacent numbers rather than a number with the prompt's target. (Neither this
+format nor slips taught a 2-layer character model the comparison: its verdicts are exact on
+SFT-style traces yet it claims the goal after about half of its own failed attempts; see
+experiments/configs/e3.py.) Every verdict is computed by ``countdown.verify`` when a trace is
+written (``attempts_trace``), so SFT traces teach exact verification; ``parse_attempts`` reads
+a model's trace back, and
 ``check_verdicts`` compares its written verdicts with the true ones.
 """
 
@@ -93,10 +94,8 @@ def attempts_trace(problem: countdown.Problem, num_attempts: int, rng: np.random
   solution (a random solver-backed path). Each failed attempt is a near miss or a slip
   (``random_solution``), half and half: a slip follows a solving path and misses only at its
   last step, so its verdict cannot be told from the attempt's plan, only by comparing its
-  result with the target (with near misses alone, a 2-layer model learned verdicts that were
-  exact on such traces, 2e-5 nats, and still claimed the goal after most of its own failed
-  attempts). A problem whose near misses keep hitting the target gets fewer failed attempts
-  (after `max_tries` draws each)."""
+  result with the target. A problem whose near misses keep hitting the target gets fewer
+  failed attempts (after `max_tries` draws each)."""
   if num_attempts < 1:
     raise ValueError(f"num_attempts={num_attempts} must be >= 1")
   failed = []
