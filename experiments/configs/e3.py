@@ -4,13 +4,13 @@ Run:
   python -m experiments.e3 --workdir /tmp/e3                        # default
   python -m experiments.e3 --config experiments/configs/e3.py:smoke --workdir /tmp/e3s
 
-Default: a 2-layer d=64 character policy learns attempt chains (each with its exact verdict;
-1-3 attempts, rows up to 320 tokens) on 4000 training problems with 3 or 4 starting numbers
-from 1..12 (targets 10..50), 1000 SFT steps; then, for advantage_mode "full" and
-"positive_only", GRPO from that policy through two stages: 3 numbers then 4, 40 rollout batches of 8 prompts x 8 traces each,
-the budget of each stage the smallest of 64/128/192/256 tokens that truncates at most 20% of 64
-probe traces; evaluation on the 100 validation problems at the last stage's budget (1x) and at
-twice it (2x), 4 samples each.
+Default: a 2-layer d=64 character policy learns attempt chains (each with its exact verdict; 1-3
+attempts, rows up to 320 tokens) on 4000 training problems with 3 or 4 starting numbers from
+1..12 (targets 10..50), 1000 SFT steps; then, for advantage_mode "full" and "positive_only",
+GRPO from that policy through two stages: 3 numbers then 4, 40 rollout batches of 8 prompts x 8
+traces each, the budget of each stage the smallest of 64/128/192/256 tokens that truncates at
+most 20% of 64 probe traces; evaluation on the 100 validation problems at the last stage's
+budget (1x) and at twice it (2x), 4 samples each.
 
 Measured (jax 0.10.2, 2 cores shared with 2-4 other jobs, load ~9; seed 0), TARGETS NOT REACHED:
 the SFT stage took 40 min here (1000 steps, loss 1.11 -> 0.14) and its policy writes well-formed
