@@ -356,10 +356,11 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   pretrained = test_time_models.trace_start(cd, train_problems, workdir, resume=resume)
   params, curves = {}, {}
   for fmt in FORMATS:
-    steps = config.apr_sft_steps if fmt == "apr" and config.apr_sft_steps else None
+    steps = (config.apr_sft_steps if fmt == "apr" and config.apr_sft_steps
+             else cd.trace_policy.num_steps)
     params[fmt] = test_time_models.fit_lm(
         os.path.join(workdir, fmt), model_cfg,
-        dataclasses.replace(cd.trace_policy, num_steps=steps or cd.trace_policy.num_steps),
+        dataclasses.replace(cd.trace_policy, num_steps=steps),
         sft_batch(fmt, train_problems, config), resume=resume, pretrained=pretrained,
         length_buckets=config.length_buckets)
     curves[fmt] = sweep(model, params[fmt], val, config, fmt)

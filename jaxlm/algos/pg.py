@@ -372,7 +372,7 @@ def make_loss(config: Config, forward: Callable):
   the reference (in the loss), entropy bonus and value loss, one normaliser for all."""
   sampling = config.sampling
 
-  fused = config.fused_xent and sampling.top_k == 0 and sampling.top_p >= 1
+  fused = config.fused_xent and not sampling.filtered
 
   def loss_fn(params, batch: OnlineBatch, rng, *, state):
     del rng, state

@@ -238,11 +238,9 @@ def weighted_nll(hidden_NxD: jax.Array, w_VxD: jax.Array, targets_N: jax.Array,
 def _lp_stats(h_CxD, w_VxD, t_C, scale):
   """(lse_C, logp_C, entropy_C) of one chunk at logits z = scale * h W^T."""
   z_CxV = _logits(h_CxD, w_VxD) * scale
-  lse_C = jax.nn.logsumexp(z_CxV, axis=-1)
-  p_CxV = jnp.exp(z_CxV - lse_C[:, None])
-  entropy_C = lse_C - jnp.sum(p_CxV * z_CxV, axis=-1)
-  logp_C = jnp.take_along_axis(z_CxV, t_C[:, None], axis=-1)[:, 0] - lse_C
-  return lse_C, logp_C, entropy_C
+  lse_C, nll_C, _ = _stats(z_CxV, t_C)
+  entropy_C = lse_C - jnp.sum(jnp.exp(z_CxV - lse_C[:, None]) * z_CxV, axis=-1)
+  return lse_C, -nll_C, entropy_C
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -268,10 +266,8 @@ def _logprob_entropy_bwd(scale, chunk, residuals, cotangents):
     h_CxD, t_C, lse_C, ent_C, g_lp_C, g_ent_C = xs
     z_CxV = _logits(h_CxD, w_VxD) * scale
     logp_CxV = z_CxV - lse_C[:, None]
-    p_CxV = jnp.exp(logp_CxV)
-    hit_CxV = jax.lax.broadcasted_iota(jnp.int32, p_CxV.shape, 1) == t_C[:, None]
-    dz_CxV = (g_lp_C[:, None] * (hit_CxV - p_CxV)
-              - g_ent_C[:, None] * p_CxV * (logp_CxV + ent_C[:, None]))  # Eq. 3
+    dz_CxV = (-_dlogits(z_CxV, lse_C, t_C, g_lp_C)  # Eq. 3: the log-prob's part is Eq. 2's
+              - g_ent_C[:, None] * jnp.exp(logp_CxV) * (logp_CxV + ent_C[:, None]))
     dh_CxD, dw_chunk_VxD = _grads(h_CxD, w_VxD, dz_CxV * scale)
     return dw_VxD + dw_chunk_VxD, dh_CxD
 

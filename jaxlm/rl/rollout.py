@@ -55,6 +55,11 @@ class Sampling:
     if not 0 < self.top_p <= 1:
       raise ValueError(f"Sampling.top_p={self.top_p} must be in (0, 1]")
 
+  @property
+  def filtered(self) -> bool:
+    """A top-k or top-p filter truncates the distribution (its log-probs need full logits)."""
+    return self.top_k > 0 or self.top_p < 1
+
   def logits(self, logits_xV: jax.Array) -> jax.Array:
     """Logits of the sampled distribution (`generation.sampling_logits`)."""
     return generation.sampling_logits(logits_xV, self.temperature, self.top_k,
