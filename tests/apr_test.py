@@ -14,6 +14,7 @@ from experiments.configs import apr as apr_configs
 from jaxlm import config as config_lib
 from jaxlm import testing
 from jaxlm.algos import apr
+from jaxlm.algos import pg_threads
 from jaxlm.envs import countdown as cd
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.losses import pg as pg_losses
@@ -60,7 +61,7 @@ class RowsTest(absltest.TestCase):
     [(ids, trained)] = apr.sos_rows(FIXTURE, 100)
     text = cd.format_search(cd.best_first(FIXTURE.target, FIXTURE.numbers, 100))
     self.assertEqual(TOK.decode(ids[1:-1]), text)
-    batch = apr.row_batch([(ids, trained)], 40, weights=[0.5])
+    batch = pg_threads.row_batch([(ids, trained)], 40, TOK.pad_id, weights=[0.5])
     self.assertEqual(batch.tokens.shape, (1, 40))
     np.testing.assert_array_equal(batch.tokens[0], ids[:40])  # cut: no <eos>
     np.testing.assert_array_equal(batch.loss_mask[0], 0.5 * np.asarray(trained[:40]))
@@ -108,8 +109,8 @@ class RolloutRowsTest(absltest.TestCase):
     self.rollouts = threads.run(Script(texts), TOK, ct.APR_THREADS, prompts, BIG,
                                 jax.random.key(0))
     self.adv = np.array([0.5, -0.5, 1.0, -1.0], np.float32)
-    self.batch, self.adv_B, self.zv_B = apr.rollout_rows(
-        self.rollouts, self.adv, np.array([False, True, False, True]), 4096, min_rows=2)
+    self.batch, self.adv_B, self.zv_B = pg_threads.rollout_rows(
+        self.rollouts, self.adv, np.array([False, True, False, True]), 4096, TOK.pad_id, min_rows=2)
 
   def test_rows_and_padding(self):
     n = sum(len(r.thread_ids) for r in self.rollouts)
@@ -142,6 +143,10 @@ class RolloutRowsTest(absltest.TestCase):
     loss = pg_losses.aggregate(jnp.asarray(value), trains, "token_mean", norm)
     self.assertAlmostEqual(float(loss), 1.5, places=5)
     self.assertEqual([len(r.thread_ids) for r in self.rollouts], [3, 2, 3, 2])
+    # Without per-rollout weights every decoded token weighs 1 (the aggregation alone decides).
+    batch, _, _ = pg_threads.rollout_rows(self.rollouts, self.adv, np.zeros(4, bool), 4096,
+                                          TOK.pad_id, per_rollout=False)
+    np.testing.assert_array_equal(batch.loss_mask, batch.action_mask)
 
 
 class SmokeTest(absltest.TestCase):

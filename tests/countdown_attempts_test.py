@@ -69,6 +69,38 @@ class AttemptsTest(absltest.TestCase):
     self.assertEqual(ca.count_attempts("attempt 1\n3*2=6|4 6\nverify 6 vs 24 no\nattempt 2\n3*"),
                      2)
 
+  def test_env_verdict_by_hand(self):
+    prompt = countdown_data.prompt_text(PROBLEM)
+    first = prompt + "attempt 1\n4+3=7|2 7\n7*2=14|14\nv"
+    self.assertEqual(ca.env_verdict(PROBLEM, first), ("erify 14 vs 24 no\n", False))
+    second = first + "erify 14 vs 24 no\nattempt 2\n3*2=6|4 6\n6*4=24|24\nv"
+    rest, done = ca.env_verdict(PROBLEM, second)
+    self.assertEqual((rest, done), ("erify 24 vs 24 goal\nAnswer:\n3*2=6|4 6\n6*4=24|24", True))
+    # The environment's turns complete exactly the trace format_attempts writes.
+    self.assertEqual(second + rest, prompt + ca.format_attempts(
+        PROBLEM, [("4+3=7|2 7", "7*2=14|14"), ("3*2=6|4 6", "6*4=24|24")]))
+    invalid = prompt + "attempt 1\n4+4=8|2 3 8\nv"
+    self.assertEqual(ca.env_verdict(PROBLEM, invalid), ("erify invalid\n", False))
+
+  def test_env_verdict_errors_name_the_line(self):
+    prompt = countdown_data.prompt_text(PROBLEM)
+    with self.assertRaisesRegex(ValueError, "line 3: 'v' must begin a verdict line"):
+      ca.env_verdict(PROBLEM, prompt + "attempt 1\n4+3=7|2 v")
+    with self.assertRaisesRegex(ValueError, "line 3: a verdict needs"):
+      ca.env_verdict(PROBLEM, prompt + "attempt 1\nv")
+    with self.assertRaisesRegex(ValueError, "line 3: a verdict needs"):
+      ca.env_verdict(PROBLEM, prompt + "4+3=7|2 7\nv")
+
+  def test_verdict_start_begins_only_verdict_lines(self):
+    # Every other line of the grammar avoids VERDICT_START anywhere, so a sampler may hand the
+    # turn over at the first one the policy writes.
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+      text = ca.attempts_trace(PROBLEM, int(rng.integers(1, 5)), rng,
+                               solve_last=bool(rng.random() < 0.5))
+      for line in text.split("\n"):
+        self.assertEqual(ca.VERDICT_START in line, line.startswith("verify"), line)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -10,11 +10,13 @@ import numpy as np
 
 from experiments.configs import e3 as e3_configs
 from jaxlm import config as config_lib
+from jaxlm import testing
 from jaxlm.algos import e3
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
 from jaxlm.models import Transformer, TransformerConfig
+from jaxlm.search import threads
 
 PROBLEMS = [countdown.Problem((2, 3, 4), 24), countdown.Problem((1, 5, 6), 30)]
 
@@ -68,15 +70,37 @@ class E3Test(absltest.TestCase):
     self.assertEqual(task.reward("train", 0, tok.encode(bad)), 0.0)
     self.assertEqual(task.reward("eval", 0, tok.encode(good)), 1.0)
 
-  def test_rollout_stats_marks_truncated_traces(self):
+  def test_rollout_stats_by_hand(self):
+    tok = countdown_data.trace_tokenizer()
+    traces = [countdown_attempts.format_attempts(PROBLEMS[0], [("4+3=7|2 7", "7*2=14|14"),
+                                                               ("3*2=6|4 6", "6*4=24|24")]),
+              countdown_attempts.format_attempts(PROBLEMS[1], [("6-5=1|1 1",)])]  # gives up
+    script = testing.ScriptedDecoder(
+        [countdown_data.prompt_text(p) + t for p, t in zip(PROBLEMS, traces)], tok)
+    full = [len(t) + 1 for t in traces]  # with <eos>: 128 and 48 tokens
+    for env in (True, False):
+      stats = e3.rollout_stats(script, PROBLEMS, budget=128, samples=2, seed=0,
+                               env_verdicts=env)
+      self.assertEqual({k: stats[k] for k in ("pass@1", "mean_attempts", "give_up",
+                                              "false_goal", "truncated", "malformed")},
+                       {"pass@1": 0.5, "mean_attempts": 1.5, "give_up": 0.5,
+                        "false_goal": 0.0, "truncated": 0.0, "malformed": 0.0})
+      np.testing.assert_array_equal(stats["lengths"], np.repeat(full, 2))
+      self.assertEqual(stats["mean_length"], np.mean(full))
+    # A budget of 60 cuts the solved trace in its second attempt: no answer, length inf.
+    stats = e3.rollout_stats(script, PROBLEMS, budget=60, samples=1, seed=0, env_verdicts=True)
+    np.testing.assert_array_equal(stats["lengths"], [np.inf, full[1]])
+    self.assertEqual((stats["pass@1"], stats["truncated"], stats["mean_attempts"]),
+                     (0.0, 0.5, 1.5))
+
+  def test_rollout_stats_of_a_transformer(self):
     tok = countdown_data.trace_tokenizer()
     cfg = TransformerConfig(vocab_size=tok.vocab_size, d_model=16, n_layers=1, n_heads=2,
                             d_ff=32, max_len=64, pos="rope")
     model = Transformer(cfg)
     params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
-    task = e3.attempts_task(PROBLEMS, PROBLEMS)
-    stats = e3.rollout_stats(model, params, task, "eval", budget=6, samples=3, seed=0,
-                             temperature=1.0)
+    decode = threads.make_decode(model, params, temperature=1.0, pad_id=tok.pad_id)
+    stats = e3.rollout_stats(decode, PROBLEMS, budget=6, samples=3, seed=0, env_verdicts=True)
     lengths = stats["lengths"]
     self.assertEqual(lengths.shape, (6,))
     # A random policy rarely stops within 6 tokens: those rows are inf, the rest <= 6.
@@ -101,7 +125,8 @@ class E3Test(absltest.TestCase):
       self.assertEqual([r["budget"] for r in row["by_budget"]],
                        [int(k * row["budget"]) for k in config.budget_multiples])
       self.assertEqual(row["by_budget"][0]["pass@1"], row["accuracy_at_1x"])
-      self.assertBetween(row["give_up"] + row["false_goal"] + row["truncated"], 0.0, 1.0)
+      self.assertBetween(row["give_up"] + row["false_goal"] + row["truncated"]
+                         + row["malformed"], 0.0, 1.0)
       self.assertIn("positive_only  acc@1x", e3.summary(results))
       self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_budget.png")))
       self.assertTrue(os.path.exists(os.path.join(d, "positive_only", "stage0",

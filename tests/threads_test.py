@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from jaxlm import testing
 from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_attempts as ca
 from jaxlm.envs import countdown_data as cdd
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.models import Transformer
@@ -140,6 +141,70 @@ class BudgetTest(absltest.TestCase):
       threads.Budget(max_rounds=0)
 
 
+class InterleaveTest(absltest.TestCase):
+  """One thread, the environment writing e3's verdicts (countdown_attempts.env_verdict)."""
+
+  def setUp(self):
+    super().setUp()
+    self.problems = [cd.Problem((2, 3, 4), 24), cd.Problem((1, 5, 6), 30)]
+    self.prompts = [cdd.prompt_text(p) for p in self.problems]
+    self.traces = [ca.format_attempts(self.problems[0], [("4+3=7|2 7", "7*2=14|14"),
+                                                         ("3*2=6|4 6", "6*4=24|24")]),
+                   ca.format_attempts(self.problems[1], [("6-5=1|1 1",)])]  # gives up
+    self.respond = lambda i, text: ca.env_verdict(self.problems[i], text)
+
+  def interleave(self, budget, **kw):
+    script = Script([p + t for p, t in zip(self.prompts, self.traces)])
+    kw = dict(dict(trigger=ca.VERDICT_START, respond=self.respond), **kw)
+    return threads.interleave(script, TOK, self.prompts, budget, KEY, **kw), script
+
+  def test_replays_traces_and_trains_only_the_policy(self):
+    (solved, gave_up), script = self.interleave(1000)
+    self.assertEqual([solved.parent, gave_up.parent],
+                     [p + t for p, t in zip(self.prompts, self.traces)])
+    self.assertEqual((solved.stop, solved.rounds, gave_up.stop, gave_up.rounds),
+                     ("env", 2, "eos", 2))
+    self.assertEqual(script.calls, [2, 2])  # both rows in each round
+    ids, decoded = solved.thread_ids[0], solved.thread_decoded[0]
+    self.assertEqual(ids[-1], TOK.eos_id)  # the environment ended the trace
+    policy = TOK.decode([i for i, d in zip(ids, decoded) if d])
+    self.assertEqual(policy, "attempt 1\n4+3=7|2 7\n7*2=14|14\nv"
+                             "attempt 2\n3*2=6|4 6\n6*4=24|24\nv")
+    env = TOK.decode([i for i, d in zip(ids, decoded) if not d and i != TOK.eos_id])
+    self.assertEqual(env, self.prompts[0] + "erify 14 vs 24 no\nerify 24 vs 24 goal\n"
+                          "Answer:\n3*2=6|4 6\n6*4=24|24")
+    self.assertEqual(solved.decoded_tokens, len(policy))
+    self.assertEqual(len(ids), 1 + len(self.prompts[0]) + len(self.traces[0]) + 1)
+    # The give-up's <eos> is the policy's.
+    self.assertTrue(gave_up.thread_decoded[0][-1])
+
+  def test_budget_counts_the_environment(self):
+    n = len(self.traces[0]) + 1  # with <eos>: fits exactly
+    (solved, _), _ = self.interleave(n)
+    self.assertEqual(solved.stop, "env")
+    (cut, _), _ = self.interleave(n - 5)  # the answer block is cut: no <eos>
+    self.assertEqual((cut.stop, len(cut.thread_ids[0])),
+                     ("tokens", 1 + len(self.prompts[0]) + n - 5))
+    self.assertEqual(cut.parent, (self.prompts[0] + self.traces[0])[:len(self.prompts[0]) + n - 5])
+    (early, _), _ = self.interleave(10)  # the policy's first segment is cut
+    self.assertEqual((early.stop, early.rounds, early.decoded_tokens), ("tokens", 1, 10))
+
+  def test_rounds_malformed_and_no_trigger(self):
+    (solved, gave_up), _ = self.interleave(1000, max_rounds=1)
+    self.assertEqual((solved.stop, gave_up.stop), ("rounds", "rounds"))
+    self.assertTrue(solved.parent.endswith("verify 14 vs 24 no\n"))
+    def broken(i, text):
+      raise ValueError("no")
+    (r, _), _ = self.interleave(1000, respond=broken)
+    self.assertEqual((r.stop, r.rounds), ("malformed", 1))
+    # Without a trigger the policy writes everything in one round.
+    (r, _), _ = self.interleave(1000, trigger=None, respond=None)
+    self.assertEqual((r.parent, r.stop, r.rounds), (self.prompts[0] + self.traces[0], "eos", 1))
+    self.assertTrue(all(r.thread_decoded[0][1 + len(self.prompts[0]):]))
+    with self.assertRaisesRegex(ValueError, "must be one token"):
+      self.interleave(1000, trigger="ve")
+
+
 class TransformerTest(absltest.TestCase):
 
   def test_decode_and_smoke(self):
@@ -153,6 +218,12 @@ class TransformerTest(absltest.TestCase):
     # The shapes of run's first round below (one compilation); with this key no row stops early.
     outs = decode(ids, [24, 5], stop_ids, jax.random.key(3))
     self.assertEqual([len(o) for o in outs], [24, 5])  # each row its own budget
+    # Three rows are padded to four (a copy of the first, one token) and cut back to three.
+    outs3 = decode(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
+    self.assertLen(outs3, 3)
+    for out, budget in zip(outs3, [24, 5, 7]):  # full, or cut at its first stop id
+      self.assertTrue(len(out) == budget or (out and out[-1] in stop_ids), out)
+      self.assertFalse(set(out[:-1]) & set(stop_ids))
     budget = threads.Budget(max_rounds=3, max_total_tokens=60, max_thread_tokens=48)
     for r, prompt in zip(threads.run(decode, TOK, ct.APR_THREADS, prompts, budget, KEY), prompts):
       self.assertTrue(r.parent.startswith(prompt))

@@ -18,7 +18,7 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
    cap in `caps` and, for APR, at each total-token budget in `total_budgets` (the matched total
    tokens view); per rollout decoded tokens over all threads, longest thread, sequential rounds
    and sequential tokens (the latency proxy), children.
-3. RL on the APR model (`jaxlm.algos.pg` with `ThreadRollouts`): G rollouts per prompt, binary
+3. RL on the APR model (`jaxlm.algos.pg` with `pg_threads.ThreadRollouts`): G rollouts per prompt, binary
    verifier reward on the parent's answer, one group-relative advantage per rollout shared by
    every token its threads decoded, each token weighted 1 / (tokens the rollout decoded) so a
    rollout counts once however many threads it spawned (the loss is the mean over rollouts of
@@ -41,21 +41,19 @@ from typing import Any, Sequence
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import files
 from jaxlm import plots
 from jaxlm.algos import pg
+from jaxlm.algos import pg_threads
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.data.batch import RLBatch
-from jaxlm.data.iterators import IndexedBatches
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
 from jaxlm.envs import countdown_traces as traces
 from jaxlm.envs.base import PromptTask
-from jaxlm.rl import advantages as adv_lib
 from jaxlm.search import threads
 
 FORMATS = ("sos", "apr")
@@ -167,23 +165,6 @@ def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: in
   return [thread_row(parent, untrained)] * parent_repeats + [thread_row(c) for c in children]
 
 
-def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int,
-              weights: Sequence[float] | None = None) -> RLBatch:
-  """Rows -> right-padded RLBatch [len(rows), max_len]; the trained ids are its actions. Rows
-  longer than max_len are cut (a cut row has no <eos>). `weights` (per row) scale the loss
-  mask of each row's trained ids."""
-  tok = tokenizer()
-  b = len(rows)
-  tokens = np.full((b, max_len), tok.pad_id, np.int32)
-  attn, act, loss = np.zeros((3, b, max_len), np.float32)
-  for r, (ids, trained) in enumerate(rows):
-    n = min(len(ids), max_len)
-    tokens[r, :n], attn[r, :n], act[r, :n] = ids[:n], 1.0, trained[:n]
-    loss[r] = act[r] * (1.0 if weights is None else weights[r])
-  zeros = np.zeros_like(attn)
-  return RLBatch(tokens, attn, act, zeros, zeros, loss_mask=loss).validate()
-
-
 def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -> RLBatch:
   """Every row of `problems` in format `fmt` ("sos" or "apr")."""
   if fmt == "sos":
@@ -197,7 +178,7 @@ def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -
   cut = sum(len(ids) > config.context for ids, _ in rows)
   logging.info("APR SFT %s: %d rows from %d problems, %d cut at context=%d", fmt, len(rows),
                len(problems), cut, config.context)
-  return row_batch(rows, config.context)
+  return pg_threads.row_batch(rows, config.context, tokenizer().pad_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,76 +231,6 @@ def sweep(model: Any, params: Any, problems: Sequence[countdown.Problem], config
 # RL.
 
 
-def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
-                 zero_var: np.ndarray, max_len: int, min_rows: int = 1
-                 ) -> tuple[RLBatch, np.ndarray, np.ndarray]:
-  """Every thread of every rollout as a row, with its rollout's advantage and weights
-  1 / (tokens the rollout decoded) on its decoded ids; rows padded to a power of two (at least
-  `min_rows`) and the length to a power of two (at most max_len), so few shapes compile.
-
-  Returns:
-    (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
-  """
-  rows, weights, adv, zv = [], [], [], []
-  for r, a, z in zip(rollouts, advantages, zero_var):
-    total = max(sum(map(sum, r.thread_decoded)), 1)
-    for ids, decoded in zip(r.thread_ids, r.thread_decoded):
-      rows.append((ids, decoded))
-      weights.append(1.0 / total)
-      adv.append(a)
-      zv.append(z)
-  n = threads.bucket(max(len(rows), min_rows))
-  length = min(threads.bucket(max(len(ids) for ids, _ in rows)), max_len)
-  pad = n - len(rows)
-  batch = row_batch(rows + [([], [])] * pad, length, weights + [0.0] * pad)
-  return (batch, np.asarray(adv + [0.0] * pad, np.float32),
-          np.asarray(zv + [True] * pad, bool))
-
-
-class ThreadRollouts(IndexedBatches):
-  """`pg.train`'s data for APR: each call runs G spawn / join rollouts of P training prompts
-  with the current policy (`threads.run`, sampling temperature of `config.sampling`) and
-  returns their threads as one scored `pg.OnlineBatch` (module docstring, step 3). Rollout i
-  is seeded by (train.seed, i), so resume is exact."""
-
-  def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
-               policy_logits: Any, *, prompts: Sequence[str], budget: threads.Budget):
-    super().__init__(config.train.seed)
-    self.config, self.task, self.model = config, task, model
-    self.prompts, self.budget = list(prompts), budget
-    self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
-
-  def __call__(self, state) -> pg.OnlineBatch:
-    rng, key = self.next_seeds()
-    config, tok = self.config, tokenizer()
-    g = config.group_size
-    indices = np.repeat(rng.integers(0, len(self.prompts), config.prompts_per_step), g)
-    decode = model_decode(self.model, state.params["policy"], config.sampling.temperature)
-    rollouts = threads.run(decode, tok, traces.APR_THREADS, [self.prompts[i] for i in indices],
-                           self.budget, key)
-    rewards = np.array([self.task.reward("train", int(i), tok.encode(r.parent))
-                        for i, r in zip(indices, rollouts)], np.float32)
-    rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
-    adv = pg.outcome_advantages(config, rewards_PxG)
-    zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
-    batch, adv_B, zv_B = rollout_rows(rollouts, np.asarray(adv).reshape(-1), zero_var,
-                                      config.model.max_len,
-                                      min_rows=config.minibatches * jax.device_count())
-    rows = batch.tokens.shape[0]
-    out = self._score(state.params, state.extra, jax.tree.map(jnp.asarray, batch),
-                      jnp.zeros(batch.tokens.shape, jnp.float32),
-                      bootstrap_B=jnp.zeros((rows,)), outcome_B=None,
-                      reward=jnp.full((rows,), rewards.mean()),
-                      length=jnp.full((rows,), np.mean([r.decoded_tokens for r in rollouts])),
-                      advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B))
-    # The orchestrator does not return the sampler's log-probs: the gap is not measured.
-    return out.replace(sampler_gap=jnp.full((rows,), -1.0),
-                       zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))
-
-  def num_tokens(self, batch: pg.OnlineBatch) -> int:
-    return int(jnp.sum(batch.rl.attention_mask))
-
-
 def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
                 ) -> PromptTask:
   """Countdown thread prompts; reward 1 when the parent's answer verifies."""
@@ -368,8 +279,10 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   evaluate_fn = lambda p: {k: v for k, v in evaluate(
       model_decode(model, p, config.eval_temperature), val, budget, seed=cd.seed).items()
                            if k != "stops"}
-  rollouts = functools.partial(ThreadRollouts, prompts=[_prompt(p) for p in train_problems],
-                               budget=budget)
+  prompts = [_prompt(p) for p in train_problems]
+  run = lambda decode, indices, key: threads.run(
+      decode, tokenizer(), traces.APR_THREADS, [prompts[i] for i in indices], budget, key)
+  rollouts = functools.partial(pg_threads.ThreadRollouts, run=run, tok=tokenizer())
   state, _ = pg.train(rl, thread_task(train_problems, val), os.path.join(workdir, "apr_rl"),
                       pretrained=params["apr"], resume=resume, evaluate_fn=evaluate_fn,
                       rollouts=rollouts)

@@ -10,17 +10,20 @@ the token budget make accuracy keep rising past the training budget. Here, small
    share of them fail every attempt and end "No solution.".
 2. RL (`jaxlm.algos.pg`, binary verifier reward, group-relative advantages) once per
    `advantage_mode` in `modes`: "full" keeps the negative gradients of failed traces,
-   "positive_only" drops them (the paper's ablation). Training runs through `stages` of
-   (difficulty = starting numbers, steps); each stage's token budget is the smallest of
-   `budgets` whose truncation rate on `probe_problems` sampled traces is at most
-   `truncation_threshold` (`jaxlm.rl.curriculum.plan`), probed with the policy the stage starts
-   from.
+   "positive_only" drops them (the paper's ablation). Traces are sampled by
+   `jaxlm.search.threads.interleave`: with `env_verdicts` the environment writes each verdict
+   when the policy starts one (exact verification; only the policy's tokens are trained).
+   Training runs through `stages` of (difficulty = starting numbers, steps); each stage's
+   token budget is the smallest of `budgets` whose truncation rate on `probe_problems`
+   sampled traces is at most `truncation_threshold` (`jaxlm.rl.curriculum.plan`), probed with
+   the policy the stage starts from.
 3. Evaluation on the validation problems at the last stage's budget (1x) and at twice it (2x,
    extrapolation): pass@1 of sampled traces, mean attempts started, mean completion tokens.
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
-"mean_attempts", "mean_length", "give_up", "false_goal", "truncated" (how traces end), "budget",
-"stage_budgets", "by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each
+"mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
+end), "budget", "stage_budgets", "by_budget" (pass@1, attempts, length at each of
+`budget_multiples`)}; each
 mode's RL runs and their metrics (pass@1, attempts, length and endings every `rl.eval_every`
 batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
 """
@@ -28,6 +31,7 @@ batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Sequence
 
@@ -39,6 +43,7 @@ from jaxlm import files
 from jaxlm import metrics as metrics_lib
 from jaxlm import plots
 from jaxlm.algos import pg
+from jaxlm.algos import pg_threads
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.data.batch import RLBatch
@@ -47,7 +52,7 @@ from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import curriculum
-from jaxlm.rl import rollout as rollout_lib
+from jaxlm.search import threads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +68,10 @@ class Config:
     give_up: share of SFT traces that instead end with "No solution." after their attempts
       all fail (a policy that sometimes stops early: what negative gradients push against).
     sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
+    env_verdicts: the environment writes every verdict (and, after a goal, the answer) when the
+      policy starts a verdict line: perfect verification, the paper's didactic setting
+      (`countdown_attempts.env_verdict`; loss off on what it writes). False: the policy writes
+      its own verdicts, as in SFT.
     rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
       and `rl.sampling.max_new_tokens` by its budget.
     modes: advantage modes to train, one RL run each from the same SFT policy.
@@ -78,6 +87,7 @@ class Config:
   max_attempts: int = 3
   give_up: float = 0.0
   sft_max_len: int = 320
+  env_verdicts: bool = True
   rl: pg.Config = pg.Config()
   modes: tuple[str, ...] = ("full", "positive_only")
   stages: tuple[tuple[int, int], ...] = ((3, 50), (4, 50))
@@ -120,54 +130,58 @@ def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len:
   return countdown_data.lm_batch(rows, max_len, tok.pad_id)
 
 
-def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem],
-                  prompt_len: int | None = None) -> PromptTask:
-  """Countdown with the trace tokenizer: reward 1 when the trace's answer verifies. One
-  `prompt_len` for every task of a run lets the probe, training and evaluation samplers share
-  compiled programs."""
+def attempts_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
+                  ) -> PromptTask:
+  """Countdown with the trace tokenizer: reward 1 when the trace's answer verifies."""
   tok = countdown_data.trace_tokenizer()
   splits = {"train": list(train), "eval": list(val)}
   reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
   return PromptTask(
       train_prompts=[countdown_data.encode_prompt(tok, p) for p in train],
       eval_prompts=[countdown_data.encode_prompt(tok, p) for p in val], reward=reward,
-      stop_tokens=(tok.eos_id,), pad_id=tok.pad_id, max_prompt_len=prompt_len)
+      stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 
 
-def rollout_stats(model: Any, params: Any, task: PromptTask, split: str, budget: int,
-                  samples: int, seed: int, temperature: float,
-                  problems: Sequence[countdown.Problem] | None = None) -> dict[str, Any]:
-  """Samples `samples` traces of every prompt of `split` with at most `budget` new tokens.
+def sample_traces(decode: threads.DecodeFn, problems: Sequence[countdown.Problem], budget: int,
+                  key: jax.Array, env_verdicts: bool) -> list[threads.Rollout]:
+  """One trace per problem of at most `budget` tokens after the prompt; with `env_verdicts`
+  the policy decides when an attempt ends (it starts a verdict line) and the environment
+  writes the verdict (`countdown_attempts.env_verdict`), else the policy writes everything."""
+  tok = countdown_data.trace_tokenizer()
+  env = dict(trigger=countdown_attempts.VERDICT_START,
+             respond=lambda i, text: countdown_attempts.env_verdict(problems[i], text))
+  return threads.interleave(decode, tok, [countdown_data.prompt_text(p) for p in problems],
+                            budget, key, **(env if env_verdicts else {}))
+
+
+def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem], budget: int,
+                  samples: int, seed: int, env_verdicts: bool) -> dict[str, Any]:
+  """Samples `samples` traces of every problem with at most `budget` tokens each (`decode`:
+  the policy, `threads.make_decode`).
 
   Returns:
-    {"pass@1", "mean_attempts", "mean_length", "give_up" (share of traces ending "No
-    solution."), "truncated" (share that hit the budget), "lengths" (inf for a trace that hit
-    the budget without its stop token)} and, given the split's `problems`, "false_goal": the
-    share of traces that end on a goal verdict their attempt does not earn.
+    {"pass@1", "mean_attempts", "mean_length" (tokens after the prompt, the environment's
+    included), "give_up" (share of traces ending "No solution."), "false_goal" (share ending on
+    a goal verdict their attempt does not earn: 0 when the environment writes verdicts),
+    "truncated" (share that hit the budget), "malformed" (share whose policy started a verdict
+    where none can be), "lengths" (inf for a truncated trace)}.
   """
-  prompts = task.eval_prompts if split == "eval" else task.train_prompts
-  indices = np.arange(len(prompts))
-  tokens, mask = task.encode(split, indices)
-  sampling = rollout_lib.Sampling(max_new_tokens=budget, temperature=temperature,
-                                  stop_tokens=task.stop_tokens, pad_id=task.pad_id)
-  c = rollout_lib.sample(model, params, tokens, mask, jax.random.key(seed), sampling, samples)
-  rewards = pg.task_rewards(task, split, np.repeat(indices, samples), c)
-  tok, lengths_B = countdown_data.trace_tokenizer(), np.asarray(c.lengths_B)
-  ids = rollout_lib.completion_ids(c, task.stop_tokens)
-  texts = [tok.decode(row) for row in ids]
-  finished = np.array([len(row) for row in ids]) < lengths_B  # its stop token was dropped
-  lengths = np.where(finished, lengths_B.astype(np.float64), np.inf)
-  stats = {"pass@1": float(np.mean(rewards >= 1.0)),
-           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
-           "mean_length": float(np.mean(lengths_B)),
-           "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
-           "truncated": float(np.mean(~finished)), "lengths": lengths}
-  if problems is not None:
-    rows = np.repeat(indices, samples)
-    stats["false_goal"] = float(np.mean([countdown_attempts.false_goal(problems[i], t)
-                                         for i, t in zip(rows, texts)]))
-  return stats
-
+  tok = countdown_data.trace_tokenizer()
+  rows = [p for p in problems for _ in range(samples)]
+  rollouts = sample_traces(decode, rows, budget, jax.random.key(seed), env_verdicts)
+  texts = [r.parent[len(countdown_data.prompt_text(p)):] for p, r in zip(rows, rollouts)]
+  lengths = np.array([len(r.thread_ids[0]) - len(countdown_data.encode_prompt(tok, p))
+                      for p, r in zip(rows, rollouts)], np.float64)
+  truncated = np.array([r.stop in ("tokens", "rounds") for r in rollouts])
+  return {"pass@1": float(np.mean([countdown.verify(p, t)[0] for p, t in zip(rows, texts)])),
+          "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
+          "mean_length": float(np.mean(lengths)),
+          "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
+          "false_goal": float(np.mean([countdown_attempts.false_goal(p, t)
+                                       for p, t in zip(rows, texts)])),
+          "truncated": float(np.mean(truncated)),
+          "malformed": float(np.mean([r.stop == "malformed" for r in rollouts])),
+          "lengths": np.where(truncated, np.inf, lengths)}
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, float]:
@@ -192,18 +206,19 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   rl = dataclasses.replace(config.rl, model=model_cfg)
   temperature = rl.sampling.temperature  # the probe and every evaluation sample as RL does
   model = pg.networks(rl)[0]
-  prompt_len = attempts_task(train_problems, val).prompt_len
-  eval_task = attempts_task(train_problems[:1], val, prompt_len)
+  tok = countdown_data.trace_tokenizer()
+  stats = lambda p, problems, budget, samples, seed: rollout_stats(
+      threads.make_decode(model, p, temperature=temperature, pad_id=tok.pad_id), problems,
+      budget, samples, seed, config.env_verdicts)
   by_difficulty = {d: [p for p in train_problems if len(p.numbers) == d]
                    for d, _ in config.stages}
   results, curves = {}, {}
   for mode in tuple(config.modes) + ("sft",):  # the SFT row at the last mode's budget
     params, stage_budgets, rows = sft, [], []
     for i, (difficulty, steps) in enumerate(config.stages if mode != "sft" else ()):
-      task = attempts_task(by_difficulty[difficulty], val, prompt_len)
-      probe = attempts_task(by_difficulty[difficulty][:config.probe_problems], val, prompt_len)
-      probe_fn = lambda stage, cap: rollout_stats(model, params, probe, "train", cap, 1,
-                                                  cd.seed, temperature)["lengths"]
+      problems = by_difficulty[difficulty]
+      probe_fn = lambda stage, cap: stats(params, problems[:config.probe_problems], cap, 1,
+                                          cd.seed)["lengths"]
       stage, = curriculum.plan([curriculum.Stage(difficulty, steps)], probe_fn,
                                config.budgets, config.truncation_threshold)
       stage_budgets.append(stage.budget)
@@ -213,22 +228,25 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
           rl, advantage_mode=mode, sampling=dataclasses.replace(
               rl.sampling, max_new_tokens=stage.budget),
           train=dataclasses.replace(rl.train, num_steps=steps))
+      run = lambda decode, idx, key, ps=problems, b=stage.budget: sample_traces(
+          decode, [ps[j] for j in idx], b, key, config.env_verdicts)
       run_dir = os.path.join(workdir, mode, f"stage{i}")
-      evaluate_fn = lambda p, b=stage.budget: _scalars(rollout_stats(
-          model, p, eval_task, "eval", b, 1, cd.seed, temperature, val))
-      state, _ = pg.train(stage_rl, task, run_dir, pretrained=params, resume=resume,
-                          evaluate_fn=evaluate_fn)
+      evaluate_fn = lambda p, b=stage.budget: _scalars(stats(p, val, b, 1, cd.seed))
+      state, _ = pg.train(stage_rl, attempts_task(problems, val), run_dir, pretrained=params,
+                          resume=resume, evaluate_fn=evaluate_fn,
+                          rollouts=functools.partial(pg_threads.ThreadRollouts, run=run,
+                                                     tok=tok, per_rollout=False))
       params = state.params["policy"]
       rows += [dict(r, stage=i) for r in metrics_lib.read_metrics(run_dir)
                if "eval/mean_attempts" in r]
     budget = stage_budgets[-1] if stage_budgets else budget
-    at = {k: _scalars(rollout_stats(model, params, eval_task, "eval", int(k * budget),
-                                    config.eval_samples, cd.seed + 1, temperature, val))
+    at = {k: _scalars(stats(params, val, int(k * budget), config.eval_samples, cd.seed + 1))
           for k in config.budget_multiples}
     results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
                      "mean_attempts": at[1]["mean_attempts"],
                      "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
                      "false_goal": at[1]["false_goal"], "truncated": at[1]["truncated"],
+                     "malformed": at[1]["malformed"],
                      "budget": budget, "stage_budgets": stage_budgets,
                      "by_budget": [dict(v, budget=int(k * budget)) for k, v in at.items()]}
     curves[mode] = rows

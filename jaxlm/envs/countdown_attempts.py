@@ -32,8 +32,13 @@ format nor slips taught a 2-layer character model the comparison: its verdicts a
 SFT-style traces yet it claims the goal after about half of its own failed attempts; see
 experiments/configs/e3.py.) Every verdict is computed by ``countdown.verify`` when a trace is
 written (``attempts_trace``), so SFT traces teach exact verification; ``parse_attempts`` reads
-a model's trace back, and
-``check_verdicts`` compares its written verdicts with the true ones.
+a model's trace back, and ``check_verdicts`` compares its written verdicts with the true ones.
+
+Perfect verification (the paper's didactic setting) is ``env_verdict``: the environment writes
+each verdict. "v" begins only verdict lines in this alphabet, so a sampler that hands the turn
+to the environment at a "v" (``jaxlm.search.threads.interleave``) lets the policy decide when
+an attempt ends and the environment decide how it went; after a goal verdict the environment
+also writes the answer and ends the trace, exactly as ``format_attempts`` does.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
 
 GIVE_UP = "No solution."
+VERDICT_START = "v"  # the first character of a verdict line, and of no other line
 _ATTEMPT_RE = re.compile(r"^attempt (\d+)$")
 _VERDICT_RE = re.compile(r"^verify (?:\d+ vs \d+ (?:goal|no)|invalid)$")
 
@@ -109,6 +115,29 @@ def attempts_trace(problem: countdown.Problem, num_attempts: int, rng: np.random
         break
   last = [countdown_data.random_solution(problem, rng, write_pool=True)] if solve_last else []
   return format_attempts(problem, failed + last)
+
+
+def env_verdict(problem: countdown.Problem, text: str) -> tuple[str, bool]:
+  """The environment's turn after a trace `text` that ends with a line holding only
+  VERDICT_START: (the rest of the true verdict line of the last attempt, then the answer and
+  done=True after a goal, or a newline and done=False).
+
+  Raises:
+    ValueError naming the line when VERDICT_START does not begin a line after an attempt's
+    steps.
+  """
+  lines = text.split("\n")
+  if lines[-1] != VERDICT_START:
+    raise ValueError(f"line {len(lines)}: {VERDICT_START!r} must begin a verdict line, got "
+                     f"{lines[-1]!r}")
+  start = max((i for i, line in enumerate(lines) if _ATTEMPT_RE.match(line)), default=None)
+  if start is None or start == len(lines) - 2:
+    raise ValueError(f"line {len(lines)}: a verdict needs an 'attempt i' line and steps")
+  steps = lines[start + 1:-1]
+  check = verdict(problem, steps)[len(VERDICT_START):]
+  if check.endswith(" goal"):
+    return "\n".join([check, countdown.ANSWER_MARKER, *steps]), True
+  return check + "\n", False
 
 
 def parse_attempts(text: str) -> tuple[list[Attempt], tuple[str, ...] | None]:

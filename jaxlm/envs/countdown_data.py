@@ -49,10 +49,14 @@ def trace_tokenizer() -> SimpleTokenizer:
   return SimpleTokenizer.chars(TRACE_ALPHABET)
 
 
+def prompt_text(problem: countdown.Problem) -> str:
+  """ "<target>|<numbers>\\n": the prompt of the direct-answer and attempt-chain policies."""
+  return f"{problem.target}|{' '.join(map(str, problem.numbers))}" + STEP_DELIMITER
+
+
 def encode_prompt(tok: SimpleTokenizer, problem: countdown.Problem) -> list[int]:
-  """<bos> "<target>|<numbers>\\n"."""
-  return [tok.bos_id] + tok.encode(f"{problem.target}|{' '.join(map(str, problem.numbers))}"
-                                   + STEP_DELIMITER)
+  """<bos> + prompt_text."""
+  return [tok.bos_id] + tok.encode(prompt_text(problem))
 
 
 def encode_solution(tok: SimpleTokenizer, steps: Sequence[str]) -> list[int]:

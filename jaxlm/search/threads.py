@@ -24,6 +24,11 @@ Accounting per rollout (``Rollout``): decoded tokens over all threads (stop toke
 total-token budget), the longest thread (bos, prompt, join blocks and decoded tokens: what the
 per-thread context cap bounds), sequential decode rounds it took part in (the latency proxy),
 sequential tokens (per round the longest segment it decoded, summed) and children spawned.
+
+``interleave`` is the same machinery without children: one thread whose segments alternate
+between the model and the environment. The model decodes until <eos> or a trigger token; the
+environment then writes its segment (e3's verdict after each attempt) and the model resumes.
+Environment tokens are context, not decoded (RL does not train on them).
 """
 
 from __future__ import annotations
@@ -261,6 +266,84 @@ def _join(tok, fmt, s: _State, kids: list[_Thread], budget: Budget) -> bool:
   return True
 
 
+RespondFn = Callable[[int, str], tuple[str, bool]]
+
+
+def interleave(decode: DecodeFn, tok: Tokenizer, prompts: Sequence[str], max_new_tokens: int,
+               key: jax.Array, *, trigger: str | None = None, respond: RespondFn | None = None,
+               max_rounds: int = 64) -> list[Rollout]:
+  """Rollouts of one thread each, the environment writing a segment at each `trigger`.
+
+  Args:
+    decode, tok: as for ``run``.
+    prompts: the prompt texts (contexts are [bos] + encode(text)).
+    max_new_tokens: the trace budget: tokens after the prompt, the model's and the
+      environment's (an environment segment that does not fit is cut and ends the rollout).
+    key: PRNG key, split once per decode round.
+    trigger: a one-token string that hands the turn to the environment (None: decode to <eos>
+      in one round).
+    respond: ``(rollout index, its text so far, ending with the trigger) -> (text to append,
+      done)``; done appends <eos> after the text and ends the rollout. A ValueError from it
+      ends the rollout as "malformed".
+    max_rounds: model segments per rollout.
+
+  Returns:
+    One single-thread Rollout per prompt; ``stop`` is "eos" (the model ended it), "env" (the
+    environment did), "tokens" (the budget), "rounds" or "malformed".
+  """
+  stops = [tok.eos_id]
+  if trigger is not None:
+    ids = tok.encode(trigger)
+    if len(ids) != 1 or respond is None:
+      raise ValueError(f"trigger {trigger!r} must be one token (ids {ids}) and come with "
+                       "respond")
+    stops.append(ids[0])
+  states = [_State(_Thread([tok.bos_id] + tok.encode(p), p)) for p in prompts]
+  ends = [len(s.parent.ids) + max_new_tokens for s in states]
+  room = lambda i: ends[i] - len(states[i].parent.ids)
+  active = list(range(len(states)))
+  while active:
+    key, k = jax.random.split(key)
+    for i in active:
+      if states[i].rounds >= max_rounds:
+        states[i].stop = "rounds"
+    active = [i for i in active if states[i].stop is None]
+    jobs = [(states[i], states[i].parent, room(i)) for i in active]
+    outs = _decode_round(decode, tok, jobs, stops, k) if jobs else []
+    turn = []
+    for i, out in zip(active, outs):
+      s = states[i]
+      if out and out[-1] == tok.eos_id:
+        s.stop = "eos"
+      elif not out or out[-1] != stops[-1] or trigger is None:
+        s.stop = "tokens"
+      else:
+        turn.append(i)
+    active = []
+    for i in turn:
+      s = states[i]
+      try:
+        text, done = respond(i, s.parent.text)
+      except ValueError:
+        s.stop = "malformed"
+        continue
+      ids = tok.encode(text) + [tok.eos_id] * done
+      fit = ids[:room(i)]
+      s.parent.ids += fit
+      s.parent.decoded += [False] * len(fit)
+      s.parent.text += tok.decode([t for t in fit if t != tok.eos_id])
+      if len(fit) < len(ids):
+        s.stop = "tokens"
+      elif done:
+        s.stop = "env"
+      elif room(i) <= 0:
+        s.stop = "tokens"
+      else:
+        active.append(i)
+  return [Rollout(s.parent.text, (), s.decoded, len(s.parent.ids), s.rounds, s.sequential,
+                  s.stop, (tuple(s.parent.ids),), (tuple(s.parent.decoded),)) for s in states]
+
+
 def bucket(n: int) -> int:
   """The smallest power of two >= n (shapes rounded so few programs compile)."""
   return 1 << max(n - 1, 0).bit_length()
@@ -270,27 +353,31 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
                 ) -> DecodeFn:
   """The ``DecodeFn`` of a transformer: one ``jaxlm.generate`` call per batch of threads.
 
-  Prompts are left-padded; prompt length and decode length are rounded up to powers of two
-  (within a learned position table) and stop ids padded to 4, each row limited by its own
-  budget, so parent and child rounds of different lengths share few compilations.
+  Prompts are left-padded; the batch, prompt length and decode length are rounded up to
+  powers of two (lengths within a learned position table; padding rows copy the first prompt
+  and decode one token) and stop ids padded to 4, each row limited by its own budget, so
+  rounds of different sizes and lengths share few compilations.
   """
   max_len = model.cfg.max_len if model.cfg.pos == "learned" else None
 
   def decode(prompts, max_new_tokens, stop_ids, key):
+    b = len(prompts)
+    prompts = list(prompts) + [prompts[0]] * (bucket(b) - b)
+    max_new_tokens = list(max_new_tokens) + [1] * (bucket(b) - b)
     p, n = max(map(len, prompts)), max(max_new_tokens)
     p_pad, n_pad = bucket(p), bucket(n)
     if max_len is not None and p_pad - 1 + n_pad > max_len:
       p_pad, n_pad = p, max(n, min(n_pad, max_len + 1 - p))
     prompt_BxP = np.full((len(prompts), p_pad), pad_id, np.int32)
     mask_BxP = np.zeros((len(prompts), p_pad), np.int32)
-    for b, ids in enumerate(prompts):
-      prompt_BxP[b, p_pad - len(ids):], mask_BxP[b, p_pad - len(ids):] = ids, 1
+    for r, ids in enumerate(prompts):
+      prompt_BxP[r, p_pad - len(ids):], mask_BxP[r, p_pad - len(ids):] = ids, 1
     stop_K = list(stop_ids) + [-1] * (-len(stop_ids) % 4)  # -1 never matches a token
     out = generation.generate(model, params, jnp.asarray(prompt_BxP), jnp.asarray(mask_BxP),
                               rng=key, max_new_tokens=n_pad, temperature=temperature,
                               stop_tokens=stop_K, pad_id=pad_id,
                               max_lengths_B=jnp.asarray(max_new_tokens, jnp.int32))
     tokens_BxN, lengths_B = np.asarray(out.tokens_BxN), np.asarray(out.lengths_B)
-    return [tokens_BxN[b, :lengths_B[b]].tolist() for b in range(len(prompts))]
+    return [tokens_BxN[i, :lengths_B[i]].tolist() for i in range(b)]
 
   return decode

@@ -1,0 +1,121 @@
+"""`pg.train`'s data from orchestrated rollouts: threads the model decodes between text it does
+not (APR's join blocks, e3's environment-written verdicts; `jaxlm.search.threads`).
+
+`ThreadRollouts` runs G rollouts of P training prompts with the current policy, scores each
+with the task's binary reward on its (first) thread's text, computes one group-relative
+advantage per rollout, and trains every token the rollout's threads decoded on it; tokens the
+orchestrator or the environment wrote are context (loss off). With `per_rollout` each decoded
+token weighs 1 / (tokens its rollout decoded), so a rollout counts once however many threads
+it spawned (the loss is the mean over rollouts of the token mean of their threads under
+"token_mean" aggregation); without it every decoded token weighs 1 and `pg.Config.aggregation`
+alone decides.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlm.algos import pg
+from jaxlm.data.batch import RLBatch
+from jaxlm.data.iterators import IndexedBatches
+from jaxlm.envs.base import PromptTask
+from jaxlm.rl import advantages as adv_lib
+from jaxlm.search import threads
+
+# (decode, training prompt indices, key) -> one Rollout per index.
+RunFn = Callable[[threads.DecodeFn, np.ndarray, jax.Array], list[threads.Rollout]]
+
+
+def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int, pad_id: int,
+              weights: Sequence[float] | None = None) -> RLBatch:
+  """Rows (ids, trained flags) -> right-padded RLBatch [len(rows), max_len]; the trained ids are
+  its actions. Rows longer than max_len are cut. `weights` (per row) scale the loss mask of
+  each row's trained ids."""
+  b = len(rows)
+  tokens = np.full((b, max_len), pad_id, np.int32)
+  attn, act, loss = np.zeros((3, b, max_len), np.float32)
+  for r, (ids, trained) in enumerate(rows):
+    n = min(len(ids), max_len)
+    tokens[r, :n], attn[r, :n], act[r, :n] = ids[:n], 1.0, trained[:n]
+    loss[r] = act[r] * (1.0 if weights is None else weights[r])
+  zeros = np.zeros_like(attn)
+  return RLBatch(tokens, attn, act, zeros, zeros, loss_mask=loss).validate()
+
+
+def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
+                 zero_var: np.ndarray, max_len: int, pad_id: int, *, min_rows: int = 1,
+                 per_rollout: bool = True) -> tuple[RLBatch, np.ndarray, np.ndarray]:
+  """Every thread of every rollout as a row, with its rollout's advantage and weights
+  1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); rows padded
+  to a power of two (at least `min_rows`) and the length to a power of two (at most max_len),
+  so few shapes compile.
+
+  Returns:
+    (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
+  """
+  rows, weights, adv, zv = [], [], [], []
+  for r, a, z in zip(rollouts, advantages, zero_var):
+    total = max(sum(map(sum, r.thread_decoded)), 1) if per_rollout else 1
+    for ids, decoded in zip(r.thread_ids, r.thread_decoded):
+      rows.append((ids, decoded))
+      weights.append(1.0 / total)
+      adv.append(a)
+      zv.append(z)
+  n = threads.bucket(max(len(rows), min_rows))
+  length = min(threads.bucket(max(len(ids) for ids, _ in rows)), max_len)
+  pad = n - len(rows)
+  batch = row_batch(rows + [([], [])] * pad, length, pad_id, weights + [0.0] * pad)
+  return (batch, np.asarray(adv + [0.0] * pad, np.float32),
+          np.asarray(zv + [True] * pad, bool))
+
+
+class ThreadRollouts(IndexedBatches):
+  """`pg.train`'s data (module docstring): each call runs `run(decode, indices, key)` on
+  P x G training prompt indices (each prompt G times in a row) with the current policy at
+  `config.sampling`'s temperature and returns the rollouts' threads as one scored
+  `pg.OnlineBatch`. Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
+  `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`."""
+
+  def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
+               policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
+               per_rollout: bool = True):
+    super().__init__(config.train.seed)
+    self.config, self.task, self.model, self.run, self.tok = config, task, model, run, tok
+    self.per_rollout = per_rollout
+    self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
+
+  def __call__(self, state) -> pg.OnlineBatch:
+    rng, key = self.next_seeds()
+    config, g = self.config, self.config.group_size
+    indices = np.repeat(rng.integers(0, len(self.task.train_prompts), config.prompts_per_step),
+                        g)
+    decode = threads.make_decode(self.model, state.params["policy"],
+                                 temperature=config.sampling.temperature, pad_id=self.task.pad_id)
+    rollouts = self.run(decode, indices, key)
+    rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
+                        for i, r in zip(indices, rollouts)], np.float32)
+    rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
+    adv = pg.outcome_advantages(config, rewards_PxG)
+    zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
+    batch, adv_B, zv_B = rollout_rows(rollouts, np.asarray(adv).reshape(-1), zero_var,
+                                      config.model.max_len, self.task.pad_id,
+                                      min_rows=config.minibatches * jax.device_count(),
+                                      per_rollout=self.per_rollout)
+    rows = batch.tokens.shape[0]
+    out = self._score(state.params, state.extra, jax.tree.map(jnp.asarray, batch),
+                      jnp.zeros(batch.tokens.shape, jnp.float32),
+                      bootstrap_B=jnp.zeros((rows,)), outcome_B=None,
+                      reward=jnp.full((rows,), rewards.mean()),
+                      length=jnp.full((rows,), np.mean([r.decoded_tokens for r in rollouts])),
+                      advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B))
+    # The orchestrator does not return the sampler's log-probs: the gap is not measured.
+    return out.replace(sampler_gap=jnp.full((rows,), -1.0),
+                       zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))
+
+  def num_tokens(self, batch: pg.OnlineBatch) -> int:
+    return int(jnp.sum(batch.rl.attention_mask))
