@@ -19,8 +19,8 @@ FIXTURE_PARENT = """Goal 12 from [1 1 1 4]
   4+1=5 -> [1 1 5] h=7 #4
   4-1=3 -> [1 1 3] h=9 #5
 spawn
-  #4 [1 1 5]
-  #1 [1 2 4]
+  #4
+  #1
 |
 join
   #4 no solution
@@ -107,7 +107,7 @@ class AprTraceTest(parameterized.TestCase):
 
   def test_training_trace_is_prefix_join_rest(self):
     before = ct.parent_before_spawn(ct.apr_trace(FIXTURE_PROBLEM, 2, 2))
-    self.assertTrue(before.endswith("\n  #1 [1 2 4]\n|"))
+    self.assertTrue(before.endswith("\nspawn\n  #4\n  #1\n|"))
     joined = ct.join_context(before, [None, ("2+1=3", "4*3=12")])
     self.assertEqual(joined, FIXTURE_PARENT[:FIXTURE_PARENT.index("Answer:")])
     self.assertEqual(ct.child_prompts(before),
@@ -158,8 +158,8 @@ class AprTraceTest(parameterized.TestCase):
     self.assertIsNone(ct.child_outcome("Goal 3 from [1 2]\nAnswer:\n"))
 
   def test_malformed_raises(self):
-    bad_spawn = FIXTURE_PARENT.replace("  #4 [1 1 5]", "  #4 [1 1 6]")
-    with self.assertRaisesRegex(ValueError, r"spawned #4 \[1, 1, 6\] is not an open child"):
+    bad_spawn = FIXTURE_PARENT.replace("spawn\n  #4\n", "spawn\n  #6\n")
+    with self.assertRaisesRegex(ValueError, "APR parent: spawned #6 is not an open child"):
       ct.parse_apr(bad_spawn, FIXTURE_CHILDREN)
     bad_order = FIXTURE_PARENT.replace("#4 no solution", "#5 no solution")
     with self.assertRaisesRegex(ValueError, "line 13: outcome of #5, expected #4"):
@@ -183,7 +183,15 @@ class AprTraceTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "empty goal path"):
       ct.join_context(before, [None, ()])
     with self.assertRaisesRegex(ValueError, "spawn block, line 2: expected a spawned child"):
-      ct.child_prompts(before.replace("  #4 [1 1 5]", "  #4 1 1 5"))
+      ct.child_prompts(before.replace("  #4\n", "  #4 [1 1 5]\n"))
+    # The children's pools come from the parent's own edges: naming the root or an unknown
+    # node is an error (the orchestrator's "malformed"), never a guessed pool.
+    for node in ("#6", "#0"):
+      with self.assertRaisesRegex(ValueError, f"spawned {node} is not an open child"):
+        ct.child_prompts(before.replace("spawn\n  #4\n", f"spawn\n  {node}\n"))
+    # An edge line the grammar cannot read ends the expansion: #4 after it is no open child.
+    with self.assertRaisesRegex(ValueError, "spawned #4 is not an open child"):
+      ct.child_prompts(before.replace("  1-1=0 -> [0 1 4] h=8 #2", "  1-1=0 [0 1 4]"))
 
 
 if __name__ == "__main__":

@@ -41,15 +41,15 @@ class ScriptedTest(absltest.TestCase):
     [r] = run([FIXTURE], script)
     self.assertEqual((r.parent, r.children, r.stop), (parent, children, "eos"))
     # Characters are tokens. Parent prompt "Goal 12 from [1 1 1 4]\n" = 23. Segment 1, "#0 ..."
-    # through "|": 17 + 5 edge lines * 26 + "spawn\n" 6 + 2 spawned lines * 13 + "|" 1 = 180.
+    # through "|": 17 + 5 edge lines * 26 + "spawn\n" 6 + 2 spawned lines * 5 + "|" 1 = 164.
     # Join block "\njoin\n  #4 no solution\n  #1 goal 2+1=3 4*3=12\n" = 1 + 5 + 17 + 23 = 46.
     # Segment 2 "Answer:\n1+1=2\n2+1=3\n4*3=12" + eos = 8 + 3 * 6 + 1 = 27.
     # Child #4: "#0 [1 1 5] h=7\n" 15 + 5 * 19 + "  dead end\n" 11 + 26 + eos = 148.
     # Child #1: 15 + 24 + 7 * 19 + 13 + 22 + "Answer:\n" 8 + 6 + 6 + eos = 228.
-    self.assertEqual(r.decoded_tokens, 180 + 148 + 228 + 27)
-    self.assertEqual(r.longest_thread, 1 + 23 + 180 + 46 + 27)  # the parent (bos first)
+    self.assertEqual(r.decoded_tokens, 164 + 148 + 228 + 27)
+    self.assertEqual(r.longest_thread, 1 + 23 + 164 + 46 + 27)  # the parent (bos first)
     self.assertEqual(r.rounds, 3)
-    self.assertEqual(r.sequential_tokens, 180 + 228 + 27)
+    self.assertEqual(r.sequential_tokens, 164 + 228 + 27)
     self.assertEqual(r.num_children, 2)
     self.assertEqual(script.calls, [1, 2, 1])
     self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
@@ -60,8 +60,8 @@ class ScriptedTest(absltest.TestCase):
     self.assertEqual(sum(map(sum, r.thread_decoded)), r.decoded_tokens)
     mask = r.thread_decoded[0]
     self.assertEqual(mask.index(True), 1 + 23)
-    self.assertEqual(mask[1 + 23 + 180:1 + 23 + 180 + 46], (False,) * 46)  # the join block
-    self.assertTrue(all(mask[1 + 23:1 + 23 + 180]) and all(mask[1 + 23 + 180 + 46:]))
+    self.assertEqual(mask[1 + 23 + 164:1 + 23 + 164 + 46], (False,) * 46)  # the join block
+    self.assertTrue(all(mask[1 + 23:1 + 23 + 164]) and all(mask[1 + 23 + 164 + 46:]))
 
   def test_batch_replays_serialised_traces(self):
     problems = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 7, 6)]
@@ -89,7 +89,7 @@ class ScriptedTest(absltest.TestCase):
     parent, (first,) = rollout_texts(FIXTURE, max_children=1)  # #4 fails: the parent gives up
     _, (_, second) = rollout_texts(FIXTURE, max_children=2)  # #1's search
     # A parent that spawns #1 after #4 failed, instead of giving up.
-    before = parent[:parent.index(ct.GIVE_UP)] + "spawn\n  #1 [1 2 4]\n|"
+    before = parent[:parent.index(ct.GIVE_UP)] + "spawn\n  #1\n|"
     full = ct.join_context(before, [("2+1=3", "4*3=12")]) + "Answer:\n1+1=2\n2+1=3\n4*3=12"
     script = Script([full, first, second])
     [r] = run([FIXTURE], script)
@@ -119,17 +119,24 @@ class BudgetTest(absltest.TestCase):
     [r] = run([FIXTURE], self.script, max_thread_tokens=100)
     self.assertEqual((r.stop, r.longest_thread, r.rounds, r.children), ("context", 100, 1, ()))
     self.assertEqual(r.parent, self.parent[:99])  # bos + 99 characters
-    # Room for the spawn (204 tokens) and both children, not for the 46-token join block.
+    # Room for the spawn (188 tokens) and both children (170 and 250 tokens), for the 46-token
+    # join block (234), not for the whole 27-token answer: the parent is cut at 250.
     [r] = run([FIXTURE], self.script, max_thread_tokens=250)
+    self.assertEqual((r.stop, r.parent, r.rounds), ("context", self.parent[:249], 3))
+    self.assertEqual(r.children, self.children)
+    # At 228 the second child is cut (no outcome), so the join block reads two "no solution"
+    # lines (40 tokens) and fills the parent to 228 exactly: no room to resume, the rollout
+    # ends at the spawn.
+    [r] = run([FIXTURE], self.script, max_thread_tokens=228)
     self.assertEqual((r.stop, r.parent, r.rounds), ("context", self.before, 2))
-    self.assertLessEqual(r.longest_thread, 250)
-    self.assertEqual(r.children, self.children)  # 170 and 250 tokens: both fit
+    self.assertEqual(r.children, (self.children[0], self.children[1][:227]))
+    self.assertEqual(r.longest_thread, 228)
 
   def test_total_tokens(self):
     [r] = run([FIXTURE], self.script, max_total_tokens=200)
-    # 180 for the parent, then (200 - 180) // 2 = 10 per child; no room left to resume.
+    # 164 for the parent, then (200 - 164) // 2 = 18 per child; no room left to resume.
     self.assertEqual((r.stop, r.decoded_tokens, r.rounds), ("tokens", 200, 2))
-    self.assertEqual(r.children, tuple(c[:c.index("\n") + 11] for c in self.children))
+    self.assertEqual(r.children, tuple(c[:c.index("\n") + 19] for c in self.children))
     self.assertEqual(r.parent, self.before)
 
   def test_malformed_spawn(self):
@@ -245,8 +252,8 @@ class TransformerTest(absltest.TestCase):
     # With this key both children end (<eos>) within their 30 tokens: the parent resumes.
     self.assertEqual((r.parent, r.stop, r.rounds, r.num_children), (gave_up, "eos", 3, 2))
     self.assertEqual(script.calls, [1, 1])
-    child_tokens = r.decoded_tokens - 180 - len(ct.GIVE_UP) - 1
-    self.assertBetween(child_tokens, 2, 60)  # each child's share is (240 - 180) // 2
+    child_tokens = r.decoded_tokens - 164 - len(ct.GIVE_UP) - 1
+    self.assertBetween(child_tokens, 2, 76)  # each child's share is (240 - 164) // 2
     for child, child_prompt in zip(r.children, ct.child_prompts(before)):
       self.assertTrue(child.startswith(child_prompt))
       child_tokens -= len(child) - len(child_prompt)  # at most: specials decode to no text

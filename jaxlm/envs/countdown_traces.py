@@ -20,12 +20,14 @@ on two trace formats of the same best-first search. Ours (own grammar, structure
   outcome in a join block, then answers with the full path or gives up::
 
       parent   := header NL expansion (NL spawn join | NL) ending
-      spawn    := "spawn" (NL "  #" id " " pool)+ NL "|"          ("|" ends the spawn block)
+      spawn    := "spawn" (NL "  #" id)+ NL "|"                   ("|" ends the spawn block)
       join     := NL "join" (NL "  #" id (" goal" (" " step)+ | " no solution"))+ NL
       ending   := "Answer:" (NL step)+  |  "No solution."
 
   A child is a SoS+ search from its node with its own ids and budget; its prompt is its header
-  line, ``thread_prompt(target, pool)``. The parent never sees a child's trace.
+  line, ``thread_prompt(target, pool)``, with the pool of the open edge the spawn line names in
+  the parent's own expansion (the parent names nodes; it does not copy their pools, so a
+  child's prompt is exact by construction). The parent never sees a child's trace.
 
 ``join_context`` is the one definition of the text a parent resumes from after a spawn: the
 serialiser builds parent traces with it, and the orchestrator (``jaxlm.search.threads``) calls
@@ -39,8 +41,8 @@ four of the root's nine edges shown)::
       4*2=8 -> [3 8] h=0 #2
       4*3=12 -> [2 12] h=0 #3
     spawn
-      #1 [4 6]
-      #2 [3 8]
+      #1
+      #2
     |                                     <- decoding stops here; children run
     join                                  <- join_context appends from here
       #1 goal 6*4=24
@@ -74,7 +76,7 @@ _BACKTRACK_RE = re.compile(rf"^backtrack to #{_N}$")
 _EDGE_RE = re.compile(rf"^  ({_STEP}) -> {_POOL} (?:(goal)|(x)|h={_N} #{_N})$")
 _STEP_RE = re.compile(rf"^{_STEP}$")
 _GIVE_UP_RE = re.compile(rf"^No solution after {_N} nodes\.$")
-_SPAWNED_RE = re.compile(rf"^  #{_N} {_POOL}$")
+_SPAWNED_RE = re.compile(rf"^  #{_N}$")
 _OUTCOME_RE = re.compile(rf"^  #{_N} (?:goal((?: {_STEP})+)|{NO_SOLUTION})$")
 _DEAD_END = "  dead end"
 
@@ -138,11 +140,8 @@ def _ending(solution: tuple[str, ...] | None) -> str:
 
 
 def spawn_block(trace: AprTrace) -> str:
-  """``spawn``, one line per spawned child (its id and starting pool), then ``SPAWN_END``."""
-  pools = {e.node_id: e.pool for e in trace.root.edges if e.status == "open"}
-  lines = [SPAWN_OPEN] + [f"  #{i} {countdown.bracket_pool(pools[i])}" for i in
-                          trace.spawned]
-  return "\n".join(lines + [SPAWN_END])
+  """``spawn``, one line per spawned child (its node id), then ``SPAWN_END``."""
+  return "\n".join([SPAWN_OPEN] + [f"  #{i}" for i in trace.spawned] + [SPAWN_END])
 
 
 def parent_before_spawn(trace: AprTrace) -> str:
@@ -264,24 +263,38 @@ def parse_search(text: str, what: str = "SoS+ trace") -> countdown.Search:
   return countdown.Search(target, start, tuple(expansions), None)
 
 
-def _spawn(lines: _Lines) -> list[tuple[int, tuple[int, ...]]]:
+def _spawn(lines: _Lines) -> list[int]:
   lines.take_literal(SPAWN_OPEN)
-  spawned = [lines.take(_SPAWNED_RE, "a spawned child '  #<id> [<numbers>]'")]
+  spawned = [lines.take(_SPAWNED_RE, "a spawned child '  #<id>'")]
   while lines.peek() != SPAWN_END:
     spawned.append(lines.take(_SPAWNED_RE, f"a spawned child or {SPAWN_END!r}"))
   lines.take_literal(SPAWN_END)
-  return [(int(m[1]), _pool(m[2])) for m in spawned]
+  return [int(m[1]) for m in spawned]
+
+
+def _open_pools(root: countdown.Expansion, spawned: Sequence[int], what: str
+                ) -> list[tuple[int, ...]]:
+  """The pool of each spawned id's open edge in ``root``."""
+  pools = {e.node_id: e.pool for e in root.edges if e.status == "open"}
+  for node_id in spawned:
+    if node_id not in pools:
+      raise ValueError(f"{what}: spawned #{node_id} is not an open child of the root")
+  return [pools[i] for i in spawned]
 
 
 def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
-  """(node id, starting pool) of each child in the spawn block that ends ``parent_text``."""
+  """(node id, starting pool) of each child in the spawn block that ends ``parent_text``: the
+  pool of the open edge with that id in the parent's root expansion."""
   if not parent_text.endswith("\n" + SPAWN_END):
     raise ValueError(f"parent text must end with a spawn block closed by {SPAWN_END!r}, ends "
                      f"with {parent_text[-20:]!r}")
   start = parent_text.rfind("\n" + SPAWN_OPEN + "\n")
   if start < 0:
     raise ValueError(f"parent text has {SPAWN_END!r} but no {SPAWN_OPEN!r} line before it")
-  return _spawn(_Lines(parent_text[start + 1:], "spawn block"))
+  spawned = _spawn(_Lines(parent_text[start + 1:], "spawn block"))
+  lines = _Lines(parent_text[:start], "APR parent")
+  _header(lines)
+  return list(zip(spawned, _open_pools(_expansion(lines), spawned, "spawn block")))
 
 
 def child_prompts(parent_text: str) -> list[str]:
@@ -312,12 +325,8 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   root = _expansion(lines)
   spawned, outcomes = [], []
   if lines.peek() == SPAWN_OPEN:
-    open_edges = {e.node_id: e.pool for e in root.edges if e.status == "open"}
-    for node_id, pool in _spawn(lines):
-      if open_edges.get(node_id) != pool:
-        raise ValueError(f"APR parent: spawned #{node_id} {list(pool)} is not an open child "
-                         "of the root")
-      spawned.append(node_id)
+    spawned = _spawn(lines)
+    _open_pools(root, spawned, "APR parent")
     lines.take_literal(JOIN_OPEN)
     for node_id in spawned:
       m = lines.take(_OUTCOME_RE, f"the outcome of #{node_id}")
