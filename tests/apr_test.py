@@ -173,6 +173,9 @@ class SmokeTest(absltest.TestCase):
       self.assertEqual(rows[-1]["step"], config.rl.train.num_steps)
     with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
       apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
+    with self.assertRaisesRegex(ValueError, "prompt_order='epochs', oversample=1 are not"):
+      pg_threads.ThreadRollouts(apr.pg.Config(prompt_order="epochs"), None, None, None, None,
+                                run=None, tok=TOK)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ class ThreadRollouts(IndexedBatches):
   def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
                policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
                per_rollout: bool = True):
+    if config.prompt_order != "uniform" or config.oversample != 1:
+      raise ValueError("ThreadRollouts draws prompts uniformly, one group each: pg.Config "
+                       f"prompt_order={config.prompt_order!r}, oversample={config.oversample} "
+                       "are not supported")
     super().__init__(config.train.seed)
     self.config, self.task, self.model, self.run, self.tok = config, task, model, run, tok
     self.per_rollout = per_rollout
