@@ -59,6 +59,27 @@ class AttemptsTest(absltest.TestCase):
       unsolved = ca.attempts_trace(problem, k, rng, solve_last=False)
       self.assertTrue(unsolved.endswith(ca.GIVE_UP))
 
+  def test_miscount_share(self):
+    rng = np.random.default_rng(4)
+    problems = countdown_data.make_problems((3, 4), 30, "train", seed=2, max_number=12,
+                                            max_target=50)
+    def verdicts(miscount):
+      out = []
+      for problem in problems:
+        attempts, _ = ca.parse_attempts(ca.attempts_trace(problem, 4, rng, miscount=miscount))
+        self.assertEqual(ca.check_verdicts(problem, attempts), 1.0)
+        out += [a.written for a in attempts[:-1]]  # the failed ones
+      return np.array([v == "verify invalid" for v in out])
+    self.assertTrue(verdicts(1.0).all())
+    self.assertFalse(verdicts(0.0).any())
+    self.assertBetween(verdicts(0.25).mean(), 0.12, 0.38)  # 90 draws of p=0.25: sd 0.046
+    # miscount=0 draws nothing extra: the trace the code wrote before miscounts existed.
+    self.assertEqual(ca.attempts_trace(problems[0], 3, np.random.default_rng(7)),
+                     "attempt 1\n5/1=5|5 9\n9+5=14|14\nverify 14 vs 15 no\n"
+                     "attempt 2\n5+1=6|6 9\n9-6=3|3\nverify 3 vs 15 no\n"
+                     "attempt 3\n9+5=14|1 14\n14+1=15|15\nverify 15 vs 15 goal\n"
+                     "Answer:\n9+5=14|1 14\n14+1=15|15")
+
   def test_parse_errors_name_the_line(self):
     with self.assertRaisesRegex(ValueError, "line 1"):
       ca.parse_attempts("3*2=6|4 6\nverify 6 vs 24 no")

@@ -258,6 +258,29 @@ class DataTest(absltest.TestCase):
                  if r is not None and r != problem.target)
       self.assertEqual(abs(int(steps[-1].split("|")[1]) - problem.target), best)
 
+  def test_miscount_errs_at_one_step_and_carries_it(self):
+    rng = np.random.default_rng(3)
+    positions = set()
+    for problem in cdd.make_problems((3, 4), 40, "train", seed=0, max_number=12):
+      steps = cdd.random_solution(problem, rng, write_pool=True, miscount=True)
+      self.assertLen(steps, len(problem.numbers) - 1)
+      pool, wrong = list(problem.numbers), []
+      for k, step in enumerate(steps):  # replay by hand: operands come from the written pool
+        line, written_pool = step.split("|")
+        a, op, b, c = re.fullmatch(r"(\d+)([-+*/])(\d+)=(\d+)", line).groups()
+        a, b, c = int(a), int(b), int(c)
+        pool.remove(a)
+        pool.remove(b)
+        pool.append(c)  # the written result, right or wrong, is carried on
+        self.assertEqual(sorted(pool), [int(x) for x in written_pool.split()])
+        if cd.apply_op(a, b, op) != c:
+          wrong.append(k)
+          self.assertBetween(abs(cd.apply_op(a, b, op) - c), 1, 3)
+      self.assertLen(wrong, 1)  # exactly one arithmetic error
+      positions.add(wrong[0])
+      self.assertIn("is", cd.verify(problem, "\n".join(steps))[1])  # "a+b is x, not y"
+    self.assertEqual(positions, {0, 1, 2})  # at any step
+
   def test_sft_batch_near_miss_fraction(self):
     problems = cdd.make_problems((3,), 200, "train", seed=0, max_number=12)
     tok = cdd.tokenizer()

@@ -133,6 +133,8 @@ class E3Test(absltest.TestCase):
                                                   "metrics.jsonl")))
     with self.assertRaisesRegex(ValueError, "difficulties \\[5\\]"):
       e3.Config(stages=((5, 1),))
+    with self.assertRaisesRegex(ValueError, "miscount=1.5 must be a share"):
+      e3.Config(miscount=1.5)
     with self.assertRaisesRegex(ValueError, "must include 1 and 2"):
       e3.Config(budget_multiples=(1.0, 4.0))
 

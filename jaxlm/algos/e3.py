@@ -67,6 +67,10 @@ class Config:
     max_attempts: SFT traces hold 1..max_attempts attempts (uniform), the last one solved.
     give_up: share of SFT traces that instead end with "No solution." after their attempts
       all fail (a policy that sometimes stops early: what negative gradients push against).
+    miscount: share of SFT failed attempts that are arithmetic errors ("verify invalid"; the
+      rest are near misses and slips): the policy's own errors are mostly of this kind, and
+      with `env_verdicts` a policy that never saw "verify invalid" in SFT loses its way after
+      one.
     sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
     env_verdicts: the environment writes every verdict (and, after a goal, the answer) when the
       policy starts a verdict line: perfect verification, the paper's didactic setting
@@ -86,6 +90,7 @@ class Config:
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(3, 4))
   max_attempts: int = 3
   give_up: float = 0.0
+  miscount: float = 0.0
   sft_max_len: int = 320
   env_verdicts: bool = True
   rl: pg.Config = pg.Config()
@@ -107,20 +112,22 @@ class Config:
     if not {1.0, 2.0} <= set(self.budget_multiples):
       raise ValueError(f"e3.Config.budget_multiples={self.budget_multiples} must include 1 "
                        "and 2")
-    if not 0.0 <= self.give_up <= 1.0:
-      raise ValueError(f"e3.Config.give_up={self.give_up} must be a share in [0, 1]")
+    for name in ("give_up", "miscount"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"e3.Config.{name}={getattr(self, name)} must be a share in [0, 1]")
 
 
 def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len: int,
-              seed: int, give_up: float = 0.0) -> RLBatch:
+              seed: int, give_up: float = 0.0, miscount: float = 0.0) -> RLBatch:
   """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform), the
-  last one solved, or with probability `give_up` all failed and "No solution."; rows longer
-  than max_len are dropped."""
+  last one solved, or with probability `give_up` all failed and "No solution."; a `miscount`
+  share of failed attempts are arithmetic errors; rows longer than max_len are dropped."""
   tok, rng = countdown_data.trace_tokenizer(), np.random.default_rng(seed)
   rows = []
   for p in problems:
     attempts, solve = int(rng.integers(1, max_attempts + 1)), rng.random() >= give_up
-    text = countdown_attempts.attempts_trace(p, attempts, rng, solve_last=solve)
+    text = countdown_attempts.attempts_trace(p, attempts, rng, solve_last=solve,
+                                             miscount=miscount)
     row = (countdown_data.encode_prompt(tok, p), tok.encode(text) + [tok.eos_id])
     if len(row[0]) + len(row[1]) <= max_len:
       rows.append(row)
@@ -200,7 +207,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   sft = test_time_models.fit_lm(
       os.path.join(workdir, "sft"), model_cfg, cd.trace_policy,
       sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.trace_policy.seed,
-                config.give_up),
+                config.give_up, config.miscount),
       resume=resume, pretrained=test_time_models.trace_start(cd, train_problems, workdir,
                                                               resume=resume))
   rl = dataclasses.replace(config.rl, model=model_cfg)

@@ -83,10 +83,11 @@ def apply_op(a: int, b: int, op: str) -> int | None:
   raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
 
 
-def format_step(a: int, op: str, b: int) -> str:
-  """The written form of one operation, larger number first."""
+def format_step(a: int, op: str, b: int, result: int | None = None) -> str:
+  """The written form of one operation, larger number first, with `result` written (default:
+  the true one)."""
   hi, lo = max(a, b), min(a, b)
-  return f"{hi}{op}{lo}={apply_op(a, b, op)}"
+  return f"{hi}{op}{lo}={apply_op(a, b, op) if result is None else result}"
 
 
 def format_pool(pool: Sequence[int]) -> str:

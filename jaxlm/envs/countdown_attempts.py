@@ -95,21 +95,24 @@ def format_attempts(problem: countdown.Problem, attempts: Sequence[Sequence[str]
 
 
 def attempts_trace(problem: countdown.Problem, num_attempts: int, rng: np.random.Generator,
-                   *, solve_last: bool = True, max_tries: int = 20) -> str:
-  """A trace of `num_attempts` attempts: failed honest attempts then, with `solve_last`, a
-  solution (a random solver-backed path). Each failed attempt is a near miss or a slip
-  (``random_solution``), half and half: a slip follows a solving path and misses only at its
-  last step, so its verdict cannot be told from the attempt's plan, only by comparing its
-  result with the target. A problem whose near misses keep hitting the target gets fewer
-  failed attempts (after `max_tries` draws each)."""
+                   *, solve_last: bool = True, miscount: float = 0.0, max_tries: int = 20
+                   ) -> str:
+  """A trace of `num_attempts` attempts: failed attempts then, with `solve_last`, a solution
+  (a random solver-backed path). A failed attempt is, with probability `miscount`, an
+  arithmetic error (verdict "verify invalid"), else a near miss or a slip, half and half
+  (``random_solution``): a slip follows a solving path and misses only at its last step, so
+  its verdict cannot be told from the attempt's plan, only by comparing its result with the
+  target. A problem whose near misses keep hitting the target gets fewer failed attempts
+  (after `max_tries` draws each)."""
   if num_attempts < 1:
     raise ValueError(f"num_attempts={num_attempts} must be >= 1")
   failed = []
   for _ in range(num_attempts - int(solve_last)):
-    slip = bool(rng.random() < 0.5)
+    wrong = miscount > 0 and bool(rng.random() < miscount)  # no draw at 0: traces as before
+    slip = not wrong and bool(rng.random() < 0.5)
     for _ in range(max_tries):
-      steps = countdown_data.random_solution(problem, rng, write_pool=True, near_miss=not slip,
-                                             slip=slip)
+      steps = countdown_data.random_solution(problem, rng, write_pool=True,
+                                             near_miss=not slip, slip=slip, miscount=wrong)
       if not countdown.verify(problem, "\n".join(steps))[0]:
         failed.append(steps)
         break

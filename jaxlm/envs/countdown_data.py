@@ -66,17 +66,22 @@ def encode_solution(tok: SimpleTokenizer, steps: Sequence[str]) -> list[int]:
 
 def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
                     write_pool: bool = False, near_miss: bool = False,
-                    slip: bool = False) -> tuple[str, ...]:
-  """A random solution path, or with ``near_miss`` / ``slip`` a random honest failed attempt.
+                    slip: bool = False, miscount: bool = False) -> tuple[str, ...]:
+  """A random solution path, or with ``near_miss`` / ``slip`` / ``miscount`` a random failed
+  attempt.
 
   A solution takes a uniformly random solvable move at every step. A near miss takes uniformly
   random legal moves and, on the last two numbers, the operation whose result is closest to the
   target, written with its true result: a failed attempt when it misses. A slip follows a
   solution's moves to the last two numbers, then takes the operation closest to the target
   among those that miss it: an attempt that was on a solving path and erred at its last step.
-  With ``write_pool`` each step also writes the numbers left ("7*5=35|3 35").
+  A miscount is a near miss whose step at a uniformly random position writes a result off by
+  1..3 (never negative) and carries it on in the pool: an arithmetic error, which the verifier
+  calls invalid. With ``write_pool`` each step also writes the numbers left ("7*5=35|3 35").
   """
   pool, steps = list(problem.numbers), []
+  near_miss = near_miss or miscount
+  wrong_at = int(rng.integers(0, len(pool) - 1)) if miscount else -1
   while len(pool) > 1:
     moves = [(i, j, op, countdown.apply_op(pool[i], pool[j], op))
              for i in range(len(pool)) for j in range(i + 1, len(pool)) for op in countdown.OPS]
@@ -86,10 +91,12 @@ def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
       moves.sort(key=lambda move: abs(move[3] - problem.target))
       moves = [m for m in moves if m[3] != problem.target] if slip else moves
     for i, j, op, value in moves:
+      if len(steps) == wrong_at:
+        value = _miscount(value, rng)
       child = [x for m, x in enumerate(pool) if m not in (i, j)] + [value]
       if near_miss or (slip and last) or countdown.solve(
           countdown.Problem(tuple(sorted(child)), problem.target)) is not None:
-        step = countdown.format_step(pool[i], op, pool[j])
+        step = countdown.format_step(pool[i], op, pool[j], value)
         steps.append(step + countdown.POOL_SEPARATOR + countdown.format_pool(child)
                      if write_pool else step)
         pool = child
@@ -97,6 +104,12 @@ def random_solution(problem: countdown.Problem, rng: np.random.Generator, *,
     else:
       raise ValueError(f"{problem} has no solution")
   return tuple(steps)
+
+
+def _miscount(value: int, rng: np.random.Generator) -> int:
+  """`value` off by 1..3, either way when that stays >= 0."""
+  offsets = [d for d in (-3, -2, -1, 1, 2, 3) if value + d >= 0]
+  return value + int(rng.choice(offsets))
 
 
 def make_problems(num_numbers: Sequence[int], count: int, split: str, seed: int,
