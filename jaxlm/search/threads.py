@@ -300,48 +300,45 @@ def interleave(decode: DecodeFn, tok: Tokenizer, prompts: Sequence[str], max_new
     stops.append(ids[0])
   states = [_State(_Thread([tok.bos_id] + tok.encode(p), p)) for p in prompts]
   ends = [len(s.parent.ids) + max_new_tokens for s in states]
-  room = lambda i: ends[i] - len(states[i].parent.ids)
   active = list(range(len(states)))
   while active:
     key, k = jax.random.split(key)
-    for i in active:
-      if states[i].rounds >= max_rounds:
-        states[i].stop = "rounds"
-    active = [i for i in active if states[i].stop is None]
-    jobs = [(states[i], states[i].parent, room(i)) for i in active]
-    outs = _decode_round(decode, tok, jobs, stops, k) if jobs else []
+    jobs = [(states[i], states[i].parent, ends[i] - len(states[i].parent.ids)) for i in active]
+    outs = _decode_round(decode, tok, jobs, stops, k)
     turn = []
     for i, out in zip(active, outs):
-      s = states[i]
       if out and out[-1] == tok.eos_id:
-        s.stop = "eos"
-      elif not out or out[-1] != stops[-1] or trigger is None:
-        s.stop = "tokens"
+        states[i].stop = "eos"
+      elif trigger is None or not out or out[-1] != stops[-1]:
+        states[i].stop = "tokens"
       else:
         turn.append(i)
-    active = []
-    for i in turn:
-      s = states[i]
-      try:
-        text, done = respond(i, s.parent.text)
-      except ValueError:
-        s.stop = "malformed"
-        continue
-      ids = tok.encode(text) + [tok.eos_id] * done
-      fit = ids[:room(i)]
-      s.parent.ids += fit
-      s.parent.decoded += [False] * len(fit)
-      s.parent.text += tok.decode([t for t in fit if t != tok.eos_id])
-      if len(fit) < len(ids):
-        s.stop = "tokens"
-      elif done:
-        s.stop = "env"
-      elif room(i) <= 0:
-        s.stop = "tokens"
-      else:
-        active.append(i)
+    active = [i for i in turn if _env_turn(tok, states[i], respond, i, ends[i], max_rounds)]
   return [Rollout(s.parent.text, (), s.decoded, len(s.parent.ids), s.rounds, s.sequential,
                   s.stop, (tuple(s.parent.ids),), (tuple(s.parent.decoded),)) for s in states]
+
+
+def _env_turn(tok, s: _State, respond: RespondFn, index: int, end: int, max_rounds: int
+              ) -> bool:
+  """Append the environment's segment (cut at `end` tokens); False (and ``stop`` set) if the
+  model does not decode again."""
+  try:
+    text, done = respond(index, s.parent.text)
+  except ValueError:
+    s.stop = "malformed"
+    return False
+  ids = tok.encode(text) + [tok.eos_id] * done
+  fit = ids[:end - len(s.parent.ids)]
+  s.parent.ids += fit
+  s.parent.decoded += [False] * len(fit)
+  s.parent.text += tok.decode([t for t in fit if t != tok.eos_id])
+  if len(fit) < len(ids) or (not done and len(s.parent.ids) >= end):
+    s.stop = "tokens"
+  elif done:
+    s.stop = "env"
+  elif s.rounds >= max_rounds:
+    s.stop = "rounds"
+  return s.stop is None
 
 
 def bucket(n: int) -> int:
