@@ -55,9 +55,17 @@ names ("#17 [3 7 27]" where #17 is [3 4 16]), and h is wrong so the ids are not 
 nodes; every child then searches an unsolvable or wrong pool and reports "no solution". RL was
 not run (no reward to learn from). What limits it: both formats need long-range copying (a
 pool written 10-20 lines earlier, found by its id) and the h arithmetic, which a 2-layer d=64
-character model does not learn in 1500 steps. Next: let the spawn block name node ids only
-and have the orchestrator copy their pools from the parent's own expansion (the child prompt
-is then exact by construction), and a larger model (d=128, 4 layers) as a named preset.
+character model does not learn in 1500 steps.
+Since then (2026-12-05) the spawn block names node ids only ("  #17") and the orchestrator
+takes each child's pool from the parent's own expansion, so a child's prompt is exact by
+construction. The APR model retrained on that format (same preset, SoS+ reused; the run was
+stopped at step 1200 of 2400 for lack of time, its step-1000 checkpoint (loss 0.074) read
+greedily on 64 validation problems at cap 768): accuracy 0.000, 1.3 children per rollout, 21
+of 64 parents cut by the context, 9 malformed; 53% of the children start from a solvable pool
+(the parent's h values still do not rank its nodes), and 2 of 85 children reach the goal: the
+3-number child search is now what fails, and the parent's expansion repeats and garbles edges
+after its first ten. Next: the same with the full 2400 steps, then a larger model (d=128, 4
+layers) as a named preset.
 """
 
 from jaxlm import config as config_lib
