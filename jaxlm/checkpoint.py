@@ -221,7 +221,9 @@ def require_checkpoint(*directories: str) -> None:
       continue
     manager = ocp.CheckpointManager(os.path.abspath(d),
                                     options=ocp.CheckpointManagerOptions(read_only=True))
-    if manager.latest_step() is not None:
+    latest = manager.latest_step()
+    manager.close()
+    if latest is not None:
       return
     if any(_TMP_SUFFIX in name for name in os.listdir(d)):
       absl_logging.warning("--resume: the only checkpoint save in %s was interrupted; the run "
