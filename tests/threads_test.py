@@ -227,10 +227,16 @@ class TransformerTest(absltest.TestCase):
     self.assertEqual([len(o) for o in outs], [24, 5])  # each row its own budget
     # Three rows are padded to four (a copy of the first, one token) and cut back to three.
     outs3 = decode(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
-    self.assertLen(outs3, 3)
-    for out, budget in zip(outs3, [24, 5, 7]):  # full, or cut at its first stop id
-      self.assertTrue(len(out) == budget or (out and out[-1] in stop_ids), out)
-      self.assertFalse(set(out[:-1]) & set(stop_ids))
+    # At most two rows per call: the first two rows decode as the two-row call above did.
+    small = threads.make_decode(model, params, temperature=1.0, max_batch=2)
+    chunked = small(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
+    self.assertEqual(chunked[:2], small(ids, [24, 5], stop_ids,
+                                        jax.random.split(jax.random.key(3), 2)[0]))
+    for outs in (outs3, chunked):
+      self.assertLen(outs, 3)
+      for out, budget in zip(outs, [24, 5, 7]):  # full, or cut at its first stop id
+        self.assertTrue(len(out) == budget or (out and out[-1] in stop_ids), out)
+        self.assertFalse(set(out[:-1]) & set(stop_ids))
     budget = threads.Budget(max_rounds=3, max_total_tokens=60, max_thread_tokens=48)
     for r, prompt in zip(threads.run(decode, TOK, ct.APR_THREADS, prompts, budget, KEY), prompts):
       self.assertTrue(r.parent.startswith(prompt))
