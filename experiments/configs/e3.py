@@ -24,33 +24,46 @@ experiments/configs/search.py needs 3000 steps of short rows for pass@1 0.16. Ne
 attempt-chain SFT from that policy (as search.py's trace policy does with trace_init="policy")
 or train longer, then RL. The smoke preset runs the whole pipeline in about a minute.
 
-The default's numbers above were measured before the verdict format and the give-up / slip
-traces of the "policy" preset below (the grammar then wrote "verify 27 goal" / "verify 27 not
-36"); not re-measured since.
+The default's numbers above were measured before the verdict format, the give-up / slip
+traces of the "policy" preset below and environment-written verdicts (now on by default; the
+grammar then wrote "verify 27 goal" / "verify 27 not 36"); not re-measured since.
 
-Preset "policy" (MEASURED 2026-12-05, `python -m experiments.e3 --config
-experiments/configs/e3.py:policy --workdir /tmp/e3p`; 64 min wall on 2 cores shared with one
-other training job: SFT 35 min, RL 5-8 min per stage; TARGETS NOT REACHED). The attempt-chain
-SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and trains 1500 steps x
-32 on traces of 1..4 attempts whose failed attempts are half near misses, half slips, 20% of
-them ending "No solution." (loss 0.066; all 4000 rows fit 384). RL: 16 prompts x 8 traces per
-batch, lr 1e-4, 60 batches on 3 numbers then 60 on 4; the probe chose 256 then 320 tokens for
-both modes. Final, 100 validation problems x 4 samples at T=1 (budget 160 / 320 / 480 / 640):
-  sft            pass@1 0.055 / 0.122 / 0.122 / 0.122   2.77 attempts, 190 tokens at 1x
-  full           pass@1 0.170 / 0.223 / 0.223 / 0.223   2.32 attempts, 174 tokens
-  positive_only  pass@1 0.143 / 0.203 / 0.205 / 0.205   2.44 attempts, 178 tokens
-RL nearly doubles pass@1 and the negative gradients add 0.02, but attempts and length shrink in
-both modes (eval curves: full 2.65 -> 2.17 attempts over stage 0), and 2x = 1x because the
-policies stop on their own well inside 1x (truncated at 1x: 6.5%). How traces end explains it:
-give-ups 0.46 -> 0.14 (full) / 0.11 (positive_only), false goal claims 0.39 -> 0.56 / 0.59:
-RL turns giving up into claiming the goal, the cheapest other way to end, instead of into
-another attempt. The policy's verdicts are exact on SFT-style traces (2e-5 nats on the
-goal/no token, teacher-forced on validation traces) but wrong after most of its own failed
-attempts ("verify 48 vs 40 goal"); e3 needs verification to be the easier skill, and here it
-is not. The same recipe without slips (near misses only): SFT 0.120, full 0.247, positive_only
-0.237, attempts 2.73 -> 2.40 / 2.37, 2x = 1x. Next: have the environment write each verdict
-(a multi-turn rollout: stop at the verdict, append the exact one, loss off on it), which is
-the paper's didactic setting of perfect verification, then re-measure attempts and 2x vs 1x.
+Preset "policy", as it now stands (MEASURED 2026-12-05, PARTLY; TARGETS NOT REACHED): the
+attempt-chain SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and trains
+1500 steps x 32 on traces of 1..4 attempts whose failed attempts are 30% arithmetic errors
+("verify invalid"), the rest half near misses, half slips; 20% of the traces end "No
+solution." (loss 0.10; all 4000 rows fit 384). RL samples with environment-written verdicts
+(`env_verdicts`: the policy starts a verdict line, the environment finishes it and, after a
+goal, writes the answer): 16 prompts x 8 traces per batch, lr 1e-4, 60 batches on 3 numbers
+then 60 on 4; the probe chose 256 then 384 tokens. Run: `python -m experiments.e3 --config
+experiments/configs/e3.py:policy --workdir /tmp/e3p` (the direct-answer policy reused with
+--resume): SFT 22 min, "full" RL 15 s per batch (45 min for both stages), beside an APR SFT
+job at nice 10. The process was then OOM-killed (23.7 GB) in the final evaluation (400 rows
+of up to 1024 tokens in one prefill; `threads.make_decode` now decodes 128 rows at a time), so
+"positive_only" was not trained; the final rows below were evaluated from the checkpoints.
+Eval curves of "full" (100 validation problems, 1 sample at the stage's budget):
+  stage 0 (3 numbers, 256)  attempts 3.33 -> 3.73, tokens 200 -> 221, give-up 0.54 -> 0.12,
+                            pass@1 0.16 -> 0.25
+  stage 1 (4 numbers, 384)  attempts 4.15 -> 4.91, tokens 262 -> 301, give-up 0.49 -> 0.26,
+                            pass@1 0.29 -> 0.30 (0.36 at batches 20-30)
+Final, 100 validation problems x 4 samples at T=1 (budget 192 / 384 (1x) / 576 / 768 (2x)):
+  sft   pass@1 0.125 / 0.195 / 0.195 / 0.195   3.48 attempts, 217 tokens at 1x, give-up 0.79
+  full  pass@1 0.150 / 0.268 / 0.273 / 0.273   4.78 attempts, 293 tokens at 1x, give-up 0.35
+(the sft row from a re-run with 128-row decoding, other sampling keys: its first run gave
+0.142 / 0.200 at 192 / 384).
+With exact verification, RL with negative gradients makes traces longer with more attempts
+(the paper's mechanism: give-ups become further attempts, not false goal claims as they did
+when the policy wrote its own verdicts), and pass@1 at 1x rises 0.195 -> 0.268. Extrapolation
+is not there: 2x is 0.005 above 1x (2 of 400 traces); at 2x truncations fall 0.355 -> 0.175
+but the freed traces end malformed (0.015 -> 0.065: the policy loses the grammar past the
+lengths it trained on) or give up, and attempts stay at 4.8. Whether positive_only grows
+attempts too is not measured.
+Before the environment wrote verdicts (the policy wrote its own; no miscounts; budgets 256 /
+320): sft 0.122, full 0.223, positive_only 0.203 at 1x, 2x = 1x; attempts shrank in both
+modes (2.77 -> 2.32 / 2.44) because RL turned give-ups into false goal claims (0.39 -> 0.56 /
+0.59): the policy's verdicts were exact on SFT-style traces yet wrong after half its own
+failed attempts. Next: run positive_only (the ablation), and train on traces longer than the
+1x budget so that 2x does not leave the lengths SFT covered.
 """
 
 from jaxlm import config as config_lib
