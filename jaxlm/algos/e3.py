@@ -24,9 +24,9 @@ the token budget make accuracy keep rising past the training budget. Here, small
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
 "mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
 end), "budget", "stage_budgets", "by_budget" (pass@1, attempts, length at each of
-`budget_multiples`)}; each
-mode's RL runs and their metrics (pass@1, attempts, length and endings every `rl.eval_every`
-batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
+`budget_multiples`)}; each mode's RL runs and their metrics (pass@1, attempts, length and
+endings every `rl.eval_every` batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png,
+attempts_curve.png.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
   Returns:
     {"pass@1", "mean_attempts", "mean_length" (tokens after the prompt, the environment's
     included), "give_up" (share of traces ending "No solution."), "false_goal" (share ending on
-    a goal verdict their attempt does not earn: 0 when the environment writes verdicts),
+    a goal verdict their attempt does not earn: near 0 when the environment writes verdicts),
     "truncated" (share that hit the budget), "malformed" (share whose policy started a verdict
     where none can be), "lengths" (inf for a truncated trace)}.
   """
