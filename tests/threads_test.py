@@ -210,6 +210,8 @@ class InterleaveTest(absltest.TestCase):
     self.assertTrue(all(r.thread_decoded[0][1 + len(self.prompts[0]):]))
     with self.assertRaisesRegex(ValueError, "must be one token"):
       self.interleave(1000, trigger="ve")
+    with self.assertRaisesRegex(ValueError, "max_new_tokens=0 must be >= 1"):
+      self.interleave(0)
 
 
 class TransformerTest(absltest.TestCase):

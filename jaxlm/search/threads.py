@@ -291,6 +291,8 @@ def interleave(decode: DecodeFn, tok: Tokenizer, prompts: Sequence[str], max_new
     One single-thread Rollout per prompt; ``stop`` is "eos" (the model ended it), "env" (the
     environment did), "tokens" (the budget), "rounds" or "malformed".
   """
+  if max_new_tokens < 1:
+    raise ValueError(f"interleave: max_new_tokens={max_new_tokens} must be >= 1")
   stops = [tok.eos_id]
   if trigger is not None:
     ids = tok.encode(trigger)
