@@ -56,12 +56,13 @@ With exact verification, RL with negative gradients makes traces longer with mor
 when the policy wrote its own verdicts), and pass@1 at 1x rises 0.195 -> 0.268. Extrapolation
 is not there: 2x is 0.005 above 1x (2 of 400 traces); at 2x truncations fall 0.355 -> 0.175
 but the freed traces end malformed (0.015 -> 0.065: the policy loses the grammar past the
-lengths it trained on) or give up, and attempts stay at 4.8. positive_only, stage 0 only
-(run afterwards from the same SFT checkpoint beside other jobs, stopped for lack of time):
-attempts 3.33 -> 3.95 / 3.78 / 3.81 at batches 10 / 20 / 30, tokens 200 -> 224, give-up
-0.54 -> 0.10, pass@1 0.16 -> 0.25: attempts grow WITHOUT negative gradients too (full at
-batch 30: 3.89), so the ablation's contrast is not reproduced; with exact verification,
-reinforcing the solved traces alone already removes give-ups (a give-up never earns reward).
+lengths it trained on) or give up, and attempts stay at 4.8. positive_only, stage 0 (run
+afterwards from the same SFT checkpoint, 17 min; stage 1 stopped at its start for lack of
+time): attempts 3.33 -> 3.91, tokens 200 -> 225, give-up 0.54 -> 0.12, pass@1 0.16 -> 0.22
+(full: 3.73, 221, 0.12, 0.25), and it entered stage 1 at 4.59 attempts (full: 4.15): attempts
+grow WITHOUT negative gradients too, so the ablation's contrast is not reproduced; with exact
+verification, reinforcing the solved traces alone removes give-ups (a give-up never earns
+reward).
 Before the environment wrote verdicts (the policy wrote its own; no miscounts; budgets 256 /
 320): sft 0.122, full 0.223, positive_only 0.203 at 1x, 2x = 1x; attempts shrank in both
 modes (2.77 -> 2.32 / 2.44) because RL turned give-ups into false goal claims (0.39 -> 0.56 /
