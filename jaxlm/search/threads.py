@@ -311,7 +311,7 @@ def interleave(decode: DecodeFn, tok: Tokenizer, prompts: Sequence[str], max_new
     for i, out in zip(active, outs):
       if out and out[-1] == tok.eos_id:
         states[i].stop = "eos"
-      elif trigger is None or not out or out[-1] != stops[-1]:
+      elif not out or out[-1] != stops[-1]:  # with no trigger, stops[-1] is <eos>
         states[i].stop = "tokens"
       else:
         turn.append(i)
