@@ -61,6 +61,26 @@ class E3Test(absltest.TestCase):
     self.assertTrue(endings(1.0).all())
     self.assertBetween(endings(0.3).mean(), 0.2, 0.4)  # 200 draws of p=0.3: sd 0.03
 
+  def test_sft_retry_draws_attempt_counts_geometrically(self):
+    tok = countdown_data.trace_tokenizer()
+    problems = countdown_data.make_problems((3,), 400, "train", seed=0, max_number=12,
+                                            max_target=50)
+    def counts(retry):
+      batch = e3.sft_batch(problems, 6, max_len=1024, seed=2, retry=retry)
+      return np.array([len(countdown_attempts.parse_attempts(
+          tok.decode(tokens[act > 0][:-1]))[0]) for tokens, act in
+          zip(np.asarray(batch.tokens), np.asarray(batch.action_mask))])
+    np.testing.assert_array_equal(counts(0.0), 1)  # never another attempt
+    drawn = counts(0.5)
+    self.assertLessEqual(drawn.max(), 6)
+    # P(k) = 0.5^(k-1) / (1 - 0.5^6) for k = 1..6: P(1) = 32/63, mean 120/63 = 1.905; a
+    # problem whose near misses keep hitting the target may hold fewer failed attempts.
+    self.assertBetween(np.mean(drawn == 1), 32 / 63 - 0.08, 32 / 63 + 0.08)  # sd 0.025
+    self.assertBetween(drawn.mean(), 1.905 - 0.2, 1.905 + 0.1)  # sd of the mean ~0.06
+    self.assertGreater(np.mean(drawn >= 4), 0.06)  # 8/63 = 0.127: the tail is drawn
+    with self.assertRaisesRegex(ValueError, "retry=1.0"):
+      e3.Config(retry=1.0)
+
   def test_reward_is_the_verifier(self):
     task = e3.attempts_task(PROBLEMS, PROBLEMS[:1])
     tok = countdown_data.trace_tokenizer()

@@ -96,9 +96,9 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
                               checkpoint_every=1000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=250)
-    c.update(max_attempts=4, give_up=0.2, miscount=0.3, sft_max_len=384,
-             budgets=(128, 192, 256, 320, 384),
-             stages=((3, 60), (4, 60)))
+    c.update(max_attempts=12, retry=0.6, give_up=0.3, miscount=0.3, sft_max_len=768,
+             length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512),
+             stages=((3, 40), (4, 40)))
     c.rl.train.update(batch_size=128, lr=1e-4)  # 16 prompts x 8 traces
   elif arg == "smoke":
     c.countdown.update(train_problems=64, eval_problems=8)

@@ -65,7 +65,12 @@ class Config:
       (`model_config()`: vocab set here to the trace alphabet), the SFT run (`trace_policy`)
       and where it starts (`trace_init`: "policy" from the direct-answer policy trained first
       with `policy`, "scratch" from a random init).
-    max_attempts: SFT traces hold 1..max_attempts attempts (uniform), the last one solved.
+    max_attempts: SFT traces hold 1..max_attempts attempts, the last one solved.
+    retry: None: the number of attempts is uniform over 1..max_attempts. A share r: k
+      attempts with probability proportional to r^(k-1) (after each attempt another one
+      follows with the same chance r), so no attempt count marks where SFT traces stop: with
+      the uniform draw every trace ends by attempt max_attempts, and a policy that learned
+      that stops there at any budget (no extrapolation).
     give_up: share of SFT traces that instead end with "No solution." after their attempts
       all fail (a policy that sometimes stops early: what negative gradients push against).
     miscount: share of SFT failed attempts that are arithmetic errors ("verify invalid"; the
@@ -73,6 +78,8 @@ class Config:
       with `env_verdicts` a policy that never saw "verify invalid" in SFT loses its way after
       one.
     sft_max_len: SFT row buffer (prompt + trace); longer traces are dropped.
+    length_buckets: SFT batches draw rows of one length bucket (`RandomBatches`), so short
+      rows are not padded to sft_max_len.
     env_verdicts: the environment writes every verdict (and, after a goal, the answer) when the
       policy starts a verdict line: perfect verification, the paper's didactic setting
       (`countdown_attempts.env_verdict`; loss off on what it writes). False: the policy writes
@@ -90,9 +97,11 @@ class Config:
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(3, 4))
   max_attempts: int = 3
+  retry: float | None = None
   give_up: float = 0.0
   miscount: float = 0.0
   sft_max_len: int = 320
+  length_buckets: tuple[int, ...] = ()
   env_verdicts: bool = True
   rl: pg.Config = pg.Config()
   modes: tuple[str, ...] = ("full", "positive_only")
@@ -116,17 +125,25 @@ class Config:
     for name in ("give_up", "miscount"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"e3.Config.{name}={getattr(self, name)} must be a share in [0, 1]")
+    if self.retry is not None and not 0.0 <= self.retry < 1.0:
+      raise ValueError(f"e3.Config.retry={self.retry} must be None or a share in [0, 1)")
 
 
 def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len: int,
-              seed: int, give_up: float = 0.0, miscount: float = 0.0) -> RLBatch:
-  """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform), the
-  last one solved, or with probability `give_up` all failed and "No solution."; a `miscount`
-  share of failed attempts are arithmetic errors; rows longer than max_len are dropped."""
+              seed: int, give_up: float = 0.0, miscount: float = 0.0,
+              retry: float | None = None) -> RLBatch:
+  """Rows "<prompt>" -> "<attempt chain>" <eos> with 1..max_attempts attempts (uniform, or
+  with `retry` r: k with probability proportional to r^(k-1)), the last one solved, or with
+  probability `give_up` all failed and "No solution."; a `miscount` share of failed attempts
+  are arithmetic errors; rows longer than max_len are dropped."""
   tok, rng = countdown_data.trace_tokenizer(), np.random.default_rng(seed)
+  counts = np.arange(1, max_attempts + 1)
+  weights = None if retry is None else retry ** (counts - 1.0) / np.sum(retry ** (counts - 1.0))
   rows = []
   for p in problems:
-    attempts, solve = int(rng.integers(1, max_attempts + 1)), rng.random() >= give_up
+    attempts = int(rng.integers(1, max_attempts + 1) if weights is None
+                   else rng.choice(counts, p=weights))
+    solve = rng.random() >= give_up
     text = countdown_attempts.attempts_trace(p, attempts, rng, solve_last=solve,
                                              miscount=miscount)
     row = (countdown_data.encode_prompt(tok, p), tok.encode(text) + [tok.eos_id])
@@ -208,9 +225,10 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   sft = test_time_models.fit_lm(
       os.path.join(workdir, "sft"), model_cfg, cd.trace_policy,
       sft_batch(train_problems, config.max_attempts, config.sft_max_len, cd.trace_policy.seed,
-                config.give_up, config.miscount),
+                config.give_up, config.miscount, config.retry),
       resume=resume, pretrained=test_time_models.trace_start(cd, train_problems, workdir,
-                                                              resume=resume))
+                                                              resume=resume),
+      length_buckets=config.length_buckets)
   rl = dataclasses.replace(config.rl, model=model_cfg)
   temperature = rl.sampling.temperature  # the probe and every evaluation sample as RL does
   model = pg.networks(rl)[0]
