@@ -58,14 +58,19 @@ pool written 10-20 lines earlier, found by its id) and the h arithmetic, which a
 character model does not learn in 1500 steps.
 Since then (2026-12-05) the spawn block names node ids only ("  #17") and the orchestrator
 takes each child's pool from the parent's own expansion, so a child's prompt is exact by
-construction. The APR model retrained on that format (same preset, SoS+ reused; the run was
-stopped at step 1200 of 2400 for lack of time, its step-1000 checkpoint (loss 0.074) read
-greedily on 64 validation problems at cap 768): accuracy 0.000, 1.3 children per rollout, 21
-of 64 parents cut by the context, 9 malformed; 53% of the children start from a solvable pool
-(the parent's h values still do not rank its nodes), and 2 of 85 children reach the goal: the
-3-number child search is now what fails, and the parent's expansion repeats and garbles edges
-after its first ten. Next: the same with the full 2400 steps, then a larger model (d=128, 4
-layers) as a named preset.
+construction. The APR model retrained on that format (same preset, policy and SoS+ reused with
+--resume; 2400 steps, loss 0.074 at step 1000, ~0.06 at 2400; 47 min for steps 1000-2400
+beside an e3 run): accuracy 0.000 at every cap (512 / 640 / 768: 910 / 1436 / 1475 tokens over
+all threads) and every total budget (512 / 768 / 1024); GRPO on it: reward 0 in all 10
+steps run (160 rollouts, zero-variance share 1.0; stopped there). Read greedily on 64
+validation problems at cap 768 (step 2400): 3.8 children per rollout, 2.9 rounds, 62 of 64
+end on <eos>; 34% of the children start from a solvable pool and 2 of 243 children reach the
+goal (step 1000: 53%, 2 of 85). The parent repeats the operations of equal numbers ([7 7 7 7]:
+each pair's four operations written three times, where the search skips pools seen before)
+and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] for 15) still
+reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
+d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
+(several hours of SFT here).
 """
 
 from jaxlm import config as config_lib

@@ -5,10 +5,11 @@ LLMs") train a model to explore in context and show that (1) chaining generation
 verification, (2) negative gradients in RL and (3) a curriculum that couples difficulty with
 the token budget make accuracy keep rising past the training budget. Here, small and on CPU:
 
-1. SFT: a character policy learns traces of 1..`max_attempts` attempts, each followed by its
-   exact verdict (`jaxlm.envs.countdown_attempts`), on the training problems; a `give_up`
-   share of them fail every attempt and end "No solution.", a `miscount` share of the failed
-   attempts are arithmetic errors ("verify invalid").
+1. SFT: a character policy learns traces of 1..`max_attempts` attempts (uniform, or with a
+   constant chance `retry` of one more), each followed by its exact verdict
+   (`jaxlm.envs.countdown_attempts`), on the training problems; a `give_up` share of them fail
+   every attempt and end "No solution.", a `miscount` share of the failed attempts are
+   arithmetic errors ("verify invalid").
 2. RL (`jaxlm.algos.pg`, binary verifier reward, group-relative advantages) once per
    `advantage_mode` in `modes`: "full" keeps the negative gradients of failed traces,
    "positive_only" drops them (the paper's ablation). Traces are sampled by
