@@ -19,6 +19,14 @@ from jaxlm.models import Transformer, TransformerConfig
 from jaxlm.search import threads
 
 PROBLEMS = [countdown.Problem((2, 3, 4), 24), countdown.Problem((1, 5, 6), 30)]
+MANY = countdown_data.make_problems((3,), 400, "train", seed=0, max_number=12, max_target=50)
+
+
+def traces(batch):
+  """The attempt chain of each SFT row (its action tokens before <eos>)."""
+  tok = countdown_data.trace_tokenizer()
+  return [tok.decode(tokens[act > 0][:-1])
+          for tokens, act in zip(np.asarray(batch.tokens), np.asarray(batch.action_mask))]
 
 
 class E3Test(absltest.TestCase):
@@ -41,15 +49,11 @@ class E3Test(absltest.TestCase):
       e3.sft_batch(PROBLEMS, 3, max_len=8, seed=0)
 
   def test_sft_give_up_rows_fail_every_attempt(self):
-    tok = countdown_data.trace_tokenizer()
-    problems = countdown_data.make_problems((3,), 200, "train", seed=0, max_number=12,
-                                            max_target=50)
+    problems = MANY[:200]
     def endings(give_up):
-      batch = e3.sft_batch(problems, 3, max_len=400, seed=1, give_up=give_up)
       out = []
-      for tokens, act, problem in zip(np.asarray(batch.tokens), np.asarray(batch.action_mask),
-                                      problems):
-        text = tok.decode(tokens[act > 0][:-1])
+      for text, problem in zip(traces(e3.sft_batch(problems, 3, max_len=400, seed=1,
+                                                   give_up=give_up)), problems):
         attempts, answer = countdown_attempts.parse_attempts(text)
         self.assertEqual(countdown_attempts.check_verdicts(problem, attempts), 1.0)
         out.append(answer is None)
@@ -62,14 +66,9 @@ class E3Test(absltest.TestCase):
     self.assertBetween(endings(0.3).mean(), 0.2, 0.4)  # 200 draws of p=0.3: sd 0.03
 
   def test_sft_retry_draws_attempt_counts_geometrically(self):
-    tok = countdown_data.trace_tokenizer()
-    problems = countdown_data.make_problems((3,), 400, "train", seed=0, max_number=12,
-                                            max_target=50)
     def counts(retry):
-      batch = e3.sft_batch(problems, 6, max_len=1024, seed=2, retry=retry)
-      return np.array([len(countdown_attempts.parse_attempts(
-          tok.decode(tokens[act > 0][:-1]))[0]) for tokens, act in
-          zip(np.asarray(batch.tokens), np.asarray(batch.action_mask))])
+      batch = e3.sft_batch(MANY, 6, max_len=1024, seed=2, retry=retry)
+      return np.array([len(countdown_attempts.parse_attempts(t)[0]) for t in traces(batch)])
     np.testing.assert_array_equal(counts(0.0), 1)  # never another attempt
     drawn = counts(0.5)
     self.assertLessEqual(drawn.max(), 6)
