@@ -234,6 +234,11 @@ class TransformerTest(absltest.TestCase):
     chunked = small(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
     self.assertEqual(chunked[:2], small(ids, [24, 5], stop_ids,
                                         jax.random.split(jax.random.key(3), 2)[0]))
+    # Long prompts take fewer rows per call: 2 rows of a 32-token prompt and 32-token decode
+    # (padded) fit 2 x 32 x 64 query x key entries; the calls are then those of max_batch=2.
+    tight = threads.make_decode(model, params, temperature=1.0, max_attention=2 * 32 * 64 + 99)
+    self.assertEqual(tight(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3)), chunked)
+    self.assertNotEqual(chunked, outs3)  # (the split is visible: other keys, other samples)
     for outs in (outs3, chunked):
       self.assertLen(outs, 3)
       for out, budget in zip(outs, [24, 5, 7]):  # full, or cut at its first stop id

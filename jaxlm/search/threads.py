@@ -349,24 +349,31 @@ def bucket(n: int) -> int:
 
 
 def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: int = 0,
-                max_batch: int = 128) -> DecodeFn:
+                max_batch: int = 128, max_attention: int = 1 << 26) -> DecodeFn:
   """The ``DecodeFn`` of a transformer: one ``jaxlm.generate`` call per batch of threads.
 
   Prompts are left-padded; the batch, prompt length and decode length are rounded up to
   powers of two (lengths within a learned position table; padding rows copy the first prompt
   and decode one token) and stop ids padded to 4, each row limited by its own budget, so
-  rounds of different sizes and lengths share few compilations. More than `max_batch` prompts
-  are decoded `max_batch` at a time (one key each): the prefill's attention holds
-  rows x heads x length^2 floats, 8 GB per layer for 512 rows of 1024 tokens at 4 heads.
+  rounds of different sizes and lengths share few compilations. Prompts are decoded at most
+  `max_batch` at a time (one key per call), and fewer when long: the prefill's attention holds
+  rows x heads x prompt x (prompt + decode) scores, so a call takes the largest power of two
+  of rows that keeps rows x prompt x (prompt + decode) (padded) within `max_attention`
+  (2^26: ~4 GB of prefill at 4 heads; an e3 evaluation of 128 rows of 2048-token prompts
+  asked for 33 GB in one allocation).
   """
   max_len = model.cfg.max_len if model.cfg.pos == "learned" else None
 
   def decode(prompts, max_new_tokens, stop_ids, key):
-    if len(prompts) > max_batch:
-      keys = jax.random.split(key, -(-len(prompts) // max_batch))
+    longest = bucket(max(map(len, prompts)))
+    rows = min(max_batch, max(1, max_attention // (longest * (longest
+                                                              + bucket(max(max_new_tokens))))))
+    rows = 1 << (rows.bit_length() - 1)
+    if len(prompts) > rows:
+      keys = jax.random.split(key, -(-len(prompts) // rows))
       return [out for i, k in enumerate(keys)
-              for out in decode(prompts[i * max_batch:(i + 1) * max_batch],
-                                max_new_tokens[i * max_batch:(i + 1) * max_batch], stop_ids, k)]
+              for out in decode(prompts[i * rows:(i + 1) * rows],
+                                max_new_tokens[i * rows:(i + 1) * rows], stop_ids, k)]
     b = len(prompts)
     prompts = list(prompts) + [prompts[0]] * (bucket(b) - b)
     max_new_tokens = list(max_new_tokens) + [1] * (bucket(b) - b)
