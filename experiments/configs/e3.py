@@ -28,47 +28,57 @@ The default's numbers above were measured before the verdict format, the give-up
 traces of the "policy" preset below and environment-written verdicts (now on by default; the
 grammar then wrote "verify 27 goal" / "verify 27 not 36"); not re-measured since.
 
-Preset "policy", as it now stands (MEASURED 2026-12-05, PARTLY; TARGETS NOT REACHED): the
-attempt-chain SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and trains
-1500 steps x 32 on traces of 1..4 attempts whose failed attempts are 30% arithmetic errors
-("verify invalid"), the rest half near misses, half slips; 20% of the traces end "No
-solution." (loss 0.10; all 4000 rows fit 384). RL samples with environment-written verdicts
-(`env_verdicts`: the policy starts a verdict line, the environment finishes it and, after a
-goal, writes the answer): 16 prompts x 8 traces per batch, lr 1e-4, 60 batches on 3 numbers
-then 60 on 4; the probe chose 256 then 384 tokens. Run: `python -m experiments.e3 --config
-experiments/configs/e3.py:policy --workdir /tmp/e3p` (the direct-answer policy reused with
---resume): SFT 22 min, "full" RL 15 s per batch (45 min for both stages), beside an APR SFT
-job at nice 10. The process was then OOM-killed (23.7 GB) in the final evaluation (400 rows
-of up to 1024 tokens in one prefill; `threads.make_decode` now decodes 128 rows at a time), so
-"positive_only" was not trained; the final rows below were evaluated from the checkpoints.
+Preset "policy", as it now stands (MEASURED 2026-12-05, "full" only; see the targets below):
+the attempt-chain SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and
+trains 1500 steps x 32 (rows length-bucketed 256 / 512 / 768) on traces of k <= 12 attempts
+with P(k) proportional to 0.6^(k-1) (`retry`: after each attempt one more follows with the
+same chance, so no attempt count marks the end of SFT traces), 30% of them ending "No
+solution." after failing every attempt, 30% of failed attempts arithmetic errors ("verify
+invalid"), the rest half near misses, half slips (loss 0.09; 3995 of 4000 rows fit 768). RL
+samples with environment-written verdicts (`env_verdicts`: the policy starts a verdict line,
+the environment finishes it and, after a goal, writes the answer): 16 prompts x 8 traces per
+batch, lr 1e-4, 40 batches on 3 numbers then 40 on 4; the probe chose 384 then 512 tokens.
+Run: `python -m experiments.e3 --config experiments/configs/e3.py:policy --workdir /tmp/e3p`
+(the direct-answer policy copied in and reused with --resume): SFT 26 min beside an APR job,
+RL "full" 25 s per batch in stage 0 and 55-60 s in stage 1 (17 + 43 min), then OOM-killed in
+the final evaluation (128 rows of 2048-token prompts in one prefill: `threads.make_decode` now
+takes fewer rows per call for long prompts), which was re-run with --resume,
+--config.modes="('full',)" and --config.budget_multiples="(1.0, 2.0)" (8 min).
 Eval curves of "full" (100 validation problems, 1 sample at the stage's budget):
-  stage 0 (3 numbers, 256)  attempts 3.33 -> 3.73, tokens 200 -> 221, give-up 0.54 -> 0.12,
-                            pass@1 0.16 -> 0.25
-  stage 1 (4 numbers, 384)  attempts 4.15 -> 4.91, tokens 262 -> 301, give-up 0.49 -> 0.26,
-                            pass@1 0.29 -> 0.30 (0.36 at batches 20-30)
-Final, 100 validation problems x 4 samples at T=1 (budget 192 / 384 (1x) / 576 / 768 (2x)):
-  sft   pass@1 0.125 / 0.195 / 0.195 / 0.195   3.48 attempts, 217 tokens at 1x, give-up 0.79
-  full  pass@1 0.150 / 0.268 / 0.273 / 0.273   4.78 attempts, 293 tokens at 1x, give-up 0.35
-(the sft row from a re-run with 128-row decoding, other sampling keys: its first run gave
-0.142 / 0.200 at 192 / 384).
-With exact verification, RL with negative gradients makes traces longer with more attempts
-(the paper's mechanism: give-ups become further attempts, not false goal claims as they did
-when the policy wrote its own verdicts), and pass@1 at 1x rises 0.195 -> 0.268. Extrapolation
-is not there: 2x is 0.005 above 1x (2 of 400 traces); at 2x truncations fall 0.355 -> 0.175
-but the freed traces end malformed (0.015 -> 0.065: the policy loses the grammar past the
-lengths it trained on) or give up, and attempts stay at 4.8. positive_only, stage 0 (run
-afterwards from the same SFT checkpoint, 17 min; stage 1 stopped at its start for lack of
-time): attempts 3.33 -> 3.91, tokens 200 -> 225, give-up 0.54 -> 0.12, pass@1 0.16 -> 0.22
-(full: 3.73, 221, 0.12, 0.25), and it entered stage 1 at 4.59 attempts (full: 4.15): attempts
-grow WITHOUT negative gradients too, so the ablation's contrast is not reproduced; with exact
-verification, reinforcing the solved traces alone removes give-ups (a give-up never earns
-reward).
-Before the environment wrote verdicts (the policy wrote its own; no miscounts; budgets 256 /
-320): sft 0.122, full 0.223, positive_only 0.203 at 1x, 2x = 1x; attempts shrank in both
-modes (2.77 -> 2.32 / 2.44) because RL turned give-ups into false goal claims (0.39 -> 0.56 /
-0.59): the policy's verdicts were exact on SFT-style traces yet wrong after half its own
-failed attempts. Next: run positive_only (the ablation), and train on traces longer than the
-1x budget so that 2x does not leave the lengths SFT covered.
+  stage 0 (3 numbers, 384)  attempts 3.95 -> 5.05, tokens 230 -> 300, give-up 0.64 -> 0.16,
+                            truncated 0.22 -> 0.55, pass@1 0.12 -> 0.27
+  stage 1 (4 numbers, 512)  attempts 5.92 -> 6.26, tokens 360 -> 375, give-up 0.19 -> 0.12,
+                            truncated 0.39 -> 0.44, pass@1 0.32 -> 0.37
+Final, 100 validation problems x 4 samples at T=1 (budget 512 (1x) / 1024 (2x)):
+  sft   pass@1 0.185 / 0.185   attempts 3.92 / 4.45, tokens 236 / 280, give-up 0.69 / 0.70
+  full  pass@1 0.370 / 0.367   attempts 6.26 / 8.22, tokens 377 / 539, give-up 0.07 / 0.10,
+        truncated 0.50 / 0.15, malformed 0.03 / 0.06
+RL ("full": negative gradients kept) doubles pass@1 at 1x (0.185 -> 0.370) and makes traces
+longer with more attempts and fewer give-ups. Extrapolation is NOT reached: at 2x
+the policy keeps going (8.2 attempts, truncations 0.50 -> 0.15; the SFT-attempt-count stop of
+the earlier setting is gone) but the extra attempts do not solve: 400 traces of the full
+policy at 2x, sampled again from its checkpoint (pass@1 0.378), have an arithmetic-error
+("verify invalid") share by attempt index of 0.32 (1st), 0.30 (3rd), 0.41 (5th), 0.48 (7th),
+0.74 (9th), 0.89 (10th), 0.98 (12th on), while independent samples solve more (pass@4 0.66
+vs pass@1 0.38) and exact repeats of an earlier attempt are only 7%. What limits it: the
+2-layer d=64 policy's arithmetic degrades with the length of its context (RL trained to 512
+tokens, few SFT rows past 500), so attempts past the training budget are mostly invalid.
+positive_only was not run in this setting for lack of time.
+Earlier settings of this preset (same command):
+- SFT traces of 1..4 attempts (uniform), 20% give-ups, rows <= 384, budgets up to 384, 60 + 60
+  batches (probe: 256, 384). full: attempts 3.33 -> 3.73 (stage 0), 4.15 -> 4.91 (stage 1),
+  give-up 0.54 -> 0.12 / 0.49 -> 0.26. Final (x4 samples; 192 / 384 (1x) / 576 / 768 (2x)):
+  sft 0.125 / 0.195 / 0.195 / 0.195 (3.48 attempts, give-up 0.79 at 1x), full 0.150 / 0.268 /
+  0.273 / 0.273 (4.78 attempts, give-up 0.35). No extrapolation: every SFT trace that failed
+  its 4th attempt gave up, and the policy stopped at ~4.8 attempts at any budget (at 2x the
+  freed traces ended malformed, 0.015 -> 0.065, or gave up). positive_only, stage 0 only:
+  attempts 3.33 -> 3.91, give-up 0.54 -> 0.12, pass@1 0.16 -> 0.22 (full 3.73, 0.12, 0.25):
+  attempts grow WITHOUT negative gradients too (with exact verification a give-up never earns
+  reward, so reinforcing solved traces alone removes give-ups): the ablation's contrast is
+  not reproduced.
+- The policy writing its own verdicts (no miscounts; budgets 256 / 320): sft 0.122, full
+  0.223, positive_only 0.203 at 1x, 2x = 1x; attempts shrank in both modes (2.77 -> 2.32 /
+  2.44) as RL turned give-ups into false goal claims (0.39 -> 0.56 / 0.59).
 """
 
 from jaxlm import config as config_lib
