@@ -359,8 +359,8 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
   `max_batch` at a time (one key per call), and fewer when long: the prefill's attention holds
   rows x heads x prompt x (prompt + decode) scores, so a call takes the largest power of two
   of rows that keeps rows x prompt x (prompt + decode) (padded) within `max_attention`
-  (2^26: ~3 GB at the ~40 bytes per entry measured when an e3 evaluation, 128 rows of
-  2048-token prompts decoding up to 1024 tokens in one call, asked for 33 GB at once).
+  (2^26 entries: a few GB; an e3 evaluation with 128 rows of prompts padded to 2048 tokens
+  in one call asked for 33 GB at once).
   """
   max_len = model.cfg.max_len if model.cfg.pos == "learned" else None
 
