@@ -139,7 +139,9 @@ def sft_batch(problems: Sequence[countdown.Problem], max_attempts: int, max_len:
   are arithmetic errors; rows longer than max_len are dropped."""
   tok, rng = countdown_data.trace_tokenizer(), np.random.default_rng(seed)
   counts = np.arange(1, max_attempts + 1)
-  weights = None if retry is None else retry ** (counts - 1.0) / np.sum(retry ** (counts - 1.0))
+  weights = None if retry is None else retry ** (counts - 1.0)
+  if weights is not None:
+    weights /= weights.sum()
   rows = []
   for p in problems:
     attempts = int(rng.integers(1, max_attempts + 1) if weights is None

@@ -365,20 +365,18 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
   max_len = model.cfg.max_len if model.cfg.pos == "learned" else None
 
   def decode(prompts, max_new_tokens, stop_ids, key):
-    longest = bucket(max(map(len, prompts)))
-    rows = min(max_batch, max(1, max_attention // (longest * (longest
-                                                              + bucket(max(max_new_tokens))))))
+    p, n = max(map(len, prompts)), max(max_new_tokens)
+    p_pad, n_pad = bucket(p), bucket(n)
+    rows = min(max_batch, max(1, max_attention // (p_pad * (p_pad + n_pad))))
     rows = 1 << (rows.bit_length() - 1)
     if len(prompts) > rows:
       keys = jax.random.split(key, -(-len(prompts) // rows))
       return [out for i, k in enumerate(keys)
               for out in decode(prompts[i * rows:(i + 1) * rows],
                                 max_new_tokens[i * rows:(i + 1) * rows], stop_ids, k)]
-    b = len(prompts)
+    b = len(prompts)  # padding rows copy the first prompt and decode one token: p, n stay
     prompts = list(prompts) + [prompts[0]] * (bucket(b) - b)
     max_new_tokens = list(max_new_tokens) + [1] * (bucket(b) - b)
-    p, n = max(map(len, prompts)), max(max_new_tokens)
-    p_pad, n_pad = bucket(p), bucket(n)
     if max_len is not None and p_pad - 1 + n_pad > max_len:
       p_pad, n_pad = p, max(n, min(n_pad, max_len + 1 - p))
     prompt_BxP = np.full((len(prompts), p_pad), pad_id, np.int32)
