@@ -2,8 +2,10 @@
 
 `generate` continues a batch of left-padded prompts. Design:
 
-* Prefill. The first P - 1 prompt columns go through the model in one call that only fills the
-  KV cache (its logits are dead code, so XLA drops the [B, P, V] output projection). The decode
+* Prefill. The first P - 1 prompt columns go through the model in one call that only fills a
+  KV cache of P - 1 slots (its logits are dead code, so XLA drops the [B, P, V] output
+  projection); the cache is then padded with N empty slots, so the prefill's attention is
+  P - 1 x P - 1, not P - 1 x (P - 1 + N). The decode
   loop then starts by feeding the last prompt column, so every step is the same T = 1 call
   `(token_B, position_B, cache) -> (logits_BxV, hidden_BxD, cache)`. Prompts must be left-padded
   (the last column is real for every row); row b's positions count its real tokens only, so a
@@ -330,6 +332,11 @@ def _choose(cfg: _StaticConfig, logits_BxV, temperature_B, top_p, rng):
 # The loop.
 
 
+def _pad_to(x: jax.Array, like: jax.ShapeDtypeStruct) -> jax.Array:
+  """`x` zero-padded at the end of every axis to the shape of `like`."""
+  return jnp.pad(x, [(0, f - s) for s, f in zip(x.shape, like.shape)]) if x.ndim else x
+
+
 def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, prompt_BxP,
                    mask_BxP, rng, temperature_B, top_p, stop_BxK, max_lengths_B, pad_id, processor,
                    aux):
@@ -337,10 +344,15 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
   n = cfg.max_new_tokens
   mask_BxP = mask_BxP.astype(jnp.int32)
   prompt_lengths_B = mask_BxP.sum(-1)
-  cache = cache_fn(b, p - 1 + n, cfg.cache_dtype)
-  if p > 1:  # Fill the cache with all but the last column; logits are unused (DCE'd).
+  if p > 1:  # Fill a cache of P - 1 slots with all but the last column (logits DCE'd), then
+    # grow it to P - 1 + N empty (masked) slots: the prefill attends over P - 1 keys, not P - 1 + N.
     cache = apply_fn(params, prompt_BxP[:, :-1], mask_BxP[:, :-1],
-                     tfm.positions_from_mask(mask_BxP[:, :-1]), cache).cache
+                     tfm.positions_from_mask(mask_BxP[:, :-1]),
+                     cache_fn(b, p - 1, cfg.cache_dtype)).cache
+    cache = jax.tree.map(_pad_to, cache,
+                         jax.eval_shape(lambda: cache_fn(b, p - 1 + n, cfg.cache_dtype)))
+  else:
+    cache = cache_fn(b, n, cfg.cache_dtype)
 
   def step_fn(token_B, position_B, cache):
     out = apply_fn(params, token_B[:, None], jnp.ones((b, 1), jnp.int32), position_B[:, None],

@@ -216,6 +216,36 @@ class InterleaveTest(absltest.TestCase):
 
 class TransformerTest(absltest.TestCase):
 
+  def test_bucket(self):
+    for n in range(1, 600):
+      sizes = [1 << k for k in range(11)]
+      self.assertEqual(threads.bucket(n), min(b for b in sizes if b >= n), n)
+      fine = sizes + [b * 3 // 4 for b in sizes if b >= 8]
+      self.assertEqual(threads.bucket(n, fine=True), min(b for b in fine if b >= n), n)
+    self.assertEqual([threads.bucket(n, fine=True) for n in (5, 7, 48, 49, 65, 97)],
+                     [6, 8, 48, 64, 96, 128])
+
+  def test_chunked_decode(self):
+    cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=64)
+    model = Transformer(cfg)
+    params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
+    ids = [[TOK.bos_id] + TOK.encode(ct.thread_prompt(p.target, p.numbers))
+           for p in (FIXTURE, cd.Problem((2, 3, 4), 24), cd.Problem((5, 6), 30))]
+    budgets, stop_ids = [21, 5, 13], [TOK.eos_id, TOK.encode("=")[0]]
+    # Greedy, so keys do not matter: decoding 4 tokens per call, each row re-prefilled with
+    # what it decoded, continues exactly as one call does (stops and budgets included).
+    whole = threads.make_decode(model, params, temperature=0.0)(ids, budgets, stop_ids, KEY)
+    chunked = threads.make_decode(model, params, temperature=0.0, chunk=4)
+    self.assertEqual(chunked(ids, budgets, stop_ids, KEY), whole)
+    self.assertTrue(any(len(o) > 4 for o in whole), whole)  # some row spans several chunks
+    # Sampling: each row ends at its budget or its first stop id, whatever the chunk.
+    sampled = threads.make_decode(model, params, temperature=1.0, chunk=3)
+    for out, budget in zip(sampled(ids, budgets, stop_ids, KEY), budgets):
+      self.assertTrue(len(out) == budget or (out and out[-1] in stop_ids), out)
+      self.assertFalse(set(out[:-1]) & set(stop_ids))
+    with self.assertRaisesRegex(ValueError, "chunk=0 must be >= 1"):
+      threads.make_decode(model, params, chunk=0)
+
   def test_decode_and_smoke(self):
     cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=64)
     model = Transformer(cfg)

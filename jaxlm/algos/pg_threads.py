@@ -79,18 +79,19 @@ class ThreadRollouts(IndexedBatches):
   P x G training prompt indices (each prompt G times in a row) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
   `pg.OnlineBatch`. Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
-  `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`."""
+  `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
+  is `threads.make_decode`'s."""
 
   def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
                policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
-               per_rollout: bool = True):
+               per_rollout: bool = True, chunk: int | None = None):
     if config.prompt_order != "uniform" or config.oversample != 1:
       raise ValueError("ThreadRollouts draws prompts uniformly, one group each: pg.Config "
                        f"prompt_order={config.prompt_order!r}, oversample={config.oversample} "
                        "are not supported")
     super().__init__(config.train.seed)
     self.config, self.task, self.model, self.run, self.tok = config, task, model, run, tok
-    self.per_rollout = per_rollout
+    self.per_rollout, self.chunk = per_rollout, chunk
     self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
 
   def __call__(self, state) -> pg.OnlineBatch:
@@ -99,7 +100,8 @@ class ThreadRollouts(IndexedBatches):
     indices = np.repeat(rng.integers(0, len(self.task.train_prompts), config.prompts_per_step),
                         g)
     decode = threads.make_decode(self.model, state.params["policy"],
-                                 temperature=config.sampling.temperature, pad_id=self.task.pad_id)
+                                 temperature=config.sampling.temperature, pad_id=self.task.pad_id,
+                                 chunk=self.chunk)
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
