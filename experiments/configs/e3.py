@@ -64,6 +64,21 @@ vs pass@1 0.38) and exact repeats of an earlier attempt are only 7%. What limits
 2-layer d=64 policy's arithmetic degrades with the length of its context (RL trained to 512
 tokens, few SFT rows past 500), so attempts past the training budget are mostly invalid.
 positive_only was not run in this setting for lack of time.
+Where the late attempts fail (/tmp/s7/posdiag.py: 300 traces of the "full" policy at 2x,
+verdicts binned by attempt index and by the attempt's start, chars = tokens after the prompt):
+the "verify invalid" share rises with the start offset at a fixed index (attempts 8-9: 0.55 at
+300-450, 0.83 at 450-600; attempts 10+: 0.46 / 0.86 / 0.99 / 1.00 at 300-450 / 450-600 /
+600-750 / 750-900) and is flat across indices at a fixed offset (300-450: 0.55 / 0.55 / 0.46
+at attempts 6-7 / 8-9 / 10+): the policy's arithmetic fails at distances from the prompt it
+was never trained at (2.3% of this preset's SFT rows are longer than 512 tokens, none longer
+than 768), not after many attempts as such.
+
+Preset "long" (NOT YET MEASURED): "policy" with SFT traces of k <= 20 attempts at retry 0.9 and
+rows up to 1280 tokens (3930 of 4000 fit; 35% longer than 512 tokens, 16% longer than 768,
+5% longer than 1000; 2.4x the SFT tokens), so that positions up to 2x the RL budget are
+trained. Run: `python -m experiments.e3 --config experiments/configs/e3.py:long --workdir
+/tmp/e3l` (the direct-answer policy copied in). Expected ~1 h SFT and ~1 h RL per mode.
+
 Earlier settings of this preset (same command):
 - SFT traces of 1..4 attempts (uniform), 20% give-ups, rows <= 384, budgets up to 384, 60 + 60
   batches (probe: 256, 384). full: attempts 3.33 -> 3.73 (stage 0), 4.15 -> 4.91 (stage 1),
@@ -84,7 +99,7 @@ Earlier settings of this preset (same command):
 from jaxlm import config as config_lib
 from jaxlm.algos import e3
 
-PRESETS = (None, "policy", "smoke")
+PRESETS = (None, "policy", "long", "smoke")
 
 
 def get_config(arg: str | None = None):
@@ -110,6 +125,9 @@ def get_config(arg: str | None = None):
              length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512),
              stages=((3, 40), (4, 40)))
     c.rl.train.update(batch_size=128, lr=1e-4)  # 16 prompts x 8 traces
+  elif arg == "long":  # "policy" with SFT rows that reach 2x the last stage's budget
+    c = get_config("policy")
+    c.update(max_attempts=20, retry=0.9, sft_max_len=1280, length_buckets=(256, 512, 768))
   elif arg == "smoke":
     c.countdown.update(train_problems=64, eval_problems=8)
     c.countdown.model.update(d_model=32, d_ff=64)
