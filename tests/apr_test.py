@@ -116,6 +116,8 @@ class RolloutRowsTest(absltest.TestCase):
     n = sum(len(r.thread_ids) for r in self.rollouts)
     rows = self.batch.tokens.shape[0]
     self.assertEqual(rows, 1 << (n - 1).bit_length())  # a power of two
+    longest = max(len(ids) for r in self.rollouts for ids in r.thread_ids)
+    self.assertEqual(self.batch.tokens.shape[1], threads.bucket(longest, fine=True))
     owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])
     np.testing.assert_array_equal(self.adv_B[:n], self.adv[owner])
     np.testing.assert_array_equal(self.adv_B[n:], 0.0)

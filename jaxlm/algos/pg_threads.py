@@ -52,8 +52,9 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
                  per_rollout: bool = True) -> tuple[RLBatch, np.ndarray, np.ndarray]:
   """Every thread of every rollout as a row, with its rollout's advantage and weights
   1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); rows padded
-  to a power of two (at least `min_rows`) and the length to a power of two (at most max_len),
-  so few shapes compile.
+  to a power of two (at least `min_rows`) and the length to a power of two or three quarters
+  of one (`threads.bucket(fine=True)`, at most max_len: e3's 530-token rows take 768, not
+  1024), so few shapes compile.
 
   Returns:
     (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
@@ -67,7 +68,7 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
       adv.append(a)
       zv.append(z)
   n = threads.bucket(max(len(rows), min_rows))
-  length = min(threads.bucket(max(len(ids) for ids, _ in rows)), max_len)
+  length = min(threads.bucket(max(len(ids) for ids, _ in rows), fine=True), max_len)
   pad = n - len(rows)
   batch = row_batch(rows + [([], [])] * pad, length, pad_id, weights + [0.0] * pad)
   return (batch, np.asarray(adv + [0.0] * pad, np.float32),
