@@ -101,6 +101,8 @@ class GenerationOutput:
     lengths_B: generated tokens per row (a stop token counts).
     done_B: the row ended on a stop token (False: cut by its length limit).
     extras: stacked `extra_outputs` ([B, N, ...] leaves) or None.
+    cache: with `return_cache`, the KV cache holding each row's prompt and generated tokens
+      except its last token (the one a continuation feeds first); else None.
   """
   tokens_BxN: jax.Array
   logprobs_BxN: jax.Array
@@ -108,6 +110,7 @@ class GenerationOutput:
   lengths_B: jax.Array
   done_B: jax.Array
   extras: Any = None
+  cache: Any = None
 
 
 Processor = Callable[[StepState, jax.Array], jax.Array]
@@ -270,6 +273,7 @@ class _StaticConfig:
   top_k: int
   use_top_p: bool
   cache_dtype: Any
+  return_cache: bool = False
 
 
 def _take_B(logp_BxV, token_B):
@@ -337,30 +341,45 @@ def _pad_to(x: jax.Array, like: jax.ShapeDtypeStruct) -> jax.Array:
   return jnp.pad(x, [(0, f - s) for s, f in zip(x.shape, like.shape)]) if x.ndim else x
 
 
+def cache_mask(cache) -> jax.Array:
+  """The [B, S] valid-slot mask of a KV cache pytree (the first leaf named "mask")."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(cache):
+    if path and getattr(path[-1], "key", None) == "mask":
+      return leaf
+  raise ValueError("generate: the cache has no 'mask' leaf")
+
+
 def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, prompt_BxP,
                    mask_BxP, rng, temperature_B, top_p, stop_BxK, max_lengths_B, pad_id, processor,
-                   aux):
+                   aux, cache_in):
   b, p = prompt_BxP.shape
   n = cfg.max_new_tokens
   mask_BxP = mask_BxP.astype(jnp.int32)
-  prompt_lengths_B = mask_BxP.sum(-1)
-  if p > 1:  # Fill a cache of P - 1 slots with all but the last column (logits DCE'd), then
-    # grow it to P - 1 + N empty (masked) slots: the prefill attends over P - 1 keys, not P - 1 + N.
+  slots, prior_B = 0, jnp.zeros((b,), jnp.int32)
+  if cache_in is not None:  # continue: the prompt follows the tokens held in the cache
+    slots, prior_B = cache_mask(cache_in).shape[1], cache_mask(cache_in).sum(-1)
+  prompt_lengths_B = prior_B + mask_BxP.sum(-1)
+  sized = lambda c, s: jax.tree.map(_pad_to, c, jax.eval_shape(
+      lambda: cache_fn(b, s, cfg.cache_dtype)))  # c grown to s slots, the new ones empty
+  if p > 1:  # Fill a cache of P - 1 (more) slots with all but the last column (logits DCE'd),
+    # then grow it by N empty slots: the prefill attends over P - 1 (more) keys, not P - 1 + N.
     cache = apply_fn(params, prompt_BxP[:, :-1], mask_BxP[:, :-1],
-                     tfm.positions_from_mask(mask_BxP[:, :-1]),
-                     cache_fn(b, p - 1, cfg.cache_dtype)).cache
-    cache = jax.tree.map(_pad_to, cache,
-                         jax.eval_shape(lambda: cache_fn(b, p - 1 + n, cfg.cache_dtype)))
+                     prior_B[:, None] + tfm.positions_from_mask(mask_BxP[:, :-1]),
+                     cache_fn(b, p - 1, cfg.cache_dtype) if cache_in is None
+                     else sized(cache_in, slots + p - 1)).cache
+    cache = sized(cache, slots + p - 1 + n)
   else:
-    cache = cache_fn(b, n, cfg.cache_dtype)
+    cache = cache_fn(b, n, cfg.cache_dtype) if cache_in is None else sized(cache_in, slots + n)
 
-  def step_fn(token_B, position_B, cache):
-    out = apply_fn(params, token_B[:, None], jnp.ones((b, 1), jnp.int32), position_B[:, None],
-                   cache)
+  def step_fn(token_B, position_B, valid_B, cache):
+    # A token fed after its row finished is not context: its slot stays invalid, so the cache
+    # holds each row's own tokens only (a continuation reads it).
+    out = apply_fn(params, token_B[:, None], valid_B[:, None].astype(jnp.int32),
+                   position_B[:, None], cache)
     return out.logits[:, 0], out.hidden[:, 0], out.cache
 
   logits_spec, hidden_spec, _ = jax.eval_shape(step_fn, prompt_BxP[:, -1], prompt_lengths_B,
-                                               cache)
+                                               jnp.ones((b,), bool), cache)
   dummy_state = StepState(jnp.zeros((), jnp.int32), jnp.zeros((b, n), jnp.int32),
                           prompt_lengths_B, prompt_lengths_B,
                           jnp.zeros(hidden_spec.shape, hidden_spec.dtype),
@@ -388,7 +407,8 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
 
   def body(c):
     step = c["step"]
-    logits_BxV, hidden_BxD, cache = step_fn(c["token_B"], c["position_B"], c["cache"])
+    logits_BxV, hidden_BxD, cache = step_fn(c["token_B"], c["position_B"], ~c["finished_B"],
+                                            c["cache"])
     step_rng = jax.random.fold_in(rng, step)
     state = StepState(step, c["tokens_BxN"], c["position_B"], prompt_lengths_B, hidden_BxD,
                       c["finished_B"], jax.random.fold_in(step_rng, 1), aux)
@@ -428,7 +448,8 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
 
   c = jax.lax.while_loop(cond, body, carry)
   return GenerationOutput(c["tokens_BxN"], c["logprobs_BxN"], c["processed_BxN"],
-                          c["lengths_B"], c["stopped_B"], c["extras"])
+                          c["lengths_B"], c["stopped_B"], c["extras"],
+                          c["cache"] if cfg.return_cache else None)
 
 
 _generate_jit = jax.jit(_generate_impl, static_argnums=(0, 1, 2, 3))
@@ -535,7 +556,8 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
              stop_tokens=(), max_lengths_B=None, pad_id: int = 0,
              logit_processor: Processor | None = None, aux=None, cache_dtype=None,
              extra_outputs: Callable | None = None,
-             config: tfm.TransformerConfig | None = None) -> GenerationOutput:
+             config: tfm.TransformerConfig | None = None, cache=None,
+             return_cache: bool = False) -> GenerationOutput:
   """Continue left-padded prompts with a jitted KV-cache decode loop.
 
   Args:
@@ -566,6 +588,12 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
       stacked over steps into `GenerationOutput.extras` ([B, N, ...]; zeros after a row ends).
     config: the `TransformerConfig`, only when `model` is a bare apply function: required to
       build its cache unless it has `init_cache`; when given, prompts are checked against it.
+    cache: continue rows instead of starting them: the `cache` of an earlier call's output
+      (rows taken in any order: `jaxlm.models.transformer.cache_rows`); the prompt is then what follows the tokens
+      it holds, starting with the row's last token of that call (the one not in the cache).
+      Each row's positions continue from its cached tokens; the cache grows by P - 1 + N
+      slots (the earlier call's unused slots stay as masked holes).
+    return_cache: also return the final KV cache (`GenerationOutput.cache`), to continue from.
 
   Returns:
     GenerationOutput.
@@ -605,12 +633,20 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
   if max_lengths_B.shape != (b,):
     raise ValueError(f"generate: max_lengths_B must have shape ({b},), got "
                      f"{max_lengths_B.shape}")
+  if (cache is not None and config is not None and config.pos == "learned"
+      and _is_concrete(cache_mask(cache))):
+    need = (int(np.max(np.asarray(cache_mask(cache)).sum(-1))) + prompt_tokens_BxP.shape[1] - 1
+            + int(max_new_tokens))
+    if need > config.max_len:
+      raise ValueError(f"generate: cached tokens + prompt + max_new_tokens - 1 = {need} "
+                       f"positions exceed the learned position table (max_len={config.max_len})")
   cfg = _StaticConfig(max_new_tokens=int(max_new_tokens), greedy=greedy, top_k=int(top_k),
                        use_top_p=not (_is_concrete(top_p) and float(top_p) >= 1.0),
-                       cache_dtype=cache_dtype and jnp.dtype(cache_dtype))
+                       cache_dtype=cache_dtype and jnp.dtype(cache_dtype),
+                       return_cache=bool(return_cache))
   return _generate_jit(apply_fn, cache_fn, extra_outputs, cfg, nn.meta.unbox(params),
                        jnp.asarray(prompt_tokens_BxP, jnp.int32), prompt_mask_BxP, rng,
                        jnp.broadcast_to(jnp.asarray(temperature, jnp.float32), (b,)),
                        jnp.asarray(top_p, jnp.float32),
                        stop, max_lengths_B, jnp.asarray(pad_id, jnp.int32),
-                       as_pytree(logit_processor), aux)
+                       as_pytree(logit_processor), aux, cache)

@@ -326,6 +326,38 @@ class GenerationTest(parameterized.TestCase):
     perturbed = full.logits[:, 3:-1] + 4.0 * (hidden @ aux["q"] - (hidden @ aux["v"])[..., None])
     np.testing.assert_array_equal(out.tokens_BxN, np.argmax(perturbed, -1))
 
+  @parameterized.parameters(CFG, LLAMA)
+  def test_continuing_from_a_returned_cache_equals_a_fresh_prompt(self, cfg):
+    model, params = _params(cfg)
+    prompts = [[5, 9, 2], [7, 1, 3, 8, 4], [11]]
+    tokens, mask = _left_pad(prompts)
+    stops = list(range(46, 53))  # rows end by a stop or their own limit, at different steps
+    first = gen.generate(model, params, tokens, mask, rng=jax.random.key(1), max_new_tokens=8,
+                         stop_tokens=stops, max_lengths_B=[8, 2, 5], return_cache=True)
+    lengths = np.asarray(first.lengths_B).tolist()
+    self.assertGreater(len(set(lengths)), 1, lengths)  # finished rows kept decoding pads
+    outs = [np.asarray(first.tokens_BxN)[i, :n].tolist() for i, n in enumerate(lengths)]
+    # The environment appends 0-2 tokens; rows continue reordered (one twice), each from its
+    # last token, as a fresh prompt of everything so far would.
+    order, env = [2, 0, 1, 0], [[], [3, 4], [6], [3, 4]]
+    rest = [[outs[i][-1]] + e for i, e in zip(order, env)]
+    key = jax.random.key(2)
+    cont = gen.generate(model, params, *_left_pad(rest), rng=key, max_new_tokens=6,
+                        stop_tokens=stops, cache=tfm.cache_rows(first.cache, order),
+                        return_cache=True)
+    fresh = gen.generate(model, params,
+                         *_left_pad([prompts[i] + outs[i] + e for i, e in zip(order, env)]),
+                         rng=key, max_new_tokens=6, stop_tokens=stops)
+    np.testing.assert_array_equal(cont.tokens_BxN, fresh.tokens_BxN)
+    np.testing.assert_array_equal(cont.lengths_B, fresh.lengths_B)
+    np.testing.assert_allclose(cont.logprobs_BxN, fresh.logprobs_BxN, atol=1e-5)
+    # The returned cache holds exactly each row's tokens but its last one.
+    held = np.asarray(gen.cache_mask(cont.cache)).sum(-1)
+    np.testing.assert_array_equal(held, [len(prompts[i]) + len(outs[i]) + len(e)
+                                         + int(n) - 1 for i, e, n in
+                                         zip(order, env, np.asarray(cont.lengths_B))])
+    self.assertIsNone(fresh.cache)
+
   def test_model_with_its_own_cache(self):
     model, p0 = _params(CFG)
     _, p1 = _params(CFG, seed=1)

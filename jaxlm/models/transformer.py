@@ -382,6 +382,13 @@ def output_matrix(params: Any, cfg: TransformerConfig) -> jax.Array:
   return nn.unbox(params["lm_head"]["kernel"]).T
 
 
+def cache_rows(cache: Cache, rows_R) -> Cache:
+  """The cache of rows `rows_R` (indices, repeats allowed) of `cache`, in that order."""
+  rows_R = jnp.asarray(rows_R, jnp.int32)
+  return {"k": cache["k"][:, rows_R], "v": cache["v"][:, rows_R], "mask": cache["mask"][rows_R],
+          "index": cache["index"]}
+
+
 def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = None,
                dtype: Dtype | None = None) -> Cache:
   """An empty KV cache for `batch_size` rows of up to `max_len` tokens."""
