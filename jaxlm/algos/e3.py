@@ -86,8 +86,8 @@ class Config:
       (`countdown_attempts.env_verdict`; loss off on what it writes). False: the policy writes
       its own verdicts, as in SFT.
     decode_chunk: new tokens per decode call (`threads.make_decode(chunk=)`): attempts end
-      after ~50 tokens, so a short chunk keeps each call's KV cache small (2.7x the decoded
-      tokens/s of one call per segment in benchmarks/interleave_bench.py); None: one call.
+      after ~50 tokens, so a short chunk keeps each call's KV cache small (benchmarks/
+      interleave_bench.py); None: one call per segment.
     rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
       and `rl.sampling.max_new_tokens` by its budget.
     modes: advantage modes to train, one RL run each from the same SFT policy.
