@@ -22,8 +22,8 @@ overstates the trained policy's gain: random segments have a geometric tail (the
 128 rows runs ~5x the mean), which one call decodes with the whole budget's cache while the
 chunked side re-prefills only the stragglers. With the trained policy itself (its checkpoint,
 128 traces at 512 tokens, the same key run twice, the second timed; not a repository script)
-segments end within ~55 tokens and one call is 1.0-1.5x slower than chunk=64 (17.8-22.8 s vs
-14.8-19.5 s per batch, noisy beside the RL job).
+segments end within ~55 tokens and one call takes 0.9-1.5x the time of chunk=64 (17.8-22.8 s vs
+14.8-19.5 s per batch in 3 paired repeats, noisy beside the RL job).
 """
 
 import statistics
