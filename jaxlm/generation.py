@@ -5,14 +5,19 @@
 * Prefill. The first P - 1 prompt columns go through the model in one call that only fills a
   KV cache of P - 1 slots (its logits are dead code, so XLA drops the [B, P, V] output
   projection); the cache is then padded with N empty slots, so the prefill's attention is
-  P - 1 x P - 1, not P - 1 x (P - 1 + N). The decode
-  loop then starts by feeding the last prompt column, so every step is the same T = 1 call
+  P - 1 x P - 1, not P - 1 x (P - 1 + N). The decode loop then starts by feeding the last
+  prompt column, so every step is the same T = 1 call
   `(token_B, position_B, cache) -> (logits_BxV, hidden_BxD, cache)`. Prompts must be left-padded
   (the last column is real for every row); row b's positions count its real tokens only, so a
   padded row generates exactly what it would alone.
+* Continuation. With `return_cache` the output holds the cache (each row's tokens but its last:
+  a token fed after its row finished stays a masked slot); `generate(cache=...)` continues
+  rows from it (multi-turn decoding: the next prompt starts with that last token), prefilling
+  only the new tokens, at positions that follow each row's cached ones.
 * Decode. A `lax.while_loop` (not `scan`: it exits as soon as every row is done, by a stop token
   or its own length limit) over at most `max_new_tokens` steps. The cache holds
-  P - 1 + max_new_tokens slots and lives only inside the compiled call, so no donation is needed.
+  P - 1 + max_new_tokens (more) slots and, unless returned, lives only inside the compiled
+  call, so no donation is needed.
 * Per step: raw logits -> `logit_processor(step_state, logits)` -> temperature -> top-k -> top-p
   -> sample (or argmax when `temperature == 0`). A finished row emits `pad_id` with log-prob 0.
 * Greedy fast path. With `temperature == 0` (concrete) there is no sampling machinery: the
@@ -589,8 +594,9 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
     config: the `TransformerConfig`, only when `model` is a bare apply function: required to
       build its cache unless it has `init_cache`; when given, prompts are checked against it.
     cache: continue rows instead of starting them: the `cache` of an earlier call's output
-      (rows taken in any order: `jaxlm.models.transformer.cache_rows`); the prompt is then what follows the tokens
-      it holds, starting with the row's last token of that call (the one not in the cache).
+      (rows in any order: `jaxlm.models.transformer.cache_rows`); the prompt is then what
+      follows the tokens it holds, starting with the row's last token of that call (the one
+      not in the cache).
       Each row's positions continue from its cached tokens; the cache grows by P - 1 + N
       slots (the earlier call's unused slots stay as masked holes).
     return_cache: also return the final KV cache (`GenerationOutput.cache`), to continue from.
