@@ -105,6 +105,7 @@ class E3Test(absltest.TestCase):
                        {"pass@1": 0.5, "mean_attempts": 1.5, "give_up": 0.5,
                         "false_goal": 0.0, "truncated": 0.0, "malformed": 0.0})
       np.testing.assert_array_equal(stats["lengths"], np.repeat(full, 2))
+      np.testing.assert_array_equal(stats["solved"], [1.0, 1.0, 0.0, 0.0])
       self.assertEqual(stats["mean_length"], np.mean(full))
     # A budget of 60 cuts the solved trace in its second attempt: no answer, length inf.
     stats = e3.rollout_stats(script, PROBLEMS, budget=60, samples=1, seed=0, env_verdicts=True)
@@ -144,6 +145,9 @@ class E3Test(absltest.TestCase):
       self.assertEqual([r["budget"] for r in row["by_budget"]],
                        [int(k * row["budget"]) for k in config.budget_multiples])
       self.assertEqual(row["by_budget"][0]["pass@1"], row["accuracy_at_1x"])
+      # Equal samples per problem: the mean per-problem gain is the gain of the means.
+      self.assertAlmostEqual(row["gain_2x"], row["accuracy_at_2x"] - row["accuracy_at_1x"])
+      self.assertTrue(np.isnan(row["gain_2x_ci95"]) or row["gain_2x_ci95"] >= 0.0)
       self.assertBetween(row["give_up"] + row["false_goal"] + row["truncated"]
                          + row["malformed"], 0.0, 1.0)
       self.assertIn("positive_only  acc@1x", e3.summary(results))

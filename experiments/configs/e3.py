@@ -123,7 +123,7 @@ def get_config(arg: str | None = None):
     c.countdown.trace_policy.update(num_steps=1500, log_every=250)
     c.update(max_attempts=12, retry=0.6, give_up=0.3, miscount=0.3, sft_max_len=768,
              length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512),
-             stages=((3, 40), (4, 40)))
+             stages=((3, 40), (4, 40)), eval_samples=12)
     c.rl.train.update(batch_size=128, lr=1e-4)  # 16 prompts x 8 traces
   elif arg == "long":  # "policy" with SFT rows that reach 2x the last stage's budget
     c = get_config("policy")

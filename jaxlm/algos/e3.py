@@ -21,9 +21,12 @@ the token budget make accuracy keep rising past the training budget. Here, small
    the policy the stage starts from.
 3. Evaluation on the validation problems at the last stage's budget (1x) and at twice it (2x,
    extrapolation): pass@1 of sampled traces, mean attempts started, mean completion tokens.
+   Every budget samples with the same key, so with a `decode_chunk` the 2x traces repeat the
+   1x draws until the first trace reaches the 1x budget (the batch then changes shape): the
+   gain 2x - 1x is measured per problem, with a 95% Student-t interval over problems.
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
-"mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
+"gain_2x" and "gain_2x_ci95" (its mean over problems and interval half-width), "mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
 end), "budget", "stage_budgets", "by_budget" (pass@1, attempts, length at each of
 `budget_multiples`)}; each mode's RL runs and their metrics (pass@1, attempts, length and
 endings every `rl.eval_every` batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png,
@@ -52,6 +55,7 @@ from jaxlm.data.batch import RLBatch
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
+from jaxlm.envs import base as envs_base
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import curriculum
 from jaxlm.search import threads
@@ -196,7 +200,8 @@ def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
     included), "give_up" (share of traces ending "No solution."), "false_goal" (share ending on
     a goal verdict their attempt does not earn: near 0 when the environment writes verdicts),
     "truncated" (share that hit the budget), "malformed" (share whose policy started a verdict
-    where none can be), "lengths" (inf for a truncated trace)}.
+    where none can be), "lengths" (inf for a truncated trace), "solved" (1.0 per solved trace;
+    rows are each problem `samples` times in a row)}.
   """
   tok = countdown_data.trace_tokenizer()
   rows = [p for p in problems for _ in range(samples)]
@@ -205,7 +210,8 @@ def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
   lengths = np.array([len(r.thread_ids[0]) - len(countdown_data.encode_prompt(tok, p))
                       for p, r in zip(rows, rollouts)], np.float64)
   truncated = np.array([r.stop in ("tokens", "rounds") for r in rollouts])
-  return {"pass@1": float(np.mean([countdown.verify(p, t)[0] for p, t in zip(rows, texts)])),
+  solved = np.array([countdown.verify(p, t)[0] for p, t in zip(rows, texts)], np.float64)
+  return {"pass@1": float(np.mean(solved)),
           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),
           "mean_length": float(np.mean(lengths)),
           "give_up": float(np.mean([t.endswith(countdown_attempts.GIVE_UP) for t in texts])),
@@ -213,11 +219,11 @@ def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
                                        for p, t in zip(rows, texts)])),
           "truncated": float(np.mean(truncated)),
           "malformed": float(np.mean([r.stop == "malformed" for r in rollouts])),
-          "lengths": np.where(truncated, np.inf, lengths)}
+          "lengths": np.where(truncated, np.inf, lengths), "solved": solved}
 
 
 def _scalars(stats: dict[str, Any]) -> dict[str, float]:
-  return {k: v for k, v in stats.items() if k != "lengths"}
+  return {k: v for k, v in stats.items() if k not in ("lengths", "solved")}
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
@@ -275,9 +281,13 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       rows += [dict(r, stage=i) for r in metrics_lib.read_metrics(run_dir)
                if "eval/mean_attempts" in r]
     budget = stage_budgets[-1] if stage_budgets else budget
-    at = {k: _scalars(stats(params, val, int(k * budget), config.eval_samples, cd.seed + 1))
-          for k in config.budget_multiples}
+    raw = {k: stats(params, val, int(k * budget), config.eval_samples, cd.seed + 1)
+           for k in config.budget_multiples}
+    at = {k: _scalars(v) for k, v in raw.items()}
+    gain, half = envs_base.mean_confidence_interval(  # per problem, 2x - 1x
+        (raw[2]["solved"] - raw[1]["solved"]).reshape(len(val), -1).mean(1))
     results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
+                     "gain_2x": gain, "gain_2x_ci95": half,
                      "mean_attempts": at[1]["mean_attempts"],
                      "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
                      "false_goal": at[1]["false_goal"], "truncated": at[1]["truncated"],
@@ -320,6 +330,7 @@ def _plot(results: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, f
 def summary(results: dict[str, dict[str, Any]]) -> str:
   """One line per mode: accuracy at 1x and 2x, attempts, length, how traces end."""
   return "\n".join(f"{mode:<14} acc@1x {r['accuracy_at_1x']:.3f}  acc@2x {r['accuracy_at_2x']:.3f}"
+                   f" (gain {r['gain_2x']:+.3f} +- {r['gain_2x_ci95']:.3f})"
                    f"  attempts {r['mean_attempts']:.2f}  tokens {r['mean_length']:.1f}"
                    f"  give-up {r['give_up']:.2f}  false goal {r['false_goal']:.2f}"
                    f"  budgets {r['stage_budgets']}" for mode, r in results.items())
