@@ -28,50 +28,52 @@ The default's numbers above were measured before the verdict format, the give-up
 traces of the "policy" preset below and environment-written verdicts (now on by default; the
 grammar then wrote "verify 27 goal" / "verify 27 not 36"); not re-measured since.
 
-Preset "policy", as it now stands (MEASURED 2026-12-05, "full" only; see the targets below):
-the attempt-chain SFT starts from the direct-answer policy (3000 steps x 64, loss 0.13) and
-trains 1500 steps x 32 (rows length-bucketed 256 / 512 / 768) on traces of k <= 12 attempts
-with P(k) proportional to 0.6^(k-1) (`retry`: after each attempt one more follows with the
-same chance, so no attempt count marks the end of SFT traces), 30% of them ending "No
-solution." after failing every attempt, 30% of failed attempts arithmetic errors ("verify
-invalid"), the rest half near misses, half slips (loss 0.09; 3995 of 4000 rows fit 768). RL
-samples with environment-written verdicts (`env_verdicts`: the policy starts a verdict line,
-the environment finishes it and, after a goal, writes the answer): 16 prompts x 8 traces per
-batch, lr 1e-4, 40 batches on 3 numbers then 40 on 4; the probe chose 384 then 512 tokens.
-Run: `python -m experiments.e3 --config experiments/configs/e3.py:policy --workdir /tmp/e3p`
-(the direct-answer policy copied in and reused with --resume): SFT 26 min beside an APR job,
-RL "full" 25 s per batch in stage 0 and 55-60 s in stage 1 (17 + 43 min), then OOM-killed in
-the final evaluation (128 rows of 2048-token prompts in one prefill: `threads.make_decode` now
-takes fewer rows per call for long prompts), which was re-run with --resume,
---config.modes="('full',)" and --config.budget_multiples="(1.0, 2.0)" (8 min).
-Eval curves of "full" (100 validation problems, 1 sample at the stage's budget):
-  stage 0 (3 numbers, 384)  attempts 3.95 -> 5.05, tokens 230 -> 300, give-up 0.64 -> 0.16,
-                            truncated 0.22 -> 0.55, pass@1 0.12 -> 0.27
-  stage 1 (4 numbers, 512)  attempts 5.92 -> 6.26, tokens 360 -> 375, give-up 0.19 -> 0.12,
-                            truncated 0.39 -> 0.44, pass@1 0.32 -> 0.37
-Final, 100 validation problems x 4 samples at T=1 (budget 512 (1x) / 1024 (2x)):
-  sft   pass@1 0.185 / 0.185   attempts 3.92 / 4.45, tokens 236 / 280, give-up 0.69 / 0.70
-  full  pass@1 0.370 / 0.367   attempts 6.26 / 8.22, tokens 377 / 539, give-up 0.07 / 0.10,
-        truncated 0.50 / 0.15, malformed 0.03 / 0.06
-RL ("full": negative gradients kept) doubles pass@1 at 1x (0.185 -> 0.370) and makes traces
-longer with more attempts and fewer give-ups. Extrapolation is NOT reached: at 2x
-the policy keeps going (8.2 attempts, truncations 0.50 -> 0.15; the SFT-attempt-count stop of
-the earlier setting is gone) but the extra attempts do not solve: 400 traces of the full
-policy at 2x, sampled again from its checkpoint (pass@1 0.378), have an arithmetic-error
-("verify invalid") share by attempt index of 0.32 (1st), 0.30 (3rd), 0.41 (5th), 0.48 (7th),
-0.74 (9th), 0.89 (10th), 0.98 (12th on), while independent samples solve more (pass@4 0.66
-vs pass@1 0.38) and exact repeats of an earlier attempt are only 7%. What limits it: the
-2-layer d=64 policy's arithmetic degrades with the length of its context (RL trained to 512
-tokens, few SFT rows past 500), so attempts past the training budget are mostly invalid.
-positive_only was not run in this setting for lack of time.
-Where the late attempts fail (/tmp/s7/posdiag.py: 300 traces of the "full" policy at 2x,
-verdicts binned by attempt index and by the attempt's start, chars = tokens after the prompt):
-the "verify invalid" share rises with the start offset at a fixed index (attempts 8-9: 0.55 at
-300-450, 0.83 at 450-600; attempts 10+: 0.46 / 0.86 / 0.99 / 1.00 at 300-450 / 450-600 /
-600-750 / 750-900) and is flat across indices at a fixed offset (300-450: 0.55 / 0.55 / 0.46
-at attempts 6-7 / 8-9 / 10+): the policy's arithmetic fails at distances from the prompt it
-was never trained at (2.3% of this preset's SFT rows are longer than 512 tokens, none longer
-than 768), not after many attempts as such.
+Preset "policy" (MEASURED 2026-12-05, both modes): the attempt-chain SFT starts from the
+direct-answer policy (3000 steps x 64, loss 0.13) and trains 1500 steps x 32 (rows
+length-bucketed 256 / 512 / 768) on traces of k <= 12 attempts with P(k) proportional to
+0.6^(k-1) (`retry`: after each attempt one more follows with the same chance, so no attempt
+count marks the end of SFT traces), 30% of them ending "No solution." after failing every
+attempt, 30% of failed attempts arithmetic errors ("verify invalid"), the rest half near
+misses, half slips (loss 0.09; 3995 of 4000 rows fit 768). RL samples with
+environment-written verdicts (`env_verdicts`: the policy starts a verdict line, the
+environment finishes it and, after a goal, writes the answer): 16 prompts x 8 traces per
+batch, lr 1e-4, 40 batches on 3 numbers then 40 on 4; the probe chose 384 then 512 tokens
+in both modes. Run: `python -m experiments.e3 --config experiments/configs/e3.py:policy
+--workdir /tmp/e3p` (the direct-answer policy copied in and reused with --resume); measured
+one mode per run (--config.modes="('full',)", then "('positive_only',)" from the same SFT):
+SFT 26 min, RL 25 s per batch in stage 0 and 55-90 s in stage 1 beside other jobs (full
+17 + 43 min, positive_only 17 + 57 min), before decode_chunk and the fine shape buckets.
+Eval curves (100 validation problems, 1 sample at the stage's budget), full | positive_only:
+  stage 0 (3 numbers, 384)  attempts 3.95 -> 5.05 | 5.14, tokens 230 -> 300 | 298,
+                            give-up 0.64 -> 0.16 | 0.17, pass@1 0.12 -> 0.27 | 0.30
+  stage 1 (4 numbers, 512)  attempts 5.92 -> 6.26 | 6.12 -> 6.67, tokens 360 -> 375 |
+                            361 -> 383, give-up 0.19 -> 0.12 | 0.19 -> 0.14,
+                            pass@1 0.32 -> 0.37 | 0.35 -> 0.33
+Final, 100 validation problems x 12 samples at T=1, 512 tokens (1x) / 1024 (2x), chunk 64, one
+key for both budgets (paired draws; /tmp/s7/bigeval.py, ~6 min per policy and budget beside
+the "long" run; the gain per problem, bootstrap 95% interval over problems):
+  sft            0.199 / 0.204  gain +0.005 [0.001, 0.010]   truncated 0.12 / 0.02
+  full           0.350 / 0.368  gain +0.018 [0.011, 0.026]   truncated 0.49 / 0.16
+  positive_only  0.373 / 0.399  gain +0.026 [0.016, 0.038]   truncated 0.51 / 0.16
+(4 samples, independent draws per budget, 256 / 512 / 768 / 1024: sft 0.140 / 0.185 / 0.185
+/ 0.185; full - / 0.370 / - / 0.367; positive_only 0.248 / 0.398 / 0.423 / 0.433; at 1x / 2x
+attempts 6.26 / 8.22 full, 6.48 / 8.22 positive_only.)
+So RL doubles pass@1 at 1x and 2x beats 1x by a margin whose interval excludes 0 (the
+extrapolation target, met but small: +1.8 points for full, from +0.5 after SFT). The
+negative-gradient contrast is NOT reproduced: without negative gradients attempts and
+lengths grow as much (5.14 vs 5.05 attempts after stage 0, 6.67 vs 6.26 after stage 1) and
+the 2x gain is no smaller. Why, presumably: with exact verification a give-up never earns
+reward, so reinforcing only the solved traces (which kept trying after failed verdicts)
+already removes give-ups; the paper's contrast needs failures that a positive-only update
+cannot see. One seed per mode.
+Why 2x adds so little (/tmp/s6/repeats.py and /tmp/s7/posdiag.py on the "full" policy at 2x):
+independent samples solve more (pass@4 0.66 vs pass@1 0.38; exact repeats of an earlier
+attempt 7%), but the "verify invalid" share rises with the attempt's start offset at a fixed
+attempt index (attempts 8-9: 0.55 at 300-450 tokens after the prompt, 0.83 at 450-600;
+attempts 10+: 0.46 / 0.86 / 0.99 / 1.00 at 300-450 / 450-600 / 600-750 / 750-900) and is
+flat across indices at a fixed offset (300-450: 0.55 / 0.55 / 0.46 at attempts 6-7 / 8-9 /
+10+): the policy's arithmetic fails at distances from the prompt it was never trained at
+(2.3% of this preset's SFT rows are longer than 512 tokens, none longer than 768).
 
 Preset "long" (NOT YET MEASURED): "policy" with SFT traces of k <= 20 attempts at retry 0.9 and
 rows up to 1280 tokens (3930 of 4000 fit; 35% longer than 512 tokens, 16% longer than 768,
