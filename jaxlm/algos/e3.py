@@ -26,7 +26,8 @@ the token budget make accuracy keep rising past the training budget. Here, small
    gain 2x - 1x is measured per problem, with a 95% Student-t interval over problems.
 
 results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
-"gain_2x" and "gain_2x_ci95" (its mean over problems and interval half-width), "mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
+"gain_2x" and "gain_2x_ci95" (its mean over problems and interval half-width),
+"mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
 end), "budget", "stage_budgets", "by_budget" (pass@1, attempts, length at each of
 `budget_multiples`)}; each mode's RL runs and their metrics (pass@1, attempts, length and
 endings every `rl.eval_every` batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png,
@@ -52,10 +53,10 @@ from jaxlm.algos import pg_threads
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.data.batch import RLBatch
+from jaxlm.envs import base as envs_base
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
-from jaxlm.envs import base as envs_base
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import curriculum
 from jaxlm.search import threads
