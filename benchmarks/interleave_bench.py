@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm.models import transformer as tfm
-from jaxlm.search import threads
+from jaxlm.search import decoding
 
 # (rows, context tokens, remaining budget) of each round of an e3 batch (trained policy).
 ROUNDS = ((128, 13, 512), (110, 72, 469), (89, 129, 421), (78, 189, 378), (68, 254, 324),
@@ -61,8 +61,8 @@ def run() -> list[dict]:
   rng = np.random.default_rng(0)
   contexts = [[rng.integers(2, VOCAB, n).tolist() for _ in range(rows)]
               for rows, n, _ in ROUNDS]
-  sides = {"chunk=64": threads.make_decode(model, params, chunk=64),
-           "one call": threads.make_decode(model, params)}
+  sides = {"chunk=64": decoding.make_decode(model, params, chunk=64),
+           "one call": decoding.make_decode(model, params)}
   rates = {name: [] for name in sides}
   for rep in range(REPEATS):
     key = jax.random.key(rep)

@@ -19,6 +19,7 @@ from jaxlm.envs import countdown as cd
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.losses import pg as pg_losses
 from jaxlm.rl.returns import decision_view
+from jaxlm.search import decoding
 from jaxlm.search import threads
 
 TOK = apr.tokenizer()
@@ -117,7 +118,7 @@ class RolloutRowsTest(absltest.TestCase):
     rows = self.batch.tokens.shape[0]
     self.assertEqual(rows, 1 << (n - 1).bit_length())  # a power of two
     longest = max(len(ids) for r in self.rollouts for ids in r.thread_ids)
-    self.assertEqual(self.batch.tokens.shape[1], threads.bucket(longest, fine=True))
+    self.assertEqual(self.batch.tokens.shape[1], decoding.bucket(longest, fine=True))
     owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])
     np.testing.assert_array_equal(self.adv_B[:n], self.adv[owner])
     np.testing.assert_array_equal(self.adv_B[n:], 0.0)

@@ -16,7 +16,7 @@ from jaxlm.envs import countdown
 from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
 from jaxlm.models import Transformer, TransformerConfig
-from jaxlm.search import threads
+from jaxlm.search import decoding
 
 PROBLEMS = [countdown.Problem((2, 3, 4), 24), countdown.Problem((1, 5, 6), 30)]
 MANY = countdown_data.make_problems((3,), 400, "train", seed=0, max_number=12, max_target=50)
@@ -119,7 +119,7 @@ class E3Test(absltest.TestCase):
                             d_ff=32, max_len=64, pos="rope")
     model = Transformer(cfg)
     params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
-    decode = threads.make_decode(model, params, temperature=1.0, pad_id=tok.pad_id)
+    decode = decoding.make_decode(model, params, temperature=1.0, pad_id=tok.pad_id)
     stats = e3.rollout_stats(decode, PROBLEMS, budget=6, samples=3, seed=0, env_verdicts=True)
     lengths = stats["lengths"]
     self.assertEqual(lengths.shape, (6,))

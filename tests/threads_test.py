@@ -1,4 +1,5 @@
-"""Tests for jaxlm.search.threads: the spawn / join orchestrator of APR rollouts."""
+"""Tests for jaxlm.search.threads (spawn / join orchestration of APR rollouts) and its decoder,
+jaxlm.search.decoding."""
 
 import functools
 
@@ -13,6 +14,7 @@ from jaxlm.envs import countdown_attempts as ca
 from jaxlm.envs import countdown_data as cdd
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.models import Transformer
+from jaxlm.search import decoding
 from jaxlm.search import threads
 
 TOK = cdd.trace_tokenizer()
@@ -219,10 +221,10 @@ class TransformerTest(absltest.TestCase):
   def test_bucket(self):
     for n in range(1, 600):
       sizes = [1 << k for k in range(11)]
-      self.assertEqual(threads.bucket(n), min(b for b in sizes if b >= n), n)
+      self.assertEqual(decoding.bucket(n), min(b for b in sizes if b >= n), n)
       fine = sizes + [b * 3 // 4 for b in sizes if b >= 8]
-      self.assertEqual(threads.bucket(n, fine=True), min(b for b in fine if b >= n), n)
-    self.assertEqual([threads.bucket(n, fine=True) for n in (5, 7, 48, 49, 65, 97)],
+      self.assertEqual(decoding.bucket(n, fine=True), min(b for b in fine if b >= n), n)
+    self.assertEqual([decoding.bucket(n, fine=True) for n in (5, 7, 48, 49, 65, 97)],
                      [6, 8, 48, 64, 96, 128])
 
   def test_chunked_decode(self):
@@ -234,23 +236,23 @@ class TransformerTest(absltest.TestCase):
     budgets, stop_ids = [21, 5, 13], [TOK.eos_id, TOK.encode("=")[0]]
     # Greedy, so keys do not matter: decoding 4 tokens per call, each row re-prefilled with
     # what it decoded, continues exactly as one call does (stops and budgets included).
-    whole = threads.make_decode(model, params, temperature=0.0)(ids, budgets, stop_ids, KEY)
-    chunked = threads.make_decode(model, params, temperature=0.0, chunk=4)
+    whole = decoding.make_decode(model, params, temperature=0.0)(ids, budgets, stop_ids, KEY)
+    chunked = decoding.make_decode(model, params, temperature=0.0, chunk=4)
     self.assertEqual(chunked(ids, budgets, stop_ids, KEY), whole)
     self.assertTrue(any(len(o) > 4 for o in whole), whole)  # some row spans several chunks
     # Sampling: each row ends at its budget or its first stop id, whatever the chunk.
-    sampled = threads.make_decode(model, params, temperature=1.0, chunk=3)
+    sampled = decoding.make_decode(model, params, temperature=1.0, chunk=3)
     for out, budget in zip(sampled(ids, budgets, stop_ids, KEY), budgets):
       self.assertTrue(len(out) == budget or (out and out[-1] in stop_ids), out)
       self.assertFalse(set(out[:-1]) & set(stop_ids))
     with self.assertRaisesRegex(ValueError, "chunk=0 must be >= 1"):
-      threads.make_decode(model, params, chunk=0)
+      decoding.make_decode(model, params, chunk=0)
 
   def test_decode_and_smoke(self):
     cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=64)
     model = Transformer(cfg)
     params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
-    decode = threads.make_decode(model, params, temperature=1.0)
+    decode = decoding.make_decode(model, params, temperature=1.0)
     prompts = [ct.thread_prompt(p.target, p.numbers) for p in (FIXTURE, cd.Problem((2, 3, 4), 24))]
     ids = [[TOK.bos_id] + TOK.encode(p) for p in prompts]
     stop_ids = [TOK.eos_id] + TOK.encode(ct.SPAWN_END)
@@ -260,13 +262,13 @@ class TransformerTest(absltest.TestCase):
     # Three rows are padded to four (a copy of the first, one token) and cut back to three.
     outs3 = decode(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
     # At most two rows per call: the first two rows decode as the two-row call above did.
-    small = threads.make_decode(model, params, temperature=1.0, max_batch=2)
+    small = decoding.make_decode(model, params, temperature=1.0, max_batch=2)
     chunked = small(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3))
     self.assertEqual(chunked[:2], small(ids, [24, 5], stop_ids,
                                         jax.random.split(jax.random.key(3), 2)[0]))
     # Long prompts take fewer rows per call: 2 rows of a 32-token prompt and 32-token decode
     # (padded) fit 2 x 32 x 64 query x key entries; the calls are then those of max_batch=2.
-    tight = threads.make_decode(model, params, temperature=1.0, max_attention=2 * 32 * 64 + 99)
+    tight = decoding.make_decode(model, params, temperature=1.0, max_attention=2 * 32 * 64 + 99)
     self.assertEqual(tight(ids + ids[:1], [24, 5, 7], stop_ids, jax.random.key(3)), chunked)
     self.assertNotEqual(chunked, outs3)  # (the split is visible: other keys, other samples)
     for outs in (outs3, chunked):

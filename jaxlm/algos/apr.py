@@ -54,6 +54,7 @@ from jaxlm.envs import countdown
 from jaxlm.envs import countdown_data
 from jaxlm.envs import countdown_traces as traces
 from jaxlm.envs.base import PromptTask
+from jaxlm.search import decoding
 from jaxlm.search import threads
 
 FORMATS = ("sos", "apr")
@@ -188,7 +189,7 @@ def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -
 def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
              budget: threads.Budget, *, seed: int = 0) -> dict[str, Any]:
   """Rollouts of every problem with the spawn / join orchestrator under `budget`; `decode` is
-  a model's (`threads.make_decode`) or a scripted one.
+  a model's (`decoding.make_decode`) or a scripted one.
 
   Returns:
     {"accuracy", "mean_total_tokens", "mean_longest_thread", "mean_rounds",
@@ -208,7 +209,7 @@ def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
 
 
 def model_decode(model: Any, params: Any, temperature: float) -> threads.DecodeFn:
-  return threads.make_decode(model, params, temperature=temperature, pad_id=tokenizer().pad_id)
+  return decoding.make_decode(model, params, temperature=temperature, pad_id=tokenizer().pad_id)
 
 
 def sweep(model: Any, params: Any, problems: Sequence[countdown.Problem], config: Config,

@@ -59,6 +59,7 @@ from jaxlm.envs import countdown_attempts
 from jaxlm.envs import countdown_data
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import curriculum
+from jaxlm.search import decoding
 from jaxlm.search import threads
 
 
@@ -90,7 +91,7 @@ class Config:
       policy starts a verdict line: perfect verification, the paper's didactic setting
       (`countdown_attempts.env_verdict`; loss off on what it writes). False: the policy writes
       its own verdicts, as in SFT.
-    decode_chunk: new tokens per decode call (`threads.make_decode(chunk=)`): attempts end
+    decode_chunk: new tokens per decode call (`decoding.make_decode(chunk=)`): attempts end
       after ~50 tokens, so a short chunk keeps each call's KV cache small (benchmarks/
       interleave_bench.py); None: one call per segment.
     rl: the policy-gradient algorithm; `rl.train.num_steps` is replaced by each stage's steps
@@ -194,7 +195,7 @@ def sample_traces(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
 def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem], budget: int,
                   samples: int, seed: int, env_verdicts: bool) -> dict[str, Any]:
   """Samples `samples` traces of every problem with at most `budget` tokens each (`decode`:
-  the policy, `threads.make_decode`).
+  the policy, `decoding.make_decode`).
 
   Returns:
     {"pass@1", "mean_attempts", "mean_length" (tokens after the prompt, the environment's
@@ -248,8 +249,8 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   model = pg.networks(rl)[0]
   tok = countdown_data.trace_tokenizer()
   stats = lambda p, problems, budget, samples, seed: rollout_stats(
-      threads.make_decode(model, p, temperature=temperature, pad_id=tok.pad_id,
-                          chunk=config.decode_chunk), problems,
+      decoding.make_decode(model, p, temperature=temperature, pad_id=tok.pad_id,
+                           chunk=config.decode_chunk), problems,
       budget, samples, seed, config.env_verdicts)
   by_difficulty = {d: [p for p in train_problems if len(p.numbers) == d]
                    for d, _ in config.stages}

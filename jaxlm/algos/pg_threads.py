@@ -25,6 +25,7 @@ from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import IndexedBatches
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import advantages as adv_lib
+from jaxlm.search import decoding
 from jaxlm.search import threads
 
 # (decode, training prompt indices, key) -> one Rollout per index.
@@ -53,7 +54,7 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
   """Every thread of every rollout as a row, with its rollout's advantage and weights
   1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); rows padded
   to a power of two (at least `min_rows`) and the length to a power of two or three quarters
-  of one (`threads.bucket(fine=True)`, at most max_len: e3's 530-token rows take 768, not
+  of one (`decoding.bucket(fine=True)`, at most max_len: e3's 530-token rows take 768, not
   1024), so few shapes compile.
 
   Returns:
@@ -67,8 +68,8 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
       weights.append(1.0 / total)
       adv.append(a)
       zv.append(z)
-  n = threads.bucket(max(len(rows), min_rows))
-  length = min(threads.bucket(max(len(ids) for ids, _ in rows), fine=True), max_len)
+  n = decoding.bucket(max(len(rows), min_rows))
+  length = min(decoding.bucket(max(len(ids) for ids, _ in rows), fine=True), max_len)
   pad = n - len(rows)
   batch = row_batch(rows + [([], [])] * pad, length, pad_id, weights + [0.0] * pad)
   return (batch, np.asarray(adv + [0.0] * pad, np.float32),
@@ -81,7 +82,7 @@ class ThreadRollouts(IndexedBatches):
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
   `pg.OnlineBatch`. Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
   `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
-  is `threads.make_decode`'s."""
+  is `decoding.make_decode`'s."""
 
   def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
                policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
@@ -100,9 +101,9 @@ class ThreadRollouts(IndexedBatches):
     config, g = self.config, self.config.group_size
     indices = np.repeat(rng.integers(0, len(self.task.train_prompts), config.prompts_per_step),
                         g)
-    decode = threads.make_decode(self.model, state.params["policy"],
-                                 temperature=config.sampling.temperature, pad_id=self.task.pad_id,
-                                 chunk=self.chunk)
+    decode = decoding.make_decode(self.model, state.params["policy"],
+                                  temperature=config.sampling.temperature,
+                                  pad_id=self.task.pad_id, chunk=self.chunk)
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
