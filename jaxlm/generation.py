@@ -360,21 +360,19 @@ def _generate_impl(apply_fn, cache_fn, extra_fn, cfg: _StaticConfig, params, pro
   b, p = prompt_BxP.shape
   n = cfg.max_new_tokens
   mask_BxP = mask_BxP.astype(jnp.int32)
-  slots, prior_B = 0, jnp.zeros((b,), jnp.int32)
-  if cache_in is not None:  # continue: the prompt follows the tokens held in the cache
-    slots, prior_B = cache_mask(cache_in).shape[1], cache_mask(cache_in).sum(-1)
+  # A fresh call continues an empty cache: the prompt follows the tokens the cache holds.
+  cache = cache_fn(b, 0, cfg.cache_dtype) if cache_in is None else cache_in
+  held_BxS = cache_mask(cache)
+  slots, prior_B = held_BxS.shape[1], held_BxS.sum(-1)
   prompt_lengths_B = prior_B + mask_BxP.sum(-1)
   sized = lambda c, s: jax.tree.map(_pad_to, c, jax.eval_shape(
       lambda: cache_fn(b, s, cfg.cache_dtype)))  # c grown to s slots, the new ones empty
-  if p > 1:  # Fill a cache of P - 1 (more) slots with all but the last column (logits DCE'd),
-    # then grow it by N empty slots: the prefill attends over P - 1 (more) keys, not P - 1 + N.
+  if p > 1:  # Fill P - 1 more slots with all but the last column (logits DCE'd), then grow
+    # the cache by N empty slots: the prefill attends over P - 1 more keys, not P - 1 + N.
     cache = apply_fn(params, prompt_BxP[:, :-1], mask_BxP[:, :-1],
                      prior_B[:, None] + tfm.positions_from_mask(mask_BxP[:, :-1]),
-                     cache_fn(b, p - 1, cfg.cache_dtype) if cache_in is None
-                     else sized(cache_in, slots + p - 1)).cache
-    cache = sized(cache, slots + p - 1 + n)
-  else:
-    cache = cache_fn(b, n, cfg.cache_dtype) if cache_in is None else sized(cache_in, slots + n)
+                     sized(cache, slots + p - 1)).cache
+  cache = sized(cache, slots + max(p - 1, 0) + n)
 
   def step_fn(token_B, position_B, valid_B, cache):
     # A token fed after its row finished is not context: its slot stays invalid, so the cache
@@ -639,9 +637,10 @@ def generate(model, params, prompt_tokens_BxP, prompt_mask_BxP=None, *, rng=None
   if max_lengths_B.shape != (b,):
     raise ValueError(f"generate: max_lengths_B must have shape ({b},), got "
                      f"{max_lengths_B.shape}")
-  if (cache is not None and config is not None and config.pos == "learned"
-      and _is_concrete(cache_mask(cache))):
-    need = (int(np.max(np.asarray(cache_mask(cache)).sum(-1))) + prompt_tokens_BxP.shape[1] - 1
+  held_BxS = None if cache is None else cache_mask(cache)
+  if (held_BxS is not None and config is not None and config.pos == "learned"
+      and _is_concrete(held_BxS)):
+    need = (int(np.max(np.asarray(held_BxS).sum(-1))) + prompt_tokens_BxP.shape[1] - 1
             + int(max_new_tokens))
     if need > config.max_len:
       raise ValueError(f"generate: cached tokens + prompt + max_new_tokens - 1 = {need} "

@@ -78,8 +78,8 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
               for out in call(prompts[i * rows:(i + 1) * rows],
                             max_new_tokens[i * rows:(i + 1) * rows], stop_ids, k)]
     b = len(prompts)  # padding rows copy the first prompt and decode one token: p, n stay
-    prompts = list(prompts) + [prompts[0]] * (bucket(b, fine=True) - b)
-    max_new_tokens = list(max_new_tokens) + [1] * (bucket(b, fine=True) - b)
+    pad = bucket(b, fine=True) - b
+    prompts, max_new_tokens = list(prompts) + [prompts[0]] * pad, list(max_new_tokens) + [1] * pad
     if max_len is not None and p_pad - 1 + n_pad > max_len:
       p_pad, n_pad = p, max(n, min(n_pad, max_len + 1 - p))
     prompt_BxP = np.full((len(prompts), p_pad), pad_id, np.int32)
