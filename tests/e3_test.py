@@ -145,6 +145,8 @@ class E3Test(absltest.TestCase):
       self.assertEqual([r["budget"] for r in row["by_budget"]],
                        [int(k * row["budget"]) for k in config.budget_multiples])
       self.assertEqual(row["by_budget"][0]["pass@1"], row["accuracy_at_1x"])
+      self.assertEqual((results["sft"]["budget"], results["sft"]["stage_budgets"]),
+                       (row["budget"], []))  # SFT read at the first mode's budget
       # Equal samples per problem: the mean per-problem gain is the gain of the means.
       self.assertAlmostEqual(row["gain_2x"], row["accuracy_at_2x"] - row["accuracy_at_1x"])
       self.assertTrue(np.isnan(row["gain_2x_ci95"]) or row["gain_2x_ci95"] >= 0.0)
@@ -156,6 +158,8 @@ class E3Test(absltest.TestCase):
                                                   "metrics.jsonl")))
     with self.assertRaisesRegex(ValueError, "difficulties \\[5\\]"):
       e3.Config(stages=((5, 1),))
+    with self.assertRaisesRegex(ValueError, "modes and stages"):
+      e3.Config(stages=())
     with self.assertRaisesRegex(ValueError, "miscount=1.5 must be a share"):
       e3.Config(miscount=1.5)
     with self.assertRaisesRegex(ValueError, "must include 1 and 2"):

@@ -25,7 +25,8 @@ the token budget make accuracy keep rising past the training budget. Here, small
    1x draws until the first trace reaches the 1x budget (the batch then changes shape): the
    gain 2x - 1x is measured per problem, with a 95% Student-t interval over problems.
 
-results.json: {"sft": row, "<mode>": row, ...} with row = {"accuracy_at_1x", "accuracy_at_2x",
+results.json: {"sft": row, "<mode>": row, ...} (the SFT policy evaluated at the first mode's
+final budget) with row = {"accuracy_at_1x", "accuracy_at_2x",
 "gain_2x" and "gain_2x_ci95" (its mean over problems and interval half-width),
 "mean_attempts", "mean_length", "give_up", "false_goal", "truncated", "malformed" (how traces
 end), "budget", "stage_budgets", "by_budget" (pass@1, attempts, length at each of
@@ -128,8 +129,8 @@ class Config:
     if unknown:
       raise ValueError(f"e3.Config.stages use difficulties {sorted(unknown)} that "
                        f"countdown.num_numbers={self.countdown.num_numbers} does not generate")
-    if self.max_attempts < 1 or not self.budgets or not self.modes:
-      raise ValueError("e3.Config needs max_attempts >= 1, budgets and modes")
+    if self.max_attempts < 1 or not self.budgets or not self.modes or not self.stages:
+      raise ValueError("e3.Config needs max_attempts >= 1, budgets, modes and stages")
     if not {1.0, 2.0} <= set(self.budget_multiples):
       raise ValueError(f"e3.Config.budget_multiples={self.budget_multiples} must include 1 "
                        "and 2")
@@ -254,10 +255,24 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       budget, samples, seed, config.env_verdicts)
   by_difficulty = {d: [p for p in train_problems if len(p.numbers) == d]
                    for d, _ in config.stages}
+
+  def final(params, budget, stage_budgets):  # the evaluation at each budget multiple
+    raw = {k: stats(params, val, int(k * budget), config.eval_samples, cd.seed + 1)
+           for k in config.budget_multiples}
+    at = {k: _scalars(v) for k, v in raw.items()}
+    gain, half = envs_base.mean_confidence_interval(  # per problem, 2x - 1x
+        (raw[2]["solved"] - raw[1]["solved"]).reshape(len(val), -1).mean(1))
+    return {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
+            "gain_2x": gain, "gain_2x_ci95": half, "mean_attempts": at[1]["mean_attempts"],
+            "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
+            "false_goal": at[1]["false_goal"], "truncated": at[1]["truncated"],
+            "malformed": at[1]["malformed"], "budget": budget, "stage_budgets": stage_budgets,
+            "by_budget": [dict(v, budget=int(k * budget)) for k, v in at.items()]}
+
   results, curves = {}, {}
-  for mode in tuple(config.modes) + ("sft",):  # the SFT row at the last mode's budget
+  for mode in config.modes:
     params, stage_budgets, rows = sft, [], []
-    for i, (difficulty, steps) in enumerate(config.stages if mode != "sft" else ()):
+    for i, (difficulty, steps) in enumerate(config.stages):
       problems = by_difficulty[difficulty]
       probe_fn = lambda stage, cap: stats(params, problems[:config.probe_problems], cap, 1,
                                           cd.seed)["lengths"]
@@ -282,23 +297,12 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
       params = state.params["policy"]
       rows += [dict(r, stage=i) for r in metrics_lib.read_metrics(run_dir)
                if "eval/mean_attempts" in r]
-    budget = stage_budgets[-1] if stage_budgets else budget
-    raw = {k: stats(params, val, int(k * budget), config.eval_samples, cd.seed + 1)
-           for k in config.budget_multiples}
-    at = {k: _scalars(v) for k, v in raw.items()}
-    gain, half = envs_base.mean_confidence_interval(  # per problem, 2x - 1x
-        (raw[2]["solved"] - raw[1]["solved"]).reshape(len(val), -1).mean(1))
-    results[mode] = {"accuracy_at_1x": at[1]["pass@1"], "accuracy_at_2x": at[2]["pass@1"],
-                     "gain_2x": gain, "gain_2x_ci95": half,
-                     "mean_attempts": at[1]["mean_attempts"],
-                     "mean_length": at[1]["mean_length"], "give_up": at[1]["give_up"],
-                     "false_goal": at[1]["false_goal"], "truncated": at[1]["truncated"],
-                     "malformed": at[1]["malformed"],
-                     "budget": budget, "stage_budgets": stage_budgets,
-                     "by_budget": [dict(v, budget=int(k * budget)) for k, v in at.items()]}
+    results[mode] = final(params, stage_budgets[-1], stage_budgets)
     curves[mode] = rows
     logging.info("e3 %s: %s", mode, results[mode])
-  results = {"sft": results.pop("sft"), **results}
+  # SFT at the first mode's final budget (the curriculum run's 1x), the RL rows' reference.
+  results = {"sft": final(sft, results[config.modes[0]]["budget"], []), **results}
+  logging.info("e3 sft: %s", results["sft"])
   files.write_json(os.path.join(workdir, "results.json"), results)
   if jax.process_index() == 0:
     _plot(results, curves, workdir)
