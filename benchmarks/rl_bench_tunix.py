@@ -79,7 +79,6 @@ Differences from jaxlm (tunix 0.1.7 `GRPOConfig` / `RolloutConfig`) a reader sho
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 

@@ -245,7 +245,6 @@ def first_token_step(state: StepState, token_ids) -> jax.Array:
   step no loop reaches. Useful inside a `forced_tokens_processor` start function."""
   hit_BxN = jnp.isin(state.tokens_BxN, jnp.asarray(token_ids, jnp.int32))
   hit_BxN &= jnp.arange(state.tokens_BxN.shape[1])[None, :] < state.step
-  n = state.tokens_BxN.shape[1]
   return jnp.where(hit_BxN.any(-1), jnp.argmax(hit_BxN, axis=-1), _NEVER).astype(jnp.int32)
 
 

@@ -1,6 +1,5 @@
 """Online policy-gradient RL (jaxlm.algos.pg) end to end on the prompt -> 3-token bandit."""
 
-import dataclasses
 import functools
 import json
 import os
