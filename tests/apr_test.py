@@ -82,6 +82,25 @@ class EvaluateTest(absltest.TestCase):
     self.assertAlmostEqual(row["mean_children"], np.mean([len(t.spawned) for t in traces]))
     self.assertEqual(row["stops"], {"eos": len(PROBLEMS)})
 
+  def test_child_accuracy_of_scripted_children(self):
+    config = apr.Config(max_children=3, child_expansions=5, context=8192, caps=(8192,))
+    trace_list = [ct.apr_trace(p, 3, 5) for p in PROBLEMS]
+    children = [c for tr in trace_list for c in tr.children]
+    solvable = np.array([cd.solve(cd.Problem(c.start, c.target)) is not None for c in children])
+    self.assertTrue(solvable.any() and not solvable.all())
+    texts = sorted({t for tr in trace_list for t in ct.apr_texts(tr)[1]})  # replayed searches
+    row = apr.child_accuracy(Script(texts), PROBLEMS, config)
+    self.assertEqual(row["children"], len(children))
+    self.assertAlmostEqual(row["solvable"], solvable.mean())
+    self.assertAlmostEqual(row["solved"], np.mean([c.solution is not None
+                                                   for c, s in zip(children, solvable) if s]))
+    self.assertEqual(row["false_goal"], 0.0)
+    wrong = lambda prompts, *_: [TOK.encode("Answer:\n1+1=2") + [TOK.eos_id] for _ in prompts]
+    row = apr.child_accuracy(wrong, PROBLEMS, config)
+    self.assertEqual((row["solved"], row["false_goal"]), (0.0, 1.0))
+    silent = lambda prompts, *_: [[TOK.eos_id] for _ in prompts]
+    self.assertEqual(apr.child_accuracy(silent, PROBLEMS, config)["false_goal"], 0.0)
+
   def test_sos_at_a_context_cap(self):
     searches = [cd.best_first(p.target, p.numbers, 30) for p in PROBLEMS]
     texts = [cd.format_search(s) for s in searches]
@@ -163,6 +182,8 @@ class SmokeTest(absltest.TestCase):
       with open(os.path.join(d, "results.json")) as f:
         self.assertEqual(json.load(f), results)
       self.assertEqual(list(results), ["sos", "apr", "apr_rl"])
+      self.assertEqual(set(results["apr_rl"]["child"]),
+                       {"children", "solvable", "solved", "false_goal"})
       for row in results.values():
         self.assertEqual(row["cap"], 96)
         self.assertBetween(row["accuracy"], 0.0, 1.0)

@@ -26,7 +26,8 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
 
 results.json: {"sos": row, "apr": row, "apr_rl": row} with row = {"accuracy", "cap",
 "mean_total_tokens", "mean_longest_thread", "mean_rounds", "mean_sequential_tokens",
-"mean_children", "stops"} at the default cap `context`; curves.json holds every evaluated
+"mean_children", "stops"} at the default cap `context`, and for "apr" and "apr_rl" "child": the
+child search alone from the pools the symbolic parent spawns (`child_accuracy`); curves.json holds every evaluated
 budget; accuracy_vs_tokens.png plots accuracy against mean total tokens and against sequential
 tokens for each model.
 """
@@ -208,6 +209,33 @@ def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
           "stops": dict(collections.Counter(r.stop for r in rollouts))}
 
 
+def child_accuracy(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
+                   config: Config, *, seed: int = 0) -> dict[str, float]:
+  """The child search alone: each problem's children as the symbolic parent spawns them
+  (``traces.apr_trace``: exact prompts, whatever the model's parent would write), each decoded
+  once under the per-thread cap `config.context`.
+
+  Returns:
+    {"children": how many, "solvable": share of their pools that reach the target,
+    "solved": share of the solvable pools whose child reports a goal path that verifies,
+    "false_goal": share of all children that report a goal path that does not}.
+  """
+  tok = tokenizer()
+  pools = [countdown.Problem(child.start, child.target) for p in problems
+           for child in traces.apr_trace(p, config.max_children, config.child_expansions).children]
+  ids = [[tok.bos_id] + tok.encode(traces.thread_prompt(q.target, q.numbers)) for q in pools]
+  outs = decode(ids, [config.context - len(i) for i in ids], (tok.eos_id,), jax.random.key(seed))
+  claims, solved, solvable = (np.zeros(len(pools), bool) for _ in range(3))
+  for i, (q, out) in enumerate(zip(pools, outs)):
+    text = traces.thread_prompt(q.target, q.numbers) + tok.decode(out)
+    claims[i] = traces.child_outcome(text) is not None
+    solved[i] = claims[i] and countdown.verify(q, text)[0]
+    solvable[i] = countdown.solve(q) is not None
+  share = lambda x: float(np.mean(x)) if len(x) else float("nan")
+  return {"children": len(pools), "solvable": share(solvable), "solved": share(solved[solvable]),
+          "false_goal": share(claims & ~solved)}
+
+
 def model_decode(model: Any, params: Any, temperature: float) -> threads.DecodeFn:
   return decoding.make_decode(model, params, temperature=temperature, pad_id=tokenizer().pad_id)
 
@@ -287,8 +315,13 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   state, _ = pg.train(rl, thread_task(train_problems, val), os.path.join(workdir, "apr_rl"),
                       pretrained=params["apr"], resume=resume, evaluate_fn=evaluate_fn,
                       rollouts=rollouts)
-  curves["apr_rl"] = sweep(model, state.params["policy"], val, config, "apr_rl")
+  params["apr_rl"] = state.params["policy"]
+  curves["apr_rl"] = sweep(model, params["apr_rl"], val, config, "apr_rl")
   results = {name: _headline(rows, config) for name, rows in curves.items()}
+  for name in ("apr", "apr_rl"):
+    results[name]["child"] = child_accuracy(
+        model_decode(model, params[name], config.eval_temperature), val, config, seed=cd.seed)
+    logging.info("APR %s children from exact pools: %s", name, results[name]["child"])
   files.write_json(os.path.join(workdir, "results.json"), results)
   files.write_json(os.path.join(workdir, "curves.json"), curves)
   if jax.process_index() == 0:
