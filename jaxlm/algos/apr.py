@@ -27,9 +27,9 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
 results.json: {"sos": row, "apr": row, "apr_rl": row} with row = {"accuracy", "cap",
 "mean_total_tokens", "mean_longest_thread", "mean_rounds", "mean_sequential_tokens",
 "mean_children", "stops"} at the default cap `context`, and for "apr" and "apr_rl" "child": the
-child search alone from the pools the symbolic parent spawns (`child_accuracy`); curves.json holds every evaluated
-budget; accuracy_vs_tokens.png plots accuracy against mean total tokens and against sequential
-tokens for each model.
+child search alone from the pools the symbolic parent spawns (`child_accuracy`); curves.json
+holds every evaluated budget; accuracy_vs_tokens.png plots accuracy against mean total tokens
+and against sequential tokens for each model.
 """
 
 from __future__ import annotations
