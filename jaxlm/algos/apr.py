@@ -18,11 +18,12 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
    cap in `caps` and, for APR, at each total-token budget in `total_budgets` (the matched total
    tokens view); per rollout decoded tokens over all threads, longest thread, sequential rounds
    and sequential tokens (the latency proxy), children.
-3. RL on the APR model (`jaxlm.algos.pg` with `pg_threads.ThreadRollouts`): G rollouts per prompt, binary
-   verifier reward on the parent's answer, one group-relative advantage per rollout shared by
-   every token its threads decoded, each token weighted 1 / (tokens the rollout decoded) so a
-   rollout counts once however many threads it spawned (the loss is the mean over rollouts of
-   the token mean of their threads; "token_mean" aggregation with these weights).
+3. RL on the APR model (`jaxlm.algos.pg` with `pg_threads.ThreadRollouts`): G rollouts per
+   prompt, binary verifier reward on the parent's answer, one group-relative advantage per
+   rollout shared by every token its threads decoded, each token weighted 1 / (tokens the
+   rollout decoded) so a rollout counts once however many threads it spawned (the loss is the
+   mean over rollouts of the token mean of their threads; "token_mean" aggregation with these
+   weights).
 
 results.json: {"sos": row, "apr": row, "apr_rl": row} with row = {"accuracy", "cap",
 "mean_total_tokens", "mean_longest_thread", "mean_rounds", "mean_sequential_tokens",
