@@ -71,6 +71,21 @@ and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] f
 reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
 d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
 (several hours of SFT here).
+Where the child fails (2026-12-05; `apr.child_accuracy`, which decodes the children of the
+symbolic parent from their exact pools; scripts /tmp/s8/child.py, child_c.py, 64 validation
+problems, 256 children, 35% of their pools solvable): the step-2400 APR model solves 0 of 89
+solvable pools (greedy). Reading them: every edge's arithmetic is right, but every two-number
+pool is labelled "x" (unreachable), also the one that reaches the target, so the search never
+opens the winning pool. Only 7.8% of the two-number edges in the child rows are open (h=0), and
+deciding one needs the pool's four results compared with the target. Continued SFT from step
+2400 did not change it: 1000 more steps with each child row 3 times and one parent row (loss
+0.027 - 0.08): 0 of 89 and APR accuracy still 0.000; then children only, 600 steps with the
+pool's results written on the edge ("[1 14] = 15 13 14 14 x"): the model writes 15 and still
+"x", 0 of 89; 500 more with the target copied beside them ("= 15 13 14 14 vs 15 x"): 0 of 89;
+500 with the results' least distance to the target before the label ("= 15 13 14 14 h=1 x",
+should be h=0): 1 of 89. The 2-layer d=64 character model computes the results but does not
+detect the one equal to the target against a 92% prior for "x"; these grammars stay
+experiments (not in the library).
 """
 
 from jaxlm import config as config_lib
