@@ -15,7 +15,9 @@ from jaxlm.algos import sft
 # config file (experiments/configs/<name>.py) -> the library module whose Config it builds.
 CONFIG_FILES = {"ilql": "jaxlm.algos.ilql", "bc": "jaxlm.algos.bc", "mc": "jaxlm.algos.mc",
                 "sft": "jaxlm.algos.sft", "search": "jaxlm.algos.test_time",
-                "grpo": "jaxlm.algos.online", "ppo": "jaxlm.algos.online"}
+                "grpo": "jaxlm.algos.online", "ppo": "jaxlm.algos.online",
+                "apr": "jaxlm.algos.apr", "e3": "jaxlm.algos.e3", "calm": "jaxlm.algos.calm",
+                "context_distill": "jaxlm.algos.context_distill", "ktiw": "jaxlm.algos.ktiw"}
 
 
 def _presets():

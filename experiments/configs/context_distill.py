@@ -89,6 +89,8 @@ one-layer model; numbers meaningless).
 from jaxlm import config as config_lib
 from jaxlm.algos import context_distill
 
+PRESETS = (None, "examples", "full", "smoke")
+
 
 def get_config(arg: str | None = None):
   """Every field of `jaxlm.algos.context_distill.Config`, then preset `arg` in {None/"default",
