@@ -1,5 +1,6 @@
 """Tests for jaxlm.algos.apr: SFT rows, evaluation under context caps, RL rows and weights."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -18,6 +19,7 @@ from jaxlm.algos import pg_threads
 from jaxlm.envs import countdown as cd
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.losses import pg as pg_losses
+from jaxlm.models import transformer
 from jaxlm.rl.returns import decision_view
 from jaxlm.search import decoding
 from jaxlm.search import threads
@@ -169,6 +171,23 @@ class RolloutRowsTest(absltest.TestCase):
     batch, _, _ = pg_threads.rollout_rows(self.rollouts, self.adv, np.zeros(4, bool), 4096,
                                           TOK.pad_id, per_rollout=False)
     np.testing.assert_array_equal(batch.loss_mask, batch.action_mask)
+
+
+class PaperPresetTest(absltest.TestCase):
+
+  def test_paper_preset_builds_the_papers_228m_model(self):
+    config = config_lib.from_dict(apr.Config, apr_configs.get_config("paper").to_dict())
+    model = dataclasses.replace(config.countdown.model_config(), max_len=config.context,
+                                vocab_size=apr.tokenizer().vocab_size)
+    self.assertEqual(model, transformer.llama_config(
+        d_model=1024, n_layers=18, n_heads=16, d_ff=2752, vocab_size=model.vocab_size,
+        max_len=4096))
+    # By hand: 18 x (4 x 1024^2 attention + 3 x 1024 x 2752 SwiGLU + 2 x 1024 norms) + 1024;
+    # the paper: 228M non-embedding parameters.
+    non_embedding = model.num_params() - 2 * model.vocab_size * model.d_model
+    self.assertEqual(non_embedding, 18 * (4 * 1024**2 + 3 * 1024 * 2752 + 2 * 1024) + 1024)
+    self.assertEqual(round(non_embedding / 1e6), 228)
+    self.assertEqual(config.rl.train.batch_size // config.rl.group_size, 64)  # prompts
 
 
 class SmokeTest(absltest.TestCase):

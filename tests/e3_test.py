@@ -8,9 +8,11 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+from experiments.configs import apr as apr_configs
 from experiments.configs import e3 as e3_configs
 from jaxlm import config as config_lib
 from jaxlm import testing
+from jaxlm.algos import apr
 from jaxlm.algos import e3
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_attempts
@@ -128,6 +130,16 @@ class E3Test(absltest.TestCase):
     self.assertTrue(np.all(finite <= 6))
     self.assertBetween(stats["mean_length"], 1.0, 6.0)
     self.assertEqual(stats["pass@1"], 0.0)
+
+  def test_paper_preset_is_the_apr_papers_model_with_e3s_rl(self):
+    config = config_lib.from_dict(e3.Config, e3_configs.get_config("paper").to_dict())
+    apr_model = config_lib.from_dict(
+        apr.Config, apr_configs.get_config("paper").to_dict()).countdown.model
+    self.assertEqual(config.countdown.model, apr_model)
+    self.assertEqual(config.rl.train.batch_size // config.rl.group_size, 128)  # prompts
+    self.assertEqual((config.rl.train.lr, config.rl.kl_coef, config.rl.sampling.temperature),
+                     (1e-6, 0.001, 0.6))
+    self.assertEqual({d for d, _ in config.stages}, set(config.countdown.num_numbers))
 
   def test_smoke_entry_writes_every_mode(self):
     c = e3_configs.get_config("smoke")

@@ -71,6 +71,20 @@ and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] f
 reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
 d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
 (several hours of SFT here).
+Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
+and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
+training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
+LLaMA-2 model (`PAPER_MODEL`) for 19k steps of 256 rows at lr 5e-5 (AdamW, weight decay
+0.01, clip 1.0), context 4096; APR spawns up to 10 children; GRPO 150 steps of 64 prompts x
+5 rollouts, lr 1e-5, clip 0.2, KL 0.001 (k3, in the loss), two updates per batch, greedy
+evaluation, total-token budgets up to 20k. Differences from the paper: our tokens are
+characters (their LLaMA-2 tokenizer splits digits, so lengths are comparable but not equal),
+our own search grammar and heuristic (theirs: SoS+ with random beam sizes 1-5, APR with beam
+10 and sub-call beam 15, the multiply heuristic), no length or child-count conditioning.
+Their results at this scale: SoS+ 57.3% -> 60.0% after RL, APR 75.5% -> 83.4% (4k context).
+Host cost before any step: `countdown.generate` (pure-Python solver) made 2000 such problems in
+116 s here (beside another job), so the 500k problems take hours: build them once.
+
 Where the child fails (2026-12-05; `apr.child_accuracy`, which decodes the children of the
 symbolic parent from their exact pools; scripts /tmp/s8/child.py, child_c.py, 64 validation
 problems, 256 children, 35% of their pools solvable): the step-2400 APR model solves 0 of 89
@@ -91,7 +105,15 @@ experiments (not in the library).
 from jaxlm import config as config_lib
 from jaxlm.algos import apr
 
-PRESETS = (None, "policy", "smoke")
+PRESETS = (None, "policy", "paper", "smoke")
+
+# The APR paper's model (Pan et al. 2025, App. A.2 and the authors' "200m" training config):
+# LLaMA-2 architecture from scratch, 18 layers, width 1024, 16 heads, SwiGLU width 2752;
+# 227.7M parameters besides the embeddings (their 32k-token vocabulary makes it 293M in all,
+# ours has ~60 characters).
+PAPER_MODEL = dict(d_model=1024, n_layers=18, n_heads=16, d_ff=2752, norm="rmsnorm",
+                   norm_eps=1e-6, pos="rope", mlp="swiglu", tie_embeddings=False,
+                   qkv_bias=False, proj_bias=False)
 
 
 def get_config(arg: str | None = None):
@@ -117,6 +139,20 @@ def get_config(arg: str | None = None):
                               checkpoint_every=1000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
     c.update(parent_repeats=4, apr_sft_steps=2400)  # APR on SoS+'s SFT compute, see above
+  elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's scale, see below
+    c.countdown.update(max_number=99, min_target=10, max_target=100, train_problems=500_000,
+                       eval_problems=1000, trace_init="scratch")
+    c.countdown.model.update(**PAPER_MODEL)
+    c.countdown.trace_policy.update(num_steps=19_000, batch_size=256, lr=5e-5, warmup=1,
+                                    weight_decay=0.01, clip=1.0, log_every=100,
+                                    checkpoint_every=1000)
+    c.update(context=4096, caps=(1024, 2048, 4096), total_budgets=(4096, 10_240, 20_480),
+             max_children=10, sos_expansions=1000, eval_problems=1000,
+             length_buckets=(1024, 2048, 4096))
+    c.rl.train.update(num_steps=150, batch_size=320, lr=1e-5, clip=1.0, log_every=5,
+                      checkpoint_every=25)  # 64 prompts x 5 rollouts
+    c.rl.update(group_size=5, minibatches=2, clip_low=0.2, clip_high=0.2, kl_coef=0.001,
+                kl_estimator="k3", eval_every=25)
   elif arg == "smoke":
     c.countdown.update(train_problems=16, eval_problems=8, trace_init="policy")
     c.countdown.model.update(d_model=32, d_ff=64, n_heads=2)

@@ -102,12 +102,26 @@ Earlier settings of this preset (same command):
 - The policy writing its own verdicts (no miscounts; budgets 256 / 320): sft 0.122, full
   0.223, positive_only 0.203 at 1x, 2x = 1x; attempts shrank in both modes (2.77 -> 2.32 /
   2.44) as RL turned give-ups into false goal claims (0.39 -> 0.56 / 0.59).
+
+Preset "paper" (ACCELERATOR ONLY; never run here): the RL settings of Setlur et al. 2025's
+Countdown runs (App. B.2, Table 4: 128 prompts x 8 rollouts, 4 mini-batches, lr 1e-6, KL 0.001
+(k3), temperature 0.6, clip 0.2) and their coupled curriculum's shape (3- and 4-number
+problems at a small budget, then 7-number problems at a larger one; candidate budgets 256 to
+2048; evaluation out to 8x the training budget, as their Fig. 4), 40k training problems. Our
+choices where the paper differs or is silent: the model is the APR paper's 228M LLaMA-2
+trained from scratch on our attempt chains (`apr_configs.PAPER_MODEL`; e3 starts from a
+pretrained and fine-tuned Llama-3.2-3B, weights this repository does not download), numbers
+1..99 and targets 10..100, one difficulty per stage and the step counts (60 / 60 / 90), 6
+numbers in the last stage (their 7; `countdown` generates 3..6), the budget rule (the
+truncation-rate probe of the issue, not their kappa = 1.2 rule on accuracy at 2B vs B).
+Host cost: 200 six-number problems took 43 s to generate here.
 """
 
+from experiments.configs import apr as apr_configs
 from jaxlm import config as config_lib
 from jaxlm.algos import e3
 
-PRESETS = (None, "policy", "long", "smoke")
+PRESETS = (None, "policy", "long", "paper", "smoke")
 
 
 def get_config(arg: str | None = None):
@@ -136,6 +150,21 @@ def get_config(arg: str | None = None):
   elif arg == "long":  # "policy" with SFT rows that reach 2x the last stage's budget
     c = get_config("policy")
     c.update(max_attempts=20, retry=0.9, sft_max_len=1280, length_buckets=(256, 512, 768))
+  elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's RL at scale, see above
+    c.countdown.update(num_numbers=(3, 4, 6), max_number=99, min_target=10, max_target=100,
+                       train_problems=40_000, eval_problems=500, trace_init="scratch")
+    c.countdown.model.update(**apr_configs.PAPER_MODEL)
+    c.countdown.trace_policy.update(num_steps=19_000, batch_size=256, lr=5e-5, warmup=1,
+                                    weight_decay=0.01, clip=1.0, log_every=100,
+                                    checkpoint_every=1000)
+    c.update(max_attempts=20, retry=0.9, sft_max_len=4096, length_buckets=(1024, 2048, 4096),
+             budgets=(256, 512, 1024, 2048), stages=((3, 60), (4, 60), (6, 90)),
+             probe_problems=256, eval_samples=8, budget_multiples=(0.5, 1.0, 2.0, 4.0, 8.0))
+    c.rl.sampling.update(temperature=0.6)
+    c.rl.train.update(batch_size=1024, lr=1e-6, warmup=0, clip=1.0, log_every=5,
+                      checkpoint_every=10)  # 128 prompts x 8 rollouts
+    c.rl.update(group_size=8, minibatches=4, clip_low=0.2, clip_high=0.2, kl_coef=0.001,
+                kl_estimator="k3", entropy_coef=0.0, eval_every=10)
   elif arg == "smoke":
     c.countdown.update(train_problems=64, eval_problems=8)
     c.countdown.model.update(d_model=32, d_ff=64)
