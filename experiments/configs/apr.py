@@ -97,9 +97,13 @@ deciding one needs the pool's four results compared with the target. Continued S
 pool's results written on the edge ("[1 14] = 15 13 14 14 x"): the model writes 15 and still
 "x", 0 of 89; 500 more with the target copied beside them ("= 15 13 14 14 vs 15 x"): 0 of 89;
 500 with the results' least distance to the target before the label ("= 15 13 14 14 h=1 x",
-should be h=0): 1 of 89. The 2-layer d=64 character model computes the results but does not
-detect the one equal to the target against a 92% prior for "x"; these grammars stay
-experiments (not in the library).
+should be h=0): 1 of 89; 1500 more of that grammar (loss 0.043): 6 of 89 (false goals on 3%
+of the unsolvable pools), and the winning pool is now labelled "h=0 #1", but the expansion
+that follows copies the wrong pool for node #1 ("#1 [14 14]") and slips in its arithmetic
+("14+14=26 -> [26] goal"). So the 2-layer d=64 character model computes the results but learns
+only slowly to detect the one equal to the target (a 92% prior for "x") and then to fetch a
+node's pool by its id; the least-distance grammar is the one that moved, slowly. These
+grammars stay experiments (not in the library).
 """
 
 from jaxlm import config as config_lib
