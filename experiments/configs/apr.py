@@ -83,7 +83,12 @@ our own search grammar and heuristic (theirs: SoS+ with random beam sizes 1-5, A
 10 and sub-call beam 15, the multiply heuristic), no length or child-count conditioning.
 Their results at this scale: SoS+ 57.3% -> 60.0% after RL, APR 75.5% -> 83.4% (4k context).
 Host cost before any step: `countdown.generate` (pure-Python solver) made 2000 such problems in
-116 s here (beside another job), so the 500k problems take hours: build them once.
+116 s here (beside another job), so the 500k problems take hours: build them once. The
+symbolic searches themselves at this scale (200 training problems; a rollout counts when it
+solves and every thread fits the cap): SoS+ (1000 nodes; median row 1485 characters) 26.5% /
+62.5% / 97.5% at caps 1024 / 2048 / 4096, APR (10 children of <= 20 nodes; parent median 964)
+82.5% / 85.5% / 85.5%: our grammar is terser than the paper's, so the contrast lives at the
+smaller caps of `caps`.
 
 Where the child fails (2026-12-05; `apr.child_accuracy`, which decodes the children of the
 symbolic parent from their exact pools; scripts /tmp/s8/child.py, child_c.py, 64 validation
