@@ -114,6 +114,7 @@ grammars stay experiments (not in the library).
 
 from jaxlm import config as config_lib
 from jaxlm.algos import apr
+from jaxlm.models import transformer
 
 PRESETS = (None, "policy", "paper", "smoke")
 
@@ -121,9 +122,10 @@ PRESETS = (None, "policy", "paper", "smoke")
 # LLaMA-2 architecture from scratch, 18 layers, width 1024, 16 heads, SwiGLU width 2752;
 # 227.7M parameters besides the embeddings (their 32k-token vocabulary makes it 293M in all,
 # ours has ~60 characters).
-PAPER_MODEL = dict(d_model=1024, n_layers=18, n_heads=16, d_ff=2752, norm="rmsnorm",
-                   norm_eps=1e-6, pos="rope", mlp="swiglu", tie_embeddings=False,
-                   qkv_bias=False, proj_bias=False)
+_PAPER = transformer.llama_config(d_model=1024, n_layers=18, n_heads=16, d_ff=2752)
+PAPER_MODEL = {f: getattr(_PAPER, f) for f in (
+    "d_model", "n_layers", "n_heads", "d_ff", "norm", "norm_eps", "pos", "mlp",
+    "tie_embeddings", "qkv_bias", "proj_bias")}
 
 
 def get_config(arg: str | None = None):

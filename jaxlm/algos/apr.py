@@ -224,11 +224,12 @@ def child_accuracy(decode: threads.DecodeFn, problems: Sequence[countdown.Proble
   tok = tokenizer()
   pools = [countdown.Problem(child.start, child.target) for p in problems
            for child in traces.apr_trace(p, config.max_children, config.child_expansions).children]
-  ids = [[tok.bos_id] + tok.encode(traces.thread_prompt(q.target, q.numbers)) for q in pools]
+  prompts = [traces.thread_prompt(q.target, q.numbers) for q in pools]
+  ids = [[tok.bos_id] + tok.encode(prompt) for prompt in prompts]
   outs = decode(ids, [config.context - len(i) for i in ids], (tok.eos_id,), jax.random.key(seed))
   claims, solved, solvable = (np.zeros(len(pools), bool) for _ in range(3))
-  for i, (q, out) in enumerate(zip(pools, outs)):
-    text = traces.thread_prompt(q.target, q.numbers) + tok.decode(out)
+  for i, (q, prompt, out) in enumerate(zip(pools, prompts, outs)):
+    text = prompt + tok.decode(out)
     claims[i] = traces.child_outcome(text) is not None
     solved[i] = claims[i] and countdown.verify(q, text)[0]
     solvable[i] = countdown.solve(q) is not None
