@@ -60,6 +60,27 @@ class RowsTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "parent_repeats=0"):
       apr.Config(parent_repeats=0)
 
+  def test_pair_results_rows(self):
+    # A 3-number problem: the root's edges are two-number pools, so the parent changes too.
+    problem = cd.Problem((2, 3, 4), 24)
+    trace = ct.apr_trace(problem, 2, 2)
+    parent, children = ct.apr_texts(trace, results=True)
+    self.assertIn("  3*2=6 -> [4 6] = 10 2 24 h=0 #", parent)
+    rows = apr.apr_rows(problem, 2, 2, pair_results=True)
+    for (ids, _), text in zip(rows, (parent, *children)):
+      self.assertEqual(ids, [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
+    before = ct.parent_before_spawn(trace, results=True)
+    join = ct.join_context(before, trace.outcomes)[len(before):]
+    self.assertEqual(trained_text(*rows[0]),
+                     parent[len(ct.thread_prompt(24, (2, 3, 4))):].replace(join, ""))
+    [(ids, _)] = apr.sos_rows(problem, 100, pair_results=True)
+    search = cd.best_first(24, (2, 3, 4), 100)
+    self.assertEqual(TOK.decode(ids[1:-1]), cd.format_search(search, results=True))
+    config = apr.Config(pair_results=True, sos_expansions=100, max_children=2,
+                        child_expansions=2)
+    batch = apr.sft_batch("apr", [problem], config)
+    np.testing.assert_array_equal(batch.tokens[0, :len(rows[0][0])], rows[0][0])
+
   def test_sos_row_and_cut(self):
     [(ids, trained)] = apr.sos_rows(FIXTURE, 100)
     text = cd.format_search(cd.best_first(FIXTURE.target, FIXTURE.numbers, 100))

@@ -53,6 +53,24 @@ Answer:
 2+1=3
 4*3=12""")
 
+# FIXTURE_CHILDREN[1] in the "results" grammar, by hand: each two-number pool's results in
+# + - * / order (/ only when exact) and their least distance to 12.
+FIXTURE_RESULTS_CHILD = """Goal 12 from [1 2 4]
+#0 [1 2 4] h=8
+  2+1=3 -> [3 4] = 7 1 12 h=0 #1
+  2-1=1 -> [1 4] = 5 3 4 4 h=7 x
+  2*1=2 -> [2 4] = 6 2 8 2 h=4 x
+  4+1=5 -> [2 5] = 7 3 10 h=2 x
+  4-1=3 -> [2 3] = 5 1 6 h=6 x
+  4+2=6 -> [1 6] = 7 5 6 6 h=5 x
+  4-2=2 -> [1 2] = 3 1 2 2 h=9 x
+  4*2=8 -> [1 8] = 9 7 8 8 h=3 x
+#1 [3 4] h=0
+  4*3=12 -> [12] goal
+Answer:
+2+1=3
+4*3=12"""
+
 
 def problems(count=12, seed=5):
   """Solvable problems with 3 and 4 starting numbers."""
@@ -70,6 +88,49 @@ class SearchTraceTest(parameterized.TestCase):
       self.assertEqual(ct.parse_search(text), search)
       self.assertEqual(cd.format_search(ct.parse_search(text)), text)
       self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
+
+  @parameterized.parameters(1, 3, 100)
+  def test_results_grammar_round_trip(self, max_expansions):
+    for p in problems() + [cd.Problem((2, 3), 7), cd.Problem((1, 2, 3), 100)]:
+      search = cd.best_first(p.target, p.numbers, max_expansions)
+      text = cd.format_search(search, results=True)
+      self.assertEqual(ct.parse_search(text), search)
+      self.assertEqual(cd.format_search(ct.parse_search(text), results=True), text)
+      self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
+      # Only edges to two-number pools change; the rest of the trace is the plain one.
+      plain = cd.format_search(search).splitlines()
+      lines = text.splitlines()
+      self.assertEqual(len(lines), len(plain))
+      for new, old in zip(lines, plain):
+        self.assertEqual(new == old, " = " not in new)
+
+  def test_results_grammar_fixture(self):
+    trace = ct.apr_trace(FIXTURE_PROBLEM, max_children=2, child_expansions=2)
+    parent, children = ct.apr_texts(trace, results=True)
+    self.assertEqual(parent, FIXTURE_PARENT)  # the root's pools have three numbers
+    dead_end = """Goal 12 from [1 1 5]
+#0 [1 1 5] h=7
+  1+1=2 -> [2 5] = 7 3 10 h=2 x
+  1-1=0 -> [0 5] = 5 5 0 h=7 x
+  1*1=1 -> [1 5] = 6 4 5 5 h=6 x
+  5+1=6 -> [1 6] = 7 5 6 6 h=5 x
+  5-1=4 -> [1 4] = 5 3 4 4 h=7 x
+  dead end
+No solution after 1 nodes."""
+    self.assertEqual(children, (dead_end, FIXTURE_RESULTS_CHILD))
+    self.assertEqual(ct.parse_apr(parent, children), trace)
+
+  @parameterized.named_parameters(
+      ("wrong_result", "  2-1=1 -> [1 4] = 5 3 4 4 h=7 x", "  2-1=1 -> [1 4] = 5 3 5 4 h=7 x"),
+      ("missing_result", "  4+1=5 -> [2 5] = 7 3 10 h=2 x", "  4+1=5 -> [2 5] = 7 3 10 2 h=2 x"),
+      ("wrong_distance", "  4*2=8 -> [1 8] = 9 7 8 8 h=3 x", "  4*2=8 -> [1 8] = 9 7 8 8 h=4 x"),
+      ("reachable_pruned", "  2+1=3 -> [3 4] = 7 1 12 h=0 #1", "  2+1=3 -> [3 4] = 7 1 12 h=0 x"),
+      ("unreachable_open", "  2*1=2 -> [2 4] = 6 2 8 2 h=4 x", "  2*1=2 -> [2 4] = 6 2 8 2 h=4 #2"))
+  def test_results_grammar_checks_claims(self, line, wrong):
+    text = FIXTURE_RESULTS_CHILD.replace(line, wrong)
+    number = FIXTURE_RESULTS_CHILD.splitlines().index(line) + 1
+    with self.assertRaisesRegex(ValueError, f"line {number}: .* does not state"):
+      ct.parse_search(text)
 
   def test_matches_the_original_trace(self):
     # The trace of countdown_test's hand example, as search_trace wrote it before the refactor.

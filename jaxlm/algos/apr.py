@@ -93,6 +93,11 @@ class Config:
     apr_sft_steps: SFT steps of the APR model (None: `countdown.trace_policy.num_steps`, as
       SoS+). APR's batches are mostly short rows, so matching the formats on compute rather
       than steps gives APR more of them.
+    pair_results: SFT traces of both formats in the "results" grammar
+      (`countdown.format_edge`): an edge to a two-number pool lists the pool's results and
+      their least distance to the target before its label, so "x" or "#<id>" is read off the
+      line; in the plain grammar a 2-layer d=64 model labelled every such pool "x" (see
+      experiments/configs/apr.py).
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
                                                  max_number=6, min_target=10, max_target=24)
@@ -109,6 +114,7 @@ class Config:
   length_buckets: tuple[int, ...] = (256, 512)
   parent_repeats: int = 1
   apr_sft_steps: int | None = None
+  pair_results: bool = False
 
   def __post_init__(self):
     if max(self.caps) > self.context:
@@ -149,21 +155,24 @@ def thread_row(text: str, untrained: Sequence[tuple[int, int]] = ()
   return ids, trained
 
 
-def sos_rows(problem: countdown.Problem, expansions: int) -> list[tuple[list[int], list[bool]]]:
-  """The SoS+ row of a problem: its best-first search trace."""
+def sos_rows(problem: countdown.Problem, expansions: int, pair_results: bool = False
+             ) -> list[tuple[list[int], list[bool]]]:
+  """The SoS+ row of a problem: its best-first search trace (`pair_results`: in the
+  "results" grammar of `countdown.format_edge`)."""
   search = countdown.best_first(problem.target, problem.numbers, expansions)
-  return [thread_row(countdown.format_search(search))]
+  return [thread_row(countdown.format_search(search, pair_results))]
 
 
 def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int,
-             parent_repeats: int = 1) -> list[tuple[list[int], list[bool]]]:
+             parent_repeats: int = 1, pair_results: bool = False
+             ) -> list[tuple[list[int], list[bool]]]:
   """The APR rows of a problem: the parent (its join block untrained; `parent_repeats`
-  copies), then each child."""
+  copies), then each child (`pair_results`: every thread in the "results" grammar)."""
   trace = traces.apr_trace(problem, max_children, child_expansions)
-  parent, children = traces.apr_texts(trace)
+  parent, children = traces.apr_texts(trace, pair_results)
   untrained = []
   if trace.spawned:
-    before = traces.parent_before_spawn(trace)
+    before = traces.parent_before_spawn(trace, pair_results)
     untrained = [(len(before), len(traces.join_context(before, trace.outcomes)))]
   return [thread_row(parent, untrained)] * parent_repeats + [thread_row(c) for c in children]
 
@@ -171,11 +180,12 @@ def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: in
 def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -> RLBatch:
   """Every row of `problems` in format `fmt` ("sos" or "apr")."""
   if fmt == "sos":
-    rows = [r for p in problems for r in sos_rows(p, config.sos_expansions)]
+    rows = [r for p in problems
+            for r in sos_rows(p, config.sos_expansions, config.pair_results)]
   elif fmt == "apr":
     rows = [r for p in problems
             for r in apr_rows(p, config.max_children, config.child_expansions,
-                              config.parent_repeats)]
+                              config.parent_repeats, config.pair_results)]
   else:
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
   cut = sum(len(ids) > config.context for ids, _ in rows)

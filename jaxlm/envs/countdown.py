@@ -258,8 +258,7 @@ def heuristic(pool: Sequence[int], target: int) -> int | None:
   distance of the closest number to the target.
   """
   if len(pool) == 2:
-    hits = (apply_op(pool[0], pool[1], op) == target for op in OPS)
-    return 0 if any(hits) else None
+    return 0 if target in pair_results(pool) else None
   return min(abs(target - x) for x in pool)
 
 
@@ -335,27 +334,46 @@ def search_header(target: int, pool: Sequence[int]) -> str:
   return f"Goal {target} from {bracket_pool(pool)}"
 
 
-def format_edge(edge: Edge) -> str:
-  """One child line of an expansion: ``  <step> -> [<pool>] goal|x|h=<h> #<id>``."""
+def pair_results(pool: Sequence[int]) -> tuple[int, ...]:
+  """The numbers a two-number pool can end on: its allowed results in ``OPS`` order."""
+  a, b = pool
+  return tuple(r for r in (apply_op(a, b, op) for op in OPS) if r is not None)
+
+
+def format_edge(edge: Edge, target: int | None = None) -> str:
+  """One child line of an expansion: ``  <step> -> [<pool>] goal|x|h=<h> #<id>``.
+
+  With ``target`` (the "results" grammar), a two-number pool also lists its ``pair_results``
+  and their least distance to the target before its mark, so the label is read off the line
+  instead of computed in one token: ``[2 12] = 14 10 24 6 h=0 #20``, ``[2 30] = 32 28 60 15
+  h=4 x`` (target 24).
+  """
   mark = {"goal": "goal", "pruned": "x"}.get(edge.status, f"h={edge.h} #{edge.node_id}")
+  if target is not None and len(edge.pool) == 2:
+    results = pair_results(edge.pool)
+    label = "x" if edge.status == "pruned" else f"#{edge.node_id}"
+    mark = (f"= {' '.join(map(str, results))} "
+            f"h={min(abs(target - r) for r in results)} {label}")
   return f"  {edge.step} -> {bracket_pool(edge.pool)} {mark}"
 
 
-def expansion_lines(expansion: Expansion) -> list[str]:
-  """The lines of one expansion: optional backtrack, the node, its children (or dead end)."""
+def expansion_lines(expansion: Expansion, target: int | None = None) -> list[str]:
+  """The lines of one expansion: optional backtrack, the node, its children (or dead end);
+  ``target`` selects the "results" grammar of ``format_edge``."""
   lines = [] if expansion.backtrack_to is None else [f"backtrack to #{expansion.backtrack_to}"]
   lines.append(f"#{expansion.node_id} {bracket_pool(expansion.pool)} h={expansion.h}")
-  lines.extend(map(format_edge, expansion.edges))
+  lines.extend(format_edge(e, target) for e in expansion.edges)
   if not any(e.status in ("goal", "open") for e in expansion.edges):
     lines.append("  dead end")
   return lines
 
 
-def format_search(search: Search) -> str:
-  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search``; see ``search_trace``."""
+def format_search(search: Search, results: bool = False) -> str:
+  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search``; see ``search_trace``.
+  ``results``: two-number pools list their results and least distance (``format_edge``)."""
   lines = [search_header(search.target, search.start)]
   for expansion in search.expansions:
-    lines.extend(expansion_lines(expansion))
+    lines.extend(expansion_lines(expansion, search.target if results else None))
   if search.solution is None:
     lines.append(f"No solution after {len(search.expansions)} nodes.")
   else:

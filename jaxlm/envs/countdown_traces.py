@@ -13,7 +13,11 @@ on two trace formats of the same best-first search. Ours (own grammar, structure
       edge     := "  " step " -> " pool (" goal" | " x" | " h=" h " #" id)
       step     := hi op lo "=" result                           (``countdown.format_step``)
 
-  "dead end" is written exactly when no edge is a goal or open.
+  "dead end" is written exactly when no edge is a goal or open. In the "results" grammar
+  (``format_search(..., results=True)``) an edge to a two-number pool is instead
+  ``"  " step " -> " pool " = " r (" " r)* " h=" d (" x" | " #" id)``: the pool's results
+  (``countdown.pair_results``) and their least distance d to the target (0 exactly when it is
+  open); the parsers accept both grammars, line by line, and check what such a line claims.
 
 * APR (parent + children): the parent expands the root (node #0), spawns one child search per
   kept open child (the best ``max_children`` by (h, pool size, id)), reads only each child's
@@ -73,7 +77,8 @@ _STEP = r"\d+[-+*/]\d+=\d+"
 _HEADER_RE = re.compile(rf"^Goal {_N} from {_POOL}$")
 _NODE_RE = re.compile(rf"^#{_N} {_POOL} h=(\d+|None)$")  # None: a start that cannot reach
 _BACKTRACK_RE = re.compile(rf"^backtrack to #{_N}$")
-_EDGE_RE = re.compile(rf"^  ({_STEP}) -> {_POOL} (?:(goal)|(x)|h={_N} #{_N})$")
+_EDGE_RE = re.compile(
+    rf"^  ({_STEP}) -> {_POOL} (?:(goal)|(x)|h={_N} #{_N}|= [\d ]+ h=\d+ (?:(x)|#{_N}))$")
 _STEP_RE = re.compile(rf"^{_STEP}$")
 _GIVE_UP_RE = re.compile(rf"^No solution after {_N} nodes\.$")
 _SPAWNED_RE = re.compile(rf"^  #{_N}$")
@@ -144,20 +149,23 @@ def spawn_block(trace: AprTrace) -> str:
   return "\n".join([SPAWN_OPEN] + [f"  #{i}" for i in trace.spawned] + [SPAWN_END])
 
 
-def parent_before_spawn(trace: AprTrace) -> str:
+def parent_before_spawn(trace: AprTrace, results: bool = False) -> str:
   """The parent's text up to and including its spawn block (all of it if it spawns nothing):
-  where decoding stops for the children to run."""
+  where decoding stops for the children to run. ``results``: ``countdown.format_search``'s
+  "results" grammar."""
   lines = [countdown.search_header(trace.target, trace.root.pool)]
-  lines += countdown.expansion_lines(trace.root)
+  lines += countdown.expansion_lines(trace.root, trace.target if results else None)
   text = "\n".join(lines)
   return text + "\n" + spawn_block(trace) if trace.spawned else text
 
 
-def apr_texts(trace: AprTrace) -> tuple[str, tuple[str, ...]]:
-  """(parent text, children's texts); each text starts with its thread's prompt."""
-  text = parent_before_spawn(trace)
+def apr_texts(trace: AprTrace, results: bool = False) -> tuple[str, tuple[str, ...]]:
+  """(parent text, children's texts); each text starts with its thread's prompt; ``results``:
+  every thread in ``countdown.format_search``'s "results" grammar."""
+  text = parent_before_spawn(trace, results)
   text = join_context(text, trace.outcomes) if trace.spawned else text + "\n"
-  return text + _ending(trace.solution), tuple(map(countdown.format_search, trace.children))
+  children = tuple(countdown.format_search(c, results) for c in trace.children)
+  return text + _ending(trace.solution), children
 
 
 def join_context(parent_text: str, outcomes: Sequence[Outcome]) -> str:
@@ -217,7 +225,19 @@ def _header(lines: _Lines) -> tuple[int, tuple[int, ...]]:
   return int(match[1]), _pool(match[2])
 
 
-def _expansion(lines: _Lines) -> countdown.Expansion:
+def _check_results(lines: _Lines, edge: countdown.Edge, target: int) -> None:
+  """An edge line just taken in the "results" grammar must state its pool's results, their
+  least distance to ``target`` and the label that distance implies."""
+  written = lines.lines[lines.i - 1]
+  if " = " not in written:
+    return
+  pruned = countdown.heuristic(edge.pool, target) is None
+  if countdown.format_edge(edge, target) != written or pruned != (edge.status == "pruned"):
+    raise ValueError(f"{lines.what}, line {lines.i}: {written!r} does not state its pool's "
+                     f"results, distance to {target} or label right")
+
+
+def _expansion(lines: _Lines, target: int) -> countdown.Expansion:
   backtrack = None
   if lines.peek() is not None and _BACKTRACK_RE.match(lines.peek()):
     backtrack = int(lines.take(_BACKTRACK_RE, "")[1])
@@ -225,9 +245,11 @@ def _expansion(lines: _Lines) -> countdown.Expansion:
   edges = []
   while lines.peek() is not None and _EDGE_RE.match(lines.peek()):
     m = lines.take(_EDGE_RE, "")
-    status = "goal" if m[3] else "pruned" if m[4] else "open"
-    h, node_id = (int(m[5]), int(m[6])) if status == "open" else (None, None)
+    status = "goal" if m[3] else "pruned" if m[4] or m[7] else "open"
+    h, node_id = (None, None) if status != "open" else (
+        (int(m[5]), int(m[6])) if m[6] else (0, int(m[8])))
     edges.append(countdown.Edge(m[1], _pool(m[2]), status, h, node_id))
+    _check_results(lines, edges[-1], target)
   if not any(e.status in ("goal", "open") for e in edges):
     lines.take_literal(_DEAD_END)
   h = None if node[3] == "None" else int(node[3])
@@ -252,7 +274,7 @@ def parse_search(text: str, what: str = "SoS+ trace") -> countdown.Search:
   target, start = _header(lines)
   expansions = []
   while lines.peek() != countdown.ANSWER_MARKER and not _GIVE_UP_RE.match(lines.peek() or ""):
-    expansions.append(_expansion(lines))
+    expansions.append(_expansion(lines, target))
   if lines.peek() == countdown.ANSWER_MARKER:
     return countdown.Search(target, start, tuple(expansions), _answer(lines))
   count = int(lines.take(_GIVE_UP_RE, "")[1])
@@ -293,8 +315,8 @@ def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
     raise ValueError(f"parent text has {SPAWN_END!r} but no {SPAWN_OPEN!r} line before it")
   spawned = _spawn(_Lines(parent_text[start + 1:], "spawn block"))
   lines = _Lines(parent_text[:start], "APR parent")
-  _header(lines)
-  return list(zip(spawned, _open_pools(_expansion(lines), spawned, "spawn block")))
+  target, _ = _header(lines)
+  return list(zip(spawned, _open_pools(_expansion(lines, target), spawned, "spawn block")))
 
 
 def child_prompts(parent_text: str) -> list[str]:
@@ -322,7 +344,7 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   """
   lines = _Lines(parent_text, "APR parent")
   target, _ = _header(lines)
-  root = _expansion(lines)
+  root = _expansion(lines, target)
   spawned, outcomes = [], []
   if lines.peek() == SPAWN_OPEN:
     spawned = _spawn(lines)
