@@ -14,6 +14,7 @@ import numpy as np
 from experiments.configs import apr as apr_configs
 from jaxlm import config as config_lib
 from jaxlm import testing
+from jaxlm import train as train_lib
 from jaxlm.algos import apr
 from jaxlm.algos import pg_threads
 from jaxlm.envs import countdown as cd
@@ -192,6 +193,30 @@ class RolloutRowsTest(absltest.TestCase):
     batch, _, _ = pg_threads.rollout_rows(self.rollouts, self.adv, np.zeros(4, bool), 4096,
                                           TOK.pad_id, per_rollout=False)
     np.testing.assert_array_equal(batch.loss_mask, batch.action_mask)
+
+  def test_mask_truncated_drops_every_thread_of_a_cut_rollout(self):
+    cut = [dataclasses.replace(r, stop="tokens") if i == 1 else r
+           for i, r in enumerate(self.rollouts)]
+    batches = []
+    for mask in (False, True):
+      config = apr.pg.Config(model=testing.tiny_model(vocab_size=TOK.vocab_size, max_len=4096),
+                             train=testing.tiny_train(batch_size=4), group_size=2,
+                             mask_truncated=mask)
+      model, init, forward, policy_logits = apr.pg.networks(config)
+      task = apr.thread_task([FIXTURE, PROBLEMS[6]], [FIXTURE])
+      rollouts = pg_threads.ThreadRollouts(config, task, model, forward, policy_logits,
+                                           run=lambda decode, idx, key: cut, tok=TOK)
+      state = train_lib.TrainState(step=0, params=init(jax.random.key(0)), opt_state=None,
+                                   rng=None, extra=None)
+      batches.append(rollouts(state))
+    plain, masked = (np.asarray(b.rl.loss_mask) for b in batches)
+    owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in cut])
+    rows = np.zeros(len(plain), bool)
+    rows[:len(owner)] = owner == 1
+    self.assertGreater(plain[rows].sum(), 0.0)
+    np.testing.assert_array_equal(masked[rows], 0.0)
+    np.testing.assert_array_equal(masked[~rows], plain[~rows])
+    np.testing.assert_array_equal(batches[0].advantages, batches[1].advantages)
 
 
 class PaperPresetTest(absltest.TestCase):

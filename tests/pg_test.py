@@ -1,5 +1,6 @@
 """Online policy-gradient RL (jaxlm.algos.pg) end to end on the prompt -> 3-token bandit."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -113,6 +114,26 @@ class LossTest(parameterized.TestCase):
     self.assertTrue(np.all(loss_mask[zero] == 0))
     self.assertTrue(np.all(np.asarray(batch.advantages)[zero] == 0))
     self.assertTrue(np.all(np.isfinite(np.asarray(batch.advantages))))
+
+  def test_mask_truncated_drops_completions_cut_by_the_budget(self):
+    # Symbol FIRST as a stop token: some completions end before the 3-token budget.
+    task = dataclasses.replace(TASK, stop_tokens=(bandit.FIRST,))
+    batches = []
+    for mask in (False, True):
+      config = _config(mask_truncated=mask)
+      model, init, forward, policy_logits = pg.networks(config)
+      params = init(jax.random.key(0))
+      state = train_lib.TrainState(step=0, params=params, opt_state=None, rng=None, extra=None)
+      batches.append(pg.Rollouts(config, task, model, forward, policy_logits)(state))
+    plain, masked = batches
+    actions = np.asarray(plain.rl.tokens) * np.asarray(plain.rl.action_mask)
+    cut = ~np.any(actions == bandit.FIRST, axis=1)
+    self.assertTrue(0 < cut.sum() < len(cut))
+    np.testing.assert_array_equal(np.asarray(masked.rl.tokens), np.asarray(plain.rl.tokens))
+    np.testing.assert_array_equal(np.asarray(masked.rl.loss_mask)[cut], 0.0)
+    np.testing.assert_array_equal(np.asarray(masked.rl.loss_mask)[~cut],
+                                  np.asarray(plain.rl.loss_mask)[~cut])
+    np.testing.assert_array_equal(masked.advantages, plain.advantages)  # same baselines
 
   def test_oversampling_keeps_the_first_varying_groups_of_the_draw(self):
     # The same seed and rollout index with twice the batch and oversample 1 draws the same

@@ -211,7 +211,7 @@ def rollout_stats(decode: threads.DecodeFn, problems: Sequence[countdown.Problem
   texts = [r.parent[len(countdown_data.prompt_text(p)):] for p, r in zip(rows, rollouts)]
   lengths = np.array([len(r.thread_ids[0]) - len(countdown_data.encode_prompt(tok, p))
                       for p, r in zip(rows, rollouts)], np.float64)
-  truncated = np.array([r.stop in ("tokens", "rounds") for r in rollouts])
+  truncated = np.array([r.stop in threads.BUDGET_STOPS for r in rollouts])
   solved = np.array([countdown.verify(p, t)[0] for p, t in zip(rows, texts)], np.float64)
   return {"pass@1": float(np.mean(solved)),
           "mean_attempts": float(np.mean([countdown_attempts.count_attempts(t) for t in texts])),

@@ -83,6 +83,10 @@ class Config:
     advantage_mode: "full" | "positive_only" | "negative_only" (e3's negative-gradient
       ablation; `jaxlm.rl.advantages.advantage_mode`).
     drop_zero_variance: mask out groups whose rewards are all equal (DAPO dynamic sampling).
+    mask_truncated: completions cut by the token budget before a stop token get no loss
+      (DAPO's overlong filtering, Yu et al. 2025, Sec. 3.4); their rewards still enter the
+      group baselines. With a binary verifier a cut trace scores 0, so without the mask its
+      negative advantage pushes against long traces as such, whatever they were doing.
     oversample: draw oversample x P prompts per rollout and keep the P groups whose rewards
       vary first (`jaxlm.rl.advantages.fill_groups`: DAPO's sample-until-full at a fixed
       cost); 1 keeps every drawn group.
@@ -126,6 +130,7 @@ class Config:
   std_ddof: int = 1
   advantage_mode: Literal["full", "positive_only", "negative_only"] = "full"
   drop_zero_variance: bool = False
+  mask_truncated: bool = False
   oversample: int = 1
   critic: Literal["none", "head", "separate"] = "none"
   gamma: float = 1.0
@@ -288,21 +293,24 @@ def score(config: Config, forward: Callable, policy_logits: Callable, params: An
   return score_rows(config, forward, policy_logits, params, ref_params,
                     rollout_lib.completion_batch(c, rewards_B), c.sampler_logp_BxT,
                     bootstrap_B=jnp.zeros((b,), jnp.float32), outcome_B=rewards_B,
-                    reward=rewards_B, length=c.lengths_B.astype(jnp.float32))
+                    reward=rewards_B, length=c.lengths_B.astype(jnp.float32),
+                    truncated_B=~c.done_B)
 
 
 def score_rows(config: Config, forward: Callable, policy_logits: Callable, params: Any,
                ref_params: Any, rl: RLBatch, sampler_logp_BxT: jax.Array, *,
                bootstrap_B: jax.Array, outcome_B: jax.Array | None, reward: jax.Array,
                length: jax.Array, advantages_B: jax.Array | None = None,
-               zero_var_B: jax.Array | None = None) -> OnlineBatch:
+               zero_var_B: jax.Array | None = None,
+               truncated_B: jax.Array | None = None) -> OnlineBatch:
   """Token rows (single-turn completions or per-turn episode rows, `jaxlm.rl.episodes`) ->
   `OnlineBatch`. `outcome_B` is the per-row outcome the group estimators read (None for
   multi-turn rows, which need "gae"); `bootstrap_B` marks bootstrap rows; `reward` and
   `length` are [B] logging fields. Rewards the advantages see are scaled by reward_scale.
   `advantages_B` (with its rows' `zero_var_B`) replaces the estimator by advantages the caller
   computed per row, e.g. one rollout's advantage on each of its threads (`jaxlm.algos.apr`);
-  the advantage mode still applies."""
+  the advantage mode still applies. `truncated_B` flags rows a budget cut (their loss is
+  masked with `mask_truncated`)."""
   sampling = config.sampling
   rl = rl.replace(rewards=rl.rewards * config.reward_scale)
   logits, values = forward(params, rl.tokens, rl.attention_mask)
@@ -346,6 +354,8 @@ def score_rows(config: Config, forward: Callable, policy_logits: Callable, param
                                    mask)
     returns = old_values = zeros
   adv = adv_lib.advantage_mode(adv, config.advantage_mode)
+  if config.mask_truncated and truncated_B is not None:
+    keep_B = keep_B * (1.0 - jnp.asarray(truncated_B, jnp.float32))
   trained = rl.action_mask if rl.loss_mask is None else rl.loss_mask  # weights may be < 1
   rl = rl.replace(loss_mask=trained * keep_B[:, None])
   return OnlineBatch(rl=rl, behaviour_logp=logp, ref_logp=ref_logp, advantages=adv,

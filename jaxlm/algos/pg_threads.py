@@ -115,12 +115,15 @@ class ThreadRollouts(IndexedBatches):
                                       min_rows=config.minibatches * jax.device_count(),
                                       per_rollout=self.per_rollout)
     rows = batch.tokens.shape[0]
+    cut = np.repeat([r.stop in threads.BUDGET_STOPS for r in rollouts],
+                    [len(r.thread_ids) for r in rollouts])
     out = self._score(state.params, state.extra, jax.tree.map(jnp.asarray, batch),
                       jnp.zeros(batch.tokens.shape, jnp.float32),
                       bootstrap_B=jnp.zeros((rows,)), outcome_B=None,
                       reward=jnp.full((rows,), rewards.mean()),
                       length=jnp.full((rows,), np.mean([r.decoded_tokens for r in rollouts])),
-                      advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B))
+                      advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B),
+                      truncated_B=jnp.asarray(np.pad(cut, (0, rows - len(cut)))))
     # The orchestrator does not return the sampler's log-probs: the gap is not measured.
     return out.replace(sampler_gap=jnp.full((rows,), -1.0),
                        zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))

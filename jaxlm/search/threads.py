@@ -40,6 +40,7 @@ import jax
 
 DecodeFn = Callable[[Sequence[Sequence[int]], Sequence[int], Sequence[int], jax.Array],
                     list[list[int]]]
+BUDGET_STOPS = ("context", "tokens", "rounds")  # Rollout.stop when a budget ended it
 
 
 class ThreadFormat(Protocol):
@@ -99,7 +100,7 @@ class Rollout:
     longest_thread: tokens in the longest thread (bos, prompt, joins, decoded tokens).
     rounds: sequential decode rounds (parent segments + child batches).
     sequential_tokens: per round, the longest segment this rollout decoded, summed.
-    stop: "eos" (the parent finished), "context" / "tokens" / "rounds" (a budget ended it), or
+    stop: "eos" (the parent finished), one of BUDGET_STOPS (a budget ended it), or
       "malformed" (a spawn block the format could not read).
     thread_ids: each thread's context ids as decoded (bos, prompt, decoded segments with their
       stop tokens, join blocks), the parent first, then the children in spawn order.
