@@ -5,35 +5,39 @@ Run:
   python -m experiments.apr --config experiments/configs/apr.py:policy --workdir /tmp/apr1
   python -m experiments.apr --config experiments/configs/apr.py:smoke --workdir /tmp/apr0
 
-Default: Countdown with 4 starting numbers from 1..9, targets 10..30 (3000 training problems,
-the first 128 validation problems evaluated). Per-thread context cap 768 tokens (characters):
-at that cap the symbolic searches themselves (no model) solve 24% as one SoS+ trace (100 node
-budget; median trace 992 tokens) and 71% as APR threads (root + 4 children of <= 20 nodes;
-parent <= 762, child <= 337 tokens at the 90th percentile); at cap 640: 6% vs 41%. Two
-2-layer d=64 character models, one per format, same problems and SFT steps; evaluation with the
-spawn / join orchestrator at caps 512 / 640 / 768 (APR also at 512 / 768 / 1024 total tokens);
-then GRPO on the APR model (4 prompts x 4 rollouts per step, all threads of a rollout share its
-advantage, rollouts weigh equally).
+Problems (every preset but "paper"): Countdown with 4 starting numbers from 1..9, targets
+10..30, 3000 training problems. Per-thread context cap 768 tokens (characters): at that cap the
+symbolic searches themselves (no model) solve 24% as one SoS+ trace (100 node budget; median
+trace 992 tokens) and 71% as APR threads (root + 4 children of <= 20 nodes; parent <= 762,
+child <= 337 tokens at the 90th percentile); at cap 640: 6% vs 41% (plain grammar). Two
+2-layer d=64 character models, one per format, same problems, both started from the
+direct-answer policy; evaluation with the spawn / join orchestrator at caps 512 / 640 / 768
+(APR also at 512 / 768 / 1024 total tokens); then GRPO on the APR model (4 prompts x 4 rollouts
+per step, all threads of a rollout share its advantage, rollouts weigh equally).
+
+Default (<= 30 min on 2 cores; a run of the whole pipeline, not of its targets): one head (a
+training step on 16 x 768 characters takes 0.68 s with one head, 1.96 s with four: the
+attention probabilities dominate at d=64), direct-answer policy 1500 steps x 64, SFT 500 steps
+(SoS+) and 800 (APR; parent rows x4) of 16 rows in the "results" grammar (`pair_results`), 64
+validation problems, 10 GRPO steps.
+Measured (2026-12-05, jax 0.10.2, 2 cores alone, with 20 GRPO steps): 29:02 wall (policy 2.7
+min, SoS+ SFT and sweep 6.3, APR SFT 6.0, its sweep 3.5, GRPO 4.3, the RL model's sweep 3.5,
+child searches 2.2; peak RSS 2.4 GB); 10 GRPO steps save ~2.2 min. SFT loss 0.37 (APR); SoS+
+rows: 2708 of 3000 cut at 768 (the results grammar is longer). Accuracy 0.000 for both formats
+at every cap and total budget: SoS+ traces run into the context (62 of 64), the APR parent
+spawns 2.1 children per rollout (24 of 64 spawn blocks malformed), its children solve 0 of the
+89 solvable pools the symbolic parent would spawn (false goals 0.4%); GRPO reward 0 in every
+group (grad_norm 0), so apr_rl = apr. The pipeline is what the default shows; the comparison
+needs the longer runs below.
 
 The symbolic-search figures above were computed from the serialised traces of 300 training
 problems (a rollout counts as solved when its search reaches the goal and every thread, bos and
 <eos> included, fits the cap).
 
-Measured (`python -m experiments.apr`, jax 0.10.2, 64 min wall on 2 cores shared with three
-other agents' jobs at load 8-14; SFT 500 steps of 16 rows each: 27 + 17 min): TARGETS NOT
-REACHED. SFT loss 0.65 (SoS+; 2211 of 3000 rows cut at 768) and 0.55 (APR; 15000 rows, 213
-cut). At cap 768, 128 validation problems, greedy: SoS+ accuracy 0.000 (621 tokens; 104 cut by
-the context, 24 gave up), APR 0.000 (452 tokens, 0.16 children per rollout: it mostly writes
-the root and gives up; 11 malformed spawn blocks), and every cap / total budget of the sweep
-0.000 too. GRPO on the APR model: reward 0 in every group of the 30 steps (zero-variance share
-1.0, grad_norm 0), so apr_rl = apr. What limits it: the 0.1M-parameter one-head model after
-500 steps does not even copy the starting pool from the header (greedy SoS+ trace of
-"Goal 15 from [7 7 7 7]" starts "#0 [5 7 8 9]"), far from the 2-layer model of
-experiments/configs/search.py:trace, which needed a 3000-step direct-answer policy plus 1500
-trace steps (loss 0.010) for pass@8 0.43 on 3-number problems. Next: start both formats from
-that direct-answer policy and train ~3000 steps per format (about an hour per format here),
-then compare at cap 768; the pipeline (rows, orchestrator, sweeps, shared-advantage RL) is
-tested end to end.
+The default before 2026-12-05 (from scratch, one head, 500 SFT steps per format, 128
+validation problems; 64 min under load): SFT loss 0.65 (SoS+) / 0.55 (APR), accuracy 0.000 for
+both at every cap and budget, GRPO reward 0 in every group; the model did not even copy the
+starting pool from the header.
 
 Preset "policy" (MEASURED 2026-12-04/05, 2 cores; TARGETS NOT REACHED): both formats start
 from the direct-answer policy (countdown.trace_init="policy": 3000 steps x 64 short rows, 5.3
@@ -108,8 +112,10 @@ that follows copies the wrong pool for node #1 ("#1 [14 14]") and slips in its a
 ("14+14=26 -> [26] goal"); 1500 more (loss 0.046): 10 of 89 (false goals 1.2%), the
 label right but sometimes followed by "dead end". So the 2-layer d=64 character model computes the results but learns
 only slowly to detect the one equal to the target (a 92% prior for "x") and then to fetch a
-node's pool by its id; the least-distance grammar is the one that moved, slowly. These
-grammars stay experiments (not in the library).
+node's pool by its id; the least-distance grammar is the one that moved, slowly. It is now the
+library's "results" grammar (`countdown.format_edge` with a target; `apr.Config.pair_results`,
+on in the default: "[2 12] = 14 10 24 6 h=0 #20", "[2 30] = 32 28 60 15 h=4 x"); the others
+stayed experiments.
 """
 
 from jaxlm import config as config_lib
@@ -133,22 +139,24 @@ def get_config(arg: str | None = None):
   c = config_lib.config_dict(apr.Config())
   c.countdown.update(num_numbers=(4,), max_number=9, min_target=10, max_target=30,
                      train_problems=3000, eval_problems=128)
-  c.countdown.model.update(n_heads=1)  # attention dominates at 768 characters: one head
-  c.countdown.update(trace_init="scratch")
+  c.countdown.model.update(n_heads=4)
+  c.countdown.update(trace_init="policy")  # both formats start from the direct-answer policy
+  c.countdown.policy.update(num_steps=2000, batch_size=64, lr=3e-3, log_every=250,
+                            checkpoint_every=1000)
   c.countdown.trace_policy.update(num_steps=500, batch_size=16, lr=3e-3, warmup=50,
-                                  log_every=50, checkpoint_every=200)
+                                  log_every=50, checkpoint_every=250)
   c.rl.sampling.update(temperature=1.0)
   c.rl.train.update(num_steps=30, batch_size=16, lr=1e-4, warmup=0, log_every=5,
                     checkpoint_every=10)
   c.rl.update(group_size=4, estimator="grpo", aggregation="token_mean", minibatches=1,
               eval_every=10)
-  if arg in (None, "", "default"):
-    pass
+  if arg in (None, "", "default"):  # <= 30 min on 2 cores, see above
+    c.countdown.model.update(n_heads=1)  # 3x faster SFT steps at 768 characters than 4 heads
+    c.countdown.policy.update(num_steps=1500)
+    c.update(parent_repeats=4, apr_sft_steps=800, pair_results=True, eval_problems=64)
+    c.rl.train.update(num_steps=10)
   elif arg == "policy":  # both formats start from the direct-answer policy (4 heads)
-    c.countdown.update(trace_init="policy")
-    c.countdown.model.update(n_heads=4)
-    c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
-                              checkpoint_every=1000)
+    c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
     c.update(parent_repeats=4, apr_sft_steps=2400)  # APR on SoS+'s SFT compute, see above
   elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's scale, see below
