@@ -4,29 +4,34 @@ Run:
   python -m experiments.e3 --workdir /tmp/e3                        # default
   python -m experiments.e3 --config experiments/configs/e3.py:smoke --workdir /tmp/e3s
 
-Default: a 2-layer d=64 character policy learns attempt chains (each with its exact verdict; 1-3
-attempts, rows up to 320 tokens) on 4000 training problems with 3 or 4 starting numbers from
-1..12 (targets 10..50), 1000 SFT steps; then, for advantage_mode "full" and "positive_only",
-GRPO from that policy through two stages: 3 numbers then 4, 40 rollout batches of 8 prompts x 8
-traces each, the budget of each stage the smallest of 64/128/192/256 tokens that truncates at
-most 20% of 64 probe traces; evaluation on the 100 validation problems at the last stage's
-budget (1x) and at twice it (2x), 4 samples each.
+Default ("policy" scaled to <= 30 min on 2 cores): a 2-layer d=64 character policy learns
+direct answers (1500 steps x 64 short rows), then attempt chains (500 steps x 32; each attempt
+with its exact verdict, k <= 12 attempts at retry 0.6, 30% give-ups, 30% arithmetic slips; rows
+to 768 tokens) on 4000 training problems with 3 or 4 starting numbers from 1..12 (targets
+10..50); then, for advantage_mode "full" and "positive_only", GRPO from that policy through two
+stages, 3 numbers for 15 rollout batches then 4 for 8 (8 prompts x 8 traces, lr 1e-4,
+environment-written verdicts), the budget of each stage the smallest of 128..512 tokens that
+truncates at most 20% of 32 probe traces; evaluation on 64 validation problems x 2 samples at
+the last stage's budget (1x) and at twice it (2x), paired draws. The smoke preset runs the
+whole pipeline in about a minute.
 
-Measured (jax 0.10.2, 2 cores shared with 2-4 other jobs, load ~9; seed 0), TARGETS NOT REACHED:
-the SFT stage took 40 min here (1000 steps, loss 1.11 -> 0.14) and its policy writes well-formed
-attempt chains (stage 0 probe: budget 192 chosen; 1.9 attempts, 139 tokens per trace) whose
-verdict lines follow the grammar, but its arithmetic is wrong ("9*3=32", then "verify 32
-goal"), so held-out pass@1 was 0.00 and every RL group had zero reward variance
-(zero_variance_share 1.0 for all 40 batches of the "full" run's first stage): no policy
-gradient at all. The run was stopped there. What limits it: a 0.1M-parameter policy trained
-from scratch on long rows sees too little arithmetic; the direct-answer policy of
-experiments/configs/search.py needs 3000 steps of short rows for pass@1 0.16. Next: start the
-attempt-chain SFT from that policy (as search.py's trace policy does with trace_init="policy")
-or train longer, then RL. The smoke preset runs the whole pipeline in about a minute.
+Measured (2026-12-05, jax 0.10.2, 2 cores alone, seed 0): 25:20 wall (policy ~4 min, SFT ~4.5
+(loss 0.17), RL 9 min per mode with its evaluations, the SFT row's evaluation ~1.5; peak RSS
+7.0 GB). The probe chose 256 then 512 tokens in both modes. 64 validation problems x 2 samples,
+1x = 512 / 2x = 1024 tokens:
+  sft            0.117 / 0.117  attempts 3.63  length 222  give-up 0.67  truncated 0.13
+  full           0.164 / 0.164  attempts 4.92  length 296  give-up 0.31  truncated 0.25
+  positive_only  0.164 / 0.164  attempts 5.56  length 318  give-up 0.35  truncated 0.23
+RL raises pass@1 by half and turns give-ups into more attempts, but 2x adds nothing here (the
+traces freed from the 1x budget end malformed, 0.14 -> 0.27 for full, instead of solving), and
+the attempts grow MORE without negative gradients (stage 1 evaluations: full 5.44 -> 5.03,
+positive_only 5.28 -> 5.91). In stage 1 (4 numbers) 75-100% of the groups have zero reward
+variance: 8 batches barely move the policy. The "policy" preset below is the measured
+experiment.
 
-The default's numbers above were measured before the verdict format, the give-up / slip
-traces of the "policy" preset below and environment-written verdicts (now on by default; the
-grammar then wrote "verify 27 goal" / "verify 27 not 36"); not re-measured since.
+The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
+verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
+and zero reward variance in every RL group.
 
 Preset "policy" (MEASURED 2026-12-05, both modes): the attempt-chain SFT starts from the
 direct-answer policy (3000 steps x 64, loss 0.13) and trains 1500 steps x 32 (rows
@@ -136,16 +141,22 @@ def get_config(arg: str | None = None):
   c.rl.update(group_size=8, estimator="grpo", aggregation="token_mean", clip_low=0.2,
               clip_high=0.28, minibatches=2, eval_every=10)
   c.stages = ((3, 40), (4, 40))
-  if arg in (None, "", "default"):
-    pass
-  elif arg == "policy":  # the attempt-chain SFT starts from the direct-answer policy
-    c.countdown.update(trace_init="policy")
-    c.countdown.policy.update(num_steps=3000, batch_size=64, lr=3e-3, log_every=250,
-                              checkpoint_every=1000)
-    c.countdown.trace_policy.update(num_steps=1500, log_every=250)
+  if arg in (None, "", "default", "policy"):  # the attempt-chain SFT starts from the
+    c.countdown.update(trace_init="policy")      # direct-answer policy
+    c.countdown.policy.update(batch_size=64, lr=3e-3, log_every=250, checkpoint_every=500)
     c.update(max_attempts=12, retry=0.6, give_up=0.3, miscount=0.3, sft_max_len=768,
-             length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512),
-             stages=((3, 40), (4, 40)), eval_samples=12)
+             length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512))
+  if arg in (None, "", "default"):  # "policy" scaled to <= 30 min on 2 cores, see above
+    c.countdown.update(eval_problems=64)
+    c.countdown.policy.update(num_steps=1500)
+    c.countdown.trace_policy.update(num_steps=500, log_every=100)
+    c.update(stages=((3, 15), (4, 8)), probe_problems=32, eval_samples=2,
+             budget_multiples=(1.0, 2.0))
+    c.rl.train.update(batch_size=64, lr=1e-4)  # 8 prompts x 8 traces
+  elif arg == "policy":
+    c.countdown.policy.update(num_steps=3000)
+    c.countdown.trace_policy.update(num_steps=1500, log_every=250)
+    c.update(stages=((3, 40), (4, 40)), eval_samples=12)
     c.rl.train.update(batch_size=128, lr=1e-4)  # 16 prompts x 8 traces
   elif arg == "long":  # "policy" with SFT rows that reach 2x the last stage's budget
     c = get_config("policy")
