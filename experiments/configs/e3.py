@@ -15,8 +15,8 @@ truncates at most 20% of 32 probe traces; evaluation on 64 validation problems x
 the last stage's budget (1x) and at twice it (2x), paired draws. The smoke preset runs the
 whole pipeline in about a minute.
 
-Measured (2026-12-05, jax 0.10.2, 2 cores alone, seed 0): 25:20 wall (policy ~4 min, SFT ~4.5
-(loss 0.17), RL 9 min per mode with its evaluations, the SFT row's evaluation ~1.5; peak RSS
+Measured (2026-12-05, jax 0.10.2, 2 cores alone, seed 0): 25:20 wall (policy ~3 min, SFT ~5.4
+(loss 0.12), RL 9 min per mode with its evaluations, the SFT row's evaluation ~1.5; peak RSS
 7.0 GB). The probe chose 256 then 512 tokens in both modes. 64 validation problems x 2 samples,
 1x = 512 / 2x = 1024 tokens:
   sft            0.117 / 0.117  attempts 3.63  length 222  give-up 0.67  truncated 0.13
