@@ -28,6 +28,16 @@ the attempts grow MORE without negative gradients (stage 1 evaluations: full 5.4
 positive_only 5.28 -> 5.91). In stage 1 (4 numbers) 75-100% of the groups have zero reward
 variance: 8 batches barely move the policy. The "policy" preset below is the measured
 experiment.
+Why full grew fewer attempts: a trace cut by the budget scores 0, so its negative advantage
+pushes against long traces as such (a quarter to a half of the traces are cut). With DAPO's
+overlong filtering (`--config.rl.mask_truncated=True`: cut traces get no loss), same SFT policy
+(--resume), "full" only, 11 min: stage 0 attempts 2.83 -> 4.09, length 165 -> 218, give-up
+0.63 -> 0.09 (unmasked: full 3.72 / 196 / 0.23, positive_only 3.69 / 203 / 0.33); final at 1x
+0.227 (vs 0.164), attempts 6.07, length 338, give-up 0.16; 2x again 0.227 (cut traces at 1x
+end malformed at 2x, 0.13 -> 0.30). Masked, the negative gradients make traces longer and
+attempts more numerous than positive-only RL does: the issue's contrast, in its direction, on
+one seed and 64 x 2 evaluation samples (positive_only with the mask is not run: a cut trace
+never has a positive advantage, so the mask changes only its loss normaliser).
 
 The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
 verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
