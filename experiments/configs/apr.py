@@ -109,10 +109,11 @@ pool's results written on the edge ("[1 14] = 15 13 14 14 x"): the model writes 
 should be h=0): 1 of 89; 1500 more of that grammar (loss 0.043): 6 of 89 (false goals on 3%
 of the unsolvable pools), and the winning pool is now labelled "h=0 #1", but the expansion
 that follows copies the wrong pool for node #1 ("#1 [14 14]") and slips in its arithmetic
-("14+14=26 -> [26] goal"); 1500 more (loss 0.046): 10 of 89 (false goals 1.2%), the
-label right but sometimes followed by "dead end". So the 2-layer d=64 character model computes the results but learns
-only slowly to detect the one equal to the target (a 92% prior for "x") and then to fetch a
-node's pool by its id; the least-distance grammar is the one that moved, slowly. It is now the
+("14+14=26 -> [26] goal"); 1500 more (loss 0.046): 10 of 89 (false goals 1.2%), the label
+right but sometimes followed by "dead end". So the 2-layer d=64 character model computes the
+results but learns only slowly to detect the one equal to the target (a 92% prior for "x")
+and then to fetch a node's pool by its id; the least-distance grammar is the one that moved,
+slowly. It is now the
 library's "results" grammar (`countdown.format_edge` with a target; `apr.Config.pair_results`,
 on in the default: "[2 12] = 14 10 24 6 h=0 #20", "[2 30] = 32 28 60 15 h=4 x"); the others
 stayed experiments.

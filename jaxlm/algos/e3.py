@@ -29,9 +29,9 @@ results.json: {"sft": row, "<mode>": row, ...} (the SFT policy evaluated at the 
 final budget) with row = {"accuracy_at_1x", "accuracy_at_2x", "gain_2x" and "gain_2x_ci95"
 (its mean over problems and interval half-width), "mean_attempts", "mean_length", "give_up",
 "false_goal", "truncated", "malformed" (how traces end), "budget", "stage_budgets",
-"by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each mode's RL runs and their metrics (pass@1, attempts, length and
-endings every `rl.eval_every` batches) under `<mode>/stage<i>/`; accuracy_vs_budget.png,
-attempts_curve.png.
+"by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each mode's RL runs
+and their metrics (pass@1, attempts, length and endings every `rl.eval_every` batches) under
+`<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
 """
 
 from __future__ import annotations

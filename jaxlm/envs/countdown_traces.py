@@ -225,10 +225,9 @@ def _header(lines: _Lines) -> tuple[int, tuple[int, ...]]:
   return int(match[1]), _pool(match[2])
 
 
-def _check_results(lines: _Lines, edge: countdown.Edge, target: int) -> None:
-  """An edge line just taken in the "results" grammar must state its pool's results, their
-  least distance to ``target`` and the label that distance implies."""
-  written = lines.lines[lines.i - 1]
+def _check_results(lines: _Lines, written: str, edge: countdown.Edge, target: int) -> None:
+  """An edge line ``written`` (just taken) in the "results" grammar must state its pool's
+  results, their least distance to ``target`` and the label that distance implies."""
   if " = " not in written:
     return
   pruned = countdown.heuristic(edge.pool, target) is None
@@ -249,7 +248,7 @@ def _expansion(lines: _Lines, target: int) -> countdown.Expansion:
     h, node_id = (None, None) if status != "open" else (
         (int(m[5]), int(m[6])) if m[6] else (0, int(m[8])))
     edges.append(countdown.Edge(m[1], _pool(m[2]), status, h, node_id))
-    _check_results(lines, edges[-1], target)
+    _check_results(lines, m[0], edges[-1], target)
   if not any(e.status in ("goal", "open") for e in edges):
     lines.take_literal(_DEAD_END)
   h = None if node[3] == "None" else int(node[3])
