@@ -7,6 +7,7 @@ shared, noisy machine; the reported ratio is the median of per-round ratios.
 
     python -m benchmarks.train_bench              # the rows of benchmarks.run
     python -m benchmarks.train_bench --breakdown  # where the step's time goes (below)
+    python -m benchmarks.train_bench --attention  # query blocks vs one [T, T] block (below)
 
 Rows: float32 tokens/s and MFU; bf16 compute (params float32; ours: `TransformerConfig(dtype=
 "bfloat16")`, PyTorch: `torch.autocast("cpu", dtype=torch.bfloat16)`, the latter only on a CPU
@@ -314,6 +315,22 @@ def breakdown(cfg=CFG, batch: int = BATCH, seq: int = SEQ, rounds: int = 3) -> d
   return times
 
 
+def attention_blocks(heads=(1, 4), batch: int = 16, seq: int = 768, chunk: int = 128,
+                     rounds: int = 5) -> dict[str, float]:
+  """Train-step time with causal attention in query blocks (`TransformerConfig.query_chunk`)
+  over the time with one [T, T] block, per head count, interleaved in one process: the
+  Countdown models' shape (2 layers, d=64, ~60-character vocabulary, 16 rows of 768)."""
+  ratios = {}
+  for h in heads:
+    cfg = gpt2_config(vocab_size=64, d_model=64, n_layers=2, n_heads=h, d_ff=256, max_len=seq)
+    runs = {c: _ours(cfg.replace(query_chunk=c), batch, seq)[0] for c in (chunk, 0)}
+    times = _interleaved({c: functools.partial(run, 1) for c, run in runs.items()}, rounds)
+    ratios[f"{h} heads"] = times[chunk][0] / times[0][0]
+    print(f"{h} heads: {times[chunk][0]:.3f} s (blocks of {chunk}) vs {times[0][0]:.3f} s "
+          f"(one block) per step: ratio {ratios[f'{h} heads']:.2f}")
+  return ratios
+
+
 def format_breakdown(times: dict[str, tuple[float, float]]) -> str:
   """Markdown table: piece, wall and CPU seconds, CPU share of the plain step; 'everything else'
   is the plain step minus its pieces."""
@@ -400,10 +417,13 @@ def run(repeats: int = 3, size: str = "default", memory: bool = True) -> list[di
 if __name__ == "__main__":
   parser = argparse.ArgumentParser()
   parser.add_argument("--breakdown", action="store_true")
+  parser.add_argument("--attention", action="store_true")
   parser.add_argument("--size", default="default", choices=sorted(SIZES))
   args = parser.parse_args()
   if args.breakdown:
     print(format_breakdown(breakdown(*SIZES[args.size])))
+  elif args.attention:
+    attention_blocks()
   else:
     for row in run(size=args.size):
       print(row)

@@ -101,6 +101,36 @@ class TransformerTest(parameterized.TestCase):
         tfm.Transformer(mha).apply({"params": p_mha}, tokens).logits, atol=1e-5)
 
   @parameterized.named_parameters(("gpt2", "gpt2"), ("llama", "llama"))
+  def test_query_blocks_match_one_block(self, family):
+    # Blocks of 4 queries over 11 tokens (the last block short), one row left-padded: logits,
+    # gradients and the sown attention maps equal those of one [T, T] block.
+    one = FAMILIES[family].replace(query_chunk=0)
+    blocked = one.replace(query_chunk=4)
+    params = _init(one)
+    tokens = _tokens(2, 11, one.vocab_size)
+    mask = jnp.ones((2, 11), jnp.int32).at[1, :3].set(0)
+
+    def apply(p, cfg, **kw):
+      return tfm.Transformer(cfg).apply({"params": p}, tokens, attention_mask_BxT=mask, **kw)
+
+    def loss(p, cfg):
+      return jnp.sum(apply(p, cfg).logits * mask[..., None])
+
+    np.testing.assert_allclose(apply(params, blocked).logits[mask.astype(bool)],
+                               apply(params, one).logits[mask.astype(bool)], atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+                 jax.grad(loss)(params, blocked), jax.grad(loss)(params, one))
+    maps = [jax.tree.leaves(apply(params, cfg, mutable=["intermediates"])[1])
+            for cfg in (blocked, one)]
+    self.assertLen(maps[0], one.n_layers)
+    for a, b in zip(*maps):
+      self.assertEqual(a.shape, b.shape)  # [B, G, R, T, T]
+      np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # the unpadded row, every query
+      np.testing.assert_allclose(a[1, ..., 3:, :], b[1, ..., 3:, :], atol=1e-6)
+    with self.assertRaisesRegex(ValueError, "query_chunk"):
+      tfm.TransformerConfig(query_chunk=-1)
+
+  @parameterized.named_parameters(("gpt2", "gpt2"), ("llama", "llama"))
   def test_num_params_and_logical_axes(self, family):
     cfg = FAMILIES[family]
     boxed = tfm.Transformer(cfg).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
