@@ -18,6 +18,7 @@ from jaxlm import train as train_lib
 from jaxlm.algos import apr
 from jaxlm.algos import pg_threads
 from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_search as cs
 from jaxlm.envs import countdown_traces as ct
 from jaxlm.losses import pg as pg_losses
 from jaxlm.models import transformer
@@ -75,8 +76,8 @@ class RowsTest(absltest.TestCase):
     self.assertEqual(trained_text(*rows[0]),
                      parent[len(ct.thread_prompt(24, (2, 3, 4))):].replace(join, ""))
     [(ids, _)] = apr.sos_rows(problem, 100, pair_results=True)
-    search = cd.best_first(24, (2, 3, 4), 100)
-    self.assertEqual(TOK.decode(ids[1:-1]), cd.format_search(search, results=True))
+    search = cs.best_first(24, (2, 3, 4), 100)
+    self.assertEqual(TOK.decode(ids[1:-1]), cs.format_search(search, results=True))
     config = apr.Config(pair_results=True, sos_expansions=100, max_children=2,
                         child_expansions=2)
     batch = apr.sft_batch("apr", [problem], config)
@@ -84,7 +85,7 @@ class RowsTest(absltest.TestCase):
 
   def test_sos_row_and_cut(self):
     [(ids, trained)] = apr.sos_rows(FIXTURE, 100)
-    text = cd.format_search(cd.best_first(FIXTURE.target, FIXTURE.numbers, 100))
+    text = cs.format_search(cs.best_first(FIXTURE.target, FIXTURE.numbers, 100))
     self.assertEqual(TOK.decode(ids[1:-1]), text)
     batch = pg_threads.row_batch([(ids, trained)], 40, TOK.pad_id, weights=[0.5])
     self.assertEqual(batch.tokens.shape, (1, 40))
@@ -126,8 +127,8 @@ class EvaluateTest(absltest.TestCase):
     self.assertEqual(apr.child_accuracy(silent, PROBLEMS, config)["false_goal"], 0.0)
 
   def test_sos_at_a_context_cap(self):
-    searches = [cd.best_first(p.target, p.numbers, 30) for p in PROBLEMS]
-    texts = [cd.format_search(s) for s in searches]
+    searches = [cs.best_first(p.target, p.numbers, 30) for p in PROBLEMS]
+    texts = [cs.format_search(s) for s in searches]
     lengths = np.array([len(t) + 2 for t in texts])  # bos + text + eos
     for cap in (int(np.min(lengths)), int(np.median(lengths)), int(np.max(lengths))):
       budget = threads.Budget(max_rounds=5, max_total_tokens=100_000, max_thread_tokens=cap)

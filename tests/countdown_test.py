@@ -8,6 +8,7 @@ from absl.testing import parameterized
 import numpy as np
 
 from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_search as cs
 from jaxlm.envs import countdown_data as cdd
 
 
@@ -147,13 +148,13 @@ class SearchTraceTest(parameterized.TestCase):
   def test_trace_solution_verifies(self, k):
     problems = cd.generate(cd.CountdownConfig(num_numbers=k), seed=3, count=5)
     for p in problems:
-      result = cd.search_trace(p, max_expansions=1000)
+      result = cs.search_trace(p, max_expansions=1000)
       self.assertIsNotNone(result.solution)
       self.assertEqual(cd.verify(p, result.trace), (True, "ok"))
       self.assertEqual(result.trace.count("\n#"), result.expansions)
 
   def test_trace_by_hand(self):
-    result = cd.search_trace(cd.Problem((1, 2, 3), 9))
+    result = cs.search_trace(cd.Problem((1, 2, 3), 9))
     # Root h = 6; children sorted (h, size, id): 2+1=3 -> [3 3] solves by 3*3=9.
     self.assertEqual(result.trace.splitlines()[:3],
                      ["Goal 9 from [1 2 3]", "#0 [1 2 3] h=6", "  2+1=3 -> [3 3] h=0 #1"])
@@ -162,11 +163,11 @@ class SearchTraceTest(parameterized.TestCase):
 
   def test_backtracking_and_budget(self):
     p = cd.Problem((6, 25, 38, 50), 97)
-    result = cd.search_trace(p)
+    result = cs.search_trace(p)
     self.assertIn("backtrack to #0", result.trace)
     self.assertIn("dead end", result.trace)
     self.assertTrue(cd.verify(p, result.trace)[0])
-    short = cd.search_trace(p, max_expansions=2)
+    short = cs.search_trace(p, max_expansions=2)
     self.assertIsNone(short.solution)
     self.assertTrue(short.trace.endswith("No solution after 2 nodes."))
 
@@ -323,7 +324,7 @@ class DataTest(absltest.TestCase):
     self.assertTrue(think.startswith("Goal 12 from [2 3 6]\n#0 [2 3 6]"))
     self.assertEqual(cd.verify(problem, text), (True, "ok"))
     self.assertEqual(answer[len(cdd.ANSWER_PREFIX):].splitlines(),
-                     list(cd.search_trace(problem).solution))
+                     list(cs.search_trace(problem).solution))
     self.assertIsNone(cdd.trace_completion(cd.Problem((1, 1, 1), 99)))
 
   def test_trace_sft_batch_drops_long_rows(self):

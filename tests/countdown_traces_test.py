@@ -4,6 +4,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from jaxlm.envs import countdown as cd
+from jaxlm.envs import countdown_search as cs
 from jaxlm.envs import countdown_data as cdd
 from jaxlm.envs import countdown_traces as ct
 
@@ -82,23 +83,23 @@ class SearchTraceTest(parameterized.TestCase):
   @parameterized.parameters(1, 3, 100)
   def test_round_trip(self, max_expansions):
     for p in problems() + [cd.Problem((2, 3), 7), cd.Problem((1, 2, 3), 100)]:
-      search = cd.best_first(p.target, p.numbers, max_expansions)
-      text = cd.format_search(search)
-      self.assertEqual(text, cd.search_trace(p, max_expansions).trace)
+      search = cs.best_first(p.target, p.numbers, max_expansions)
+      text = cs.format_search(search)
+      self.assertEqual(text, cs.search_trace(p, max_expansions).trace)
       self.assertEqual(ct.parse_search(text), search)
-      self.assertEqual(cd.format_search(ct.parse_search(text)), text)
+      self.assertEqual(cs.format_search(ct.parse_search(text)), text)
       self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
 
   @parameterized.parameters(1, 3, 100)
   def test_results_grammar_round_trip(self, max_expansions):
     for p in problems() + [cd.Problem((2, 3), 7), cd.Problem((1, 2, 3), 100)]:
-      search = cd.best_first(p.target, p.numbers, max_expansions)
-      text = cd.format_search(search, results=True)
+      search = cs.best_first(p.target, p.numbers, max_expansions)
+      text = cs.format_search(search, results=True)
       self.assertEqual(ct.parse_search(text), search)
-      self.assertEqual(cd.format_search(ct.parse_search(text), results=True), text)
+      self.assertEqual(cs.format_search(ct.parse_search(text), results=True), text)
       self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
       # Only edges to two-number pools change; the rest of the trace is the plain one.
-      plain = cd.format_search(search).splitlines()
+      plain = cs.format_search(search).splitlines()
       lines = text.splitlines()
       self.assertEqual(len(lines), len(plain))
       for new, old in zip(lines, plain):
@@ -134,7 +135,7 @@ No solution after 1 nodes."""
 
   def test_matches_the_original_trace(self):
     # The trace of countdown_test's hand example, as search_trace wrote it before the refactor.
-    text = cd.search_trace(cd.Problem((1, 2, 3), 9)).trace
+    text = cs.search_trace(cd.Problem((1, 2, 3), 9)).trace
     self.assertEqual(text.splitlines()[:3],
                      ["Goal 9 from [1 2 3]", "#0 [1 2 3] h=6", "  2+1=3 -> [3 3] h=0 #1"])
     self.assertEqual(ct.parse_search(text).solution, ("2+1=3", "3*3=9"))

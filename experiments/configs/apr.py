@@ -113,8 +113,8 @@ that follows copies the wrong pool for node #1 ("#1 [14 14]") and slips in its a
 right but sometimes followed by "dead end". So the 2-layer d=64 character model computes the
 results but learns only slowly to detect the one equal to the target (a 92% prior for "x")
 and then to fetch a node's pool by its id; the least-distance grammar is the one that moved,
-slowly. It is now the
-library's "results" grammar (`countdown.format_edge` with a target; `apr.Config.pair_results`,
+slowly. It is now the library's "results" grammar (`countdown_search.format_edge` with a
+target; `apr.Config.pair_results`,
 on in the default: "[2 12] = 14 10 24 6 h=0 #20", "[2 30] = 32 28 60 15 h=4 x"); the others
 stayed experiments.
 """

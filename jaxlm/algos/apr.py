@@ -9,7 +9,7 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
 (83.4%). Here, small and on CPU:
 
 1. SFT, one model per format, same problems, model and steps: SoS+ rows are
-   "<header>" -> "<search trace>" <eos> (``countdown.search_trace``'s search, cut at the
+   "<header>" -> "<search trace>" <eos> (``countdown_search.search_trace``'s search, cut at the
    context cap when longer: the model then learns its first cap tokens); APR rows are the
    parent ("<header>" -> its trace, loss off on the join blocks the orchestrator writes) and
    each child ("<child header>" -> its search).
@@ -53,6 +53,7 @@ from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.data.batch import RLBatch
 from jaxlm.envs import countdown
+from jaxlm.envs import countdown_search
 from jaxlm.envs import countdown_data
 from jaxlm.envs import countdown_traces as traces
 from jaxlm.envs.base import PromptTask
@@ -94,7 +95,7 @@ class Config:
       SoS+). APR's batches are mostly short rows, so matching the formats on compute rather
       than steps gives APR more of them.
     pair_results: SFT traces of both formats in the "results" grammar
-      (`countdown.format_edge`): an edge to a two-number pool lists the pool's results and
+      (`countdown_search.format_edge`): an edge to a two-number pool lists the pool's results and
       their least distance to the target before its label, so "x" or "#<id>" is read off the
       line; in the plain grammar a 2-layer d=64 model labelled every such pool "x" (see
       experiments/configs/apr.py).
@@ -158,9 +159,9 @@ def thread_row(text: str, untrained: Sequence[tuple[int, int]] = ()
 def sos_rows(problem: countdown.Problem, expansions: int, pair_results: bool = False
              ) -> list[tuple[list[int], list[bool]]]:
   """The SoS+ row of a problem: its best-first search trace (`pair_results`: in the
-  "results" grammar of `countdown.format_edge`)."""
-  search = countdown.best_first(problem.target, problem.numbers, expansions)
-  return [thread_row(countdown.format_search(search, pair_results))]
+  "results" grammar of `countdown_search.format_edge`)."""
+  search = countdown_search.best_first(problem.target, problem.numbers, expansions)
+  return [thread_row(countdown_search.format_search(search, pair_results))]
 
 
 def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int,

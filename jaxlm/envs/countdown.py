@@ -10,12 +10,11 @@ A written solution is one operation per line, ``a op b = c`` (for ``-`` and ``/`
 number comes first), optionally followed by the numbers left after it, ``a op b = c | x y c``
 (Stream-of-Search writes the state after every step; the verifier then checks it too). Text
 after the last ``Answer:`` marker is the solution when the marker is present, so a model may
-write a search trace (``search_trace``) before its answer.
+write a search trace (``countdown_search.search_trace``) before its answer.
 """
 
 import dataclasses
 import hashlib
-import heapq
 import itertools
 import re
 from typing import Iterator, Sequence
@@ -95,7 +94,7 @@ def format_pool(pool: Sequence[int]) -> str:
   return " ".join(map(str, sorted(pool)))
 
 
-def _children(pool: tuple[int, ...]) -> Iterator[tuple[str, tuple[int, ...]]]:
+def successors(pool: tuple[int, ...]) -> Iterator[tuple[str, tuple[int, ...]]]:
   """(written step, resulting sorted pool) for every distinct move from a sorted pool."""
   seen = set()
   for i, j in itertools.combinations(range(len(pool)), 2):
@@ -119,7 +118,7 @@ def solve(problem: Problem) -> tuple[str, ...] | None:
       return () if pool[0] == problem.target else None
     if pool in dead:
       return None
-    for step, child in _children(pool):
+    for step, child in successors(pool):
       rest = dfs(child)
       if rest is not None:
         return (step,) + rest
@@ -251,202 +250,9 @@ def verify(problem: Problem, text: str) -> tuple[bool, str]:
   return True, "ok"
 
 
-def heuristic(pool: Sequence[int], target: int) -> int | None:
-  """Search priority of a pool (lower first); None marks a pool that cannot reach the target.
-
-  Exact for two numbers (0 if one operation reaches the target, else None); otherwise the
-  distance of the closest number to the target.
-  """
-  if len(pool) == 2:
-    return 0 if target in pair_results(pool) else None
-  return min(abs(target - x) for x in pool)
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchResult:
-  """Outcome of ``search_trace``: the text trace, the solution (or None), nodes expanded."""
-  trace: str
-  solution: tuple[str, ...] | None
-  expansions: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Edge:
-  """One child listed under an expanded node of a best-first search.
-
-  Attributes:
-    step: the written operation, ``hi op lo=c``.
-    pool: the sorted numbers after it.
-    status: "goal" (one number, the target), "pruned" (``heuristic`` is None: written ``x``)
-      or "open" (it joined the frontier).
-    h: its ``heuristic`` when open.
-    node_id: its node id when open.
-  """
-  step: str
-  pool: tuple[int, ...]
-  status: str
-  h: int | None = None
-  node_id: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Expansion:
-  """One expanded node of a best-first search.
-
-  Attributes:
-    node_id: its id (creation order; the start is #0).
-    pool: its sorted numbers.
-    h: its ``heuristic`` (None only for a start that cannot reach the target).
-    edges: its listed children.
-    backtrack_to: the parent it backtracked to first, or None when it is a child of the
-      previous expansion (or the first expansion).
-  """
-  node_id: int
-  pool: tuple[int, ...]
-  h: int | None
-  edges: tuple[Edge, ...]
-  backtrack_to: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Search:
-  """A best-first search as data (``best_first``); ``format_search`` writes its trace.
-
-  Attributes:
-    target: the number to reach.
-    start: the sorted starting pool (node #0).
-    expansions: the expanded nodes in order.
-    solution: the step lines from ``start`` to the target, or None (the search gave up).
-  """
-  target: int
-  start: tuple[int, ...]
-  expansions: tuple[Expansion, ...]
-  solution: tuple[str, ...] | None
-
-
 def bracket_pool(pool: Sequence[int]) -> str:
   """A node's numbers as written in traces and prompts: ``[a b c]``."""
   return "[" + " ".join(map(str, pool)) + "]"
-
-
-def search_header(target: int, pool: Sequence[int]) -> str:
-  """The first line of a search trace, ``Goal <target> from [<pool>]``: the thread's prompt."""
-  return f"Goal {target} from {bracket_pool(pool)}"
-
-
-def pair_results(pool: Sequence[int]) -> tuple[int, ...]:
-  """The numbers a two-number pool can end on: its allowed results in ``OPS`` order."""
-  a, b = pool
-  return tuple(r for r in (apply_op(a, b, op) for op in OPS) if r is not None)
-
-
-def format_edge(edge: Edge, target: int | None = None) -> str:
-  """One child line of an expansion: ``  <step> -> [<pool>] goal|x|h=<h> #<id>``.
-
-  With ``target`` (the "results" grammar), a two-number pool also lists its ``pair_results``
-  and their least distance to the target before its mark, so the label is read off the line
-  instead of computed in one token: ``[2 12] = 14 10 24 6 h=0 #20``, ``[2 30] = 32 28 60 15
-  h=4 x`` (target 24).
-  """
-  mark = {"goal": "goal", "pruned": "x"}.get(edge.status, f"h={edge.h} #{edge.node_id}")
-  if target is not None and len(edge.pool) == 2:
-    results = pair_results(edge.pool)
-    label = "x" if edge.status == "pruned" else f"#{edge.node_id}"
-    mark = (f"= {' '.join(map(str, results))} "
-            f"h={min(abs(target - r) for r in results)} {label}")
-  return f"  {edge.step} -> {bracket_pool(edge.pool)} {mark}"
-
-
-def expansion_lines(expansion: Expansion, target: int | None = None) -> list[str]:
-  """The lines of one expansion: optional backtrack, the node, its children (or dead end);
-  ``target`` selects the "results" grammar of ``format_edge``."""
-  lines = [] if expansion.backtrack_to is None else [f"backtrack to #{expansion.backtrack_to}"]
-  lines.append(f"#{expansion.node_id} {bracket_pool(expansion.pool)} h={expansion.h}")
-  lines.extend(format_edge(e, target) for e in expansion.edges)
-  if not any(e.status in ("goal", "open") for e in expansion.edges):
-    lines.append("  dead end")
-  return lines
-
-
-def format_search(search: Search, results: bool = False) -> str:
-  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search``; see ``search_trace``.
-  ``results``: two-number pools list their results and least distance (``format_edge``)."""
-  lines = [search_header(search.target, search.start)]
-  for expansion in search.expansions:
-    lines.extend(expansion_lines(expansion, search.target if results else None))
-  if search.solution is None:
-    lines.append(f"No solution after {len(search.expansions)} nodes.")
-  else:
-    lines.append(ANSWER_MARKER)
-    lines.extend(search.solution)
-  return "\n".join(lines)
-
-
-def best_first(target: int, start: Sequence[int], max_expansions: int = 100) -> Search:
-  """Heuristic best-first search from ``start``, recorded as a ``Search``.
-
-  Nodes are pools of numbers, expanded in order of (``heuristic``, pool size, creation order);
-  pools seen before are skipped, one-number pools that miss the target are not listed, and the
-  search stops at the first child equal to the target or after ``max_expansions`` nodes.
-  """
-  start = tuple(sorted(start))
-  nodes = [(start, -1, "")]  # (pool, parent id, step that made it)
-  frontier = [(heuristic(start, target), len(start), 0)]
-  seen = {start}
-  expansions, last = [], None
-
-  def path(node_id):
-    steps = []
-    while node_id > 0:
-      _, node_id, step = nodes[node_id]
-      steps.append(step)
-    return tuple(reversed(steps))
-
-  while frontier and len(expansions) < max_expansions:
-    h, _, node_id = heapq.heappop(frontier)
-    pool, parent, _ = nodes[node_id]
-    backtrack = parent if last is not None and parent != last else None
-    last, edges, solution = node_id, [], None
-    for step, child in _children(pool):
-      if len(child) == 1:
-        if child[0] == target:
-          edges.append(Edge(step, child, "goal"))
-          solution = path(node_id) + (step,)
-          break
-        continue
-      if child in seen:
-        continue
-      seen.add(child)
-      child_h = heuristic(child, target)
-      if child_h is None:
-        edges.append(Edge(step, child, "pruned"))
-        continue
-      nodes.append((child, node_id, step))
-      heapq.heappush(frontier, (child_h, len(child), len(nodes) - 1))
-      edges.append(Edge(step, child, "open", child_h, len(nodes) - 1))
-    expansions.append(Expansion(node_id, pool, h, tuple(edges), backtrack))
-    if solution is not None:
-      return Search(target, start, tuple(expansions), solution)
-  return Search(target, start, tuple(expansions), None)
-
-
-def search_trace(problem: Problem, max_expansions: int = 100) -> SearchResult:
-  """Heuristic best-first search that writes its own trace (Stream-of-Search style).
-
-  The search is ``best_first``; the trace (``format_search``) lists each expanded node with
-  its children, marks ``backtrack`` whenever the next node is not a child of the last expanded
-  one, and ends with ``Answer:`` and the solution lines (checked by ``verify``) or with a give-up
-  line. ``countdown_traces.parse_search`` reads it back.
-
-  Args:
-    problem: the puzzle.
-    max_expansions: node budget.
-
-  Returns:
-    A SearchResult.
-  """
-  search = best_first(problem.target, problem.numbers, max_expansions)
-  return SearchResult(format_search(search), search.solution, len(search.expansions))
 
 
 def prompt(problem: Problem) -> str:

@@ -18,7 +18,7 @@ with "=<target>" whatever the arithmetic gives, and a verifier must then recompu
 
 A search-trace example (``trace_sft_batch``, for budget forcing) is
 "<prompt>{" -> "<best-first trace>}Answer:\\n<solution lines>" <eos>: THINK_OPEN opens the
-thinking span (the trace of ``countdown.search_trace``), THINK_CLOSE closes it.
+thinking span (the trace of ``countdown_search.search_trace``), THINK_CLOSE closes it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxlm.data import RLBatch, SimpleTokenizer
 from jaxlm.envs import countdown
+from jaxlm.envs import countdown_search
 
 ALPHABET = "0123456789+-*/=| \n"
 STEP_DELIMITER = "\n"
@@ -127,9 +128,9 @@ def trace_completion(problem: countdown.Problem, max_expansions: int = 100) -> s
   """The search-trace target after the prompt's THINK_OPEN, or None if the search gave up.
 
   ``"<trace>}Answer:\\n<solution lines>"``: the thinking span is the best-first search trace of
-  ``countdown.search_trace`` (nodes, children, backtracking) up to its answer marker.
+  ``countdown_search.search_trace`` (nodes, children, backtracking) up to its answer marker.
   """
-  result = countdown.search_trace(problem, max_expansions)
+  result = countdown_search.search_trace(problem, max_expansions)
   if result.solution is None:
     return None
   think = result.trace.rsplit(countdown.ANSWER_MARKER, 1)[0].rstrip(STEP_DELIMITER)

@@ -3,8 +3,9 @@
 Pan et al. 2025 ("Learning Adaptive Parallel Reasoning with Language Models", APR) train a model
 on two trace formats of the same best-first search. Ours (own grammar, structure from the paper):
 
-* SoS+ (serial): ``countdown.format_search`` of ``countdown.best_first``, the text of
-  ``countdown.search_trace``; ``parse_search`` reads it back into a ``countdown.Search``::
+* SoS+ (serial): ``countdown_search.format_search`` of ``countdown_search.best_first``, the
+  text of ``countdown_search.search_trace``; ``parse_search`` reads it back into a
+  ``countdown_search.Search``::
 
       search   := header NL expansion+ (NL "Answer:" (NL step)+ | NL "No solution after N nodes.")
       header   := "Goal " target " from " pool                  pool := "[" n (" " n)* "]"
@@ -16,7 +17,7 @@ on two trace formats of the same best-first search. Ours (own grammar, structure
   "dead end" is written exactly when no edge is a goal or open. In the "results" grammar
   (``format_search(..., results=True)``) an edge to a two-number pool is instead
   ``"  " step " -> " pool " = " r (" " r)* " h=" d (" x" | " #" id)``: the pool's results
-  (``countdown.pair_results``) and their least distance d to the target (0 exactly when it is
+  (``countdown_search.pair_results``) and their least distance d to the target (0 exactly when it is
   open); the parsers accept both grammars, line by line, and check what such a line claims.
 
 * APR (parent + children): the parent expands the root (node #0), spawns one child search per
@@ -65,6 +66,7 @@ import re
 from typing import Sequence
 
 from jaxlm.envs import countdown
+from jaxlm.envs import countdown_search
 
 SPAWN_OPEN, SPAWN_END, JOIN_OPEN = "spawn", "|", "join"
 GIVE_UP = "No solution."
@@ -99,11 +101,11 @@ class AprTrace:
     children: the children's own searches (their traces are not in the parent's text).
   """
   target: int
-  root: countdown.Expansion
+  root: countdown_search.Expansion
   spawned: tuple[int, ...]
   outcomes: tuple[Outcome, ...]
   solution: tuple[str, ...] | None
-  children: tuple[countdown.Search, ...]
+  children: tuple[countdown_search.Search, ...]
 
 
 def _pool(text: str) -> tuple[int, ...]:
@@ -112,7 +114,7 @@ def _pool(text: str) -> tuple[int, ...]:
 
 def thread_prompt(target: int, pool: Sequence[int]) -> str:
   """The prompt of a thread searching from ``pool``: its header line and a newline."""
-  return countdown.search_header(target, pool) + "\n"
+  return countdown_search.search_header(target, pool) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,18 +124,19 @@ def thread_prompt(target: int, pool: Sequence[int]) -> str:
 def apr_trace(problem: countdown.Problem, max_children: int = 4,
               child_expansions: int = 20) -> AprTrace:
   """The APR rollout of a best-first search (Pan et al. 2025): the parent expands the
-  root and spawns a ``countdown.best_first`` child search (budget ``child_expansions`` nodes)
+  root and spawns a ``countdown_search.best_first`` child search (budget ``child_expansions`` nodes)
   from each of the ``max_children`` best open children; it answers with the first child (in
   spawn order) that reached the goal, prefixed by the step that made that child."""
   if max_children < 1:
     raise ValueError(f"max_children must be >= 1, got {max_children}")
-  root = countdown.best_first(problem.target, problem.numbers, max_expansions=1)
+  root = countdown_search.best_first(problem.target, problem.numbers, max_expansions=1)
   expansion = root.expansions[0]
   if root.solution is not None:  # two numbers: the root itself reaches the goal
     return AprTrace(problem.target, expansion, (), (), root.solution, ())
   kept = sorted((e for e in expansion.edges if e.status == "open"),
                 key=lambda e: (e.h, len(e.pool), e.node_id))[:max_children]
-  children = tuple(countdown.best_first(problem.target, e.pool, child_expansions) for e in kept)
+  children = tuple(countdown_search.best_first(problem.target, e.pool, child_expansions)
+                   for e in kept)
   outcomes = tuple(c.solution for c in children)
   solution = next(((e.step,) + o for e, o in zip(kept, outcomes) if o is not None), None)
   return AprTrace(problem.target, expansion, tuple(e.node_id for e in kept), outcomes, solution,
@@ -151,20 +154,20 @@ def spawn_block(trace: AprTrace) -> str:
 
 def parent_before_spawn(trace: AprTrace, results: bool = False) -> str:
   """The parent's text up to and including its spawn block (all of it if it spawns nothing):
-  where decoding stops for the children to run. ``results``: ``countdown.format_search``'s
+  where decoding stops for the children to run. ``results``: ``countdown_search.format_search``'s
   "results" grammar."""
-  lines = [countdown.search_header(trace.target, trace.root.pool)]
-  lines += countdown.expansion_lines(trace.root, trace.target if results else None)
+  lines = [countdown_search.search_header(trace.target, trace.root.pool)]
+  lines += countdown_search.expansion_lines(trace.root, trace.target if results else None)
   text = "\n".join(lines)
   return text + "\n" + spawn_block(trace) if trace.spawned else text
 
 
 def apr_texts(trace: AprTrace, results: bool = False) -> tuple[str, tuple[str, ...]]:
   """(parent text, children's texts); each text starts with its thread's prompt; ``results``:
-  every thread in ``countdown.format_search``'s "results" grammar."""
+  every thread in ``countdown_search.format_search``'s "results" grammar."""
   text = parent_before_spawn(trace, results)
   text = join_context(text, trace.outcomes) if trace.spawned else text + "\n"
-  children = tuple(countdown.format_search(c, results) for c in trace.children)
+  children = tuple(countdown_search.format_search(c, results) for c in trace.children)
   return text + _ending(trace.solution), children
 
 
@@ -225,18 +228,18 @@ def _header(lines: _Lines) -> tuple[int, tuple[int, ...]]:
   return int(match[1]), _pool(match[2])
 
 
-def _check_results(lines: _Lines, written: str, edge: countdown.Edge, target: int) -> None:
+def _check_results(lines: _Lines, written: str, edge: countdown_search.Edge, target: int) -> None:
   """An edge line ``written`` (just taken) in the "results" grammar must state its pool's
   results, their least distance to ``target`` and the label that distance implies."""
   if " = " not in written:
     return
-  pruned = countdown.heuristic(edge.pool, target) is None
-  if countdown.format_edge(edge, target) != written or pruned != (edge.status == "pruned"):
+  pruned = countdown_search.heuristic(edge.pool, target) is None
+  if countdown_search.format_edge(edge, target) != written or pruned != (edge.status == "pruned"):
     raise ValueError(f"{lines.what}, line {lines.i}: {written!r} does not state its pool's "
                      f"results, distance to {target} or label right")
 
 
-def _expansion(lines: _Lines, target: int) -> countdown.Expansion:
+def _expansion(lines: _Lines, target: int) -> countdown_search.Expansion:
   backtrack = None
   if lines.peek() is not None and _BACKTRACK_RE.match(lines.peek()):
     backtrack = int(lines.take(_BACKTRACK_RE, "")[1])
@@ -247,12 +250,12 @@ def _expansion(lines: _Lines, target: int) -> countdown.Expansion:
     status = "goal" if m[3] else "pruned" if m[4] or m[7] else "open"
     h, node_id = (None, None) if status != "open" else (
         (int(m[5]), int(m[6])) if m[6] else (0, int(m[8])))
-    edges.append(countdown.Edge(m[1], _pool(m[2]), status, h, node_id))
+    edges.append(countdown_search.Edge(m[1], _pool(m[2]), status, h, node_id))
     _check_results(lines, m[0], edges[-1], target)
   if not any(e.status in ("goal", "open") for e in edges):
     lines.take_literal(_DEAD_END)
   h = None if node[3] == "None" else int(node[3])
-  return countdown.Expansion(int(node[1]), _pool(node[2]), h, tuple(edges), backtrack)
+  return countdown_search.Expansion(int(node[1]), _pool(node[2]), h, tuple(edges), backtrack)
 
 
 def _answer(lines: _Lines) -> tuple[str, ...]:
@@ -263,8 +266,8 @@ def _answer(lines: _Lines) -> tuple[str, ...]:
   return tuple(steps)
 
 
-def parse_search(text: str, what: str = "SoS+ trace") -> countdown.Search:
-  """``countdown.Search`` of a SoS+ trace (inverse of ``countdown.format_search``).
+def parse_search(text: str, what: str = "SoS+ trace") -> countdown_search.Search:
+  """``countdown_search.Search`` of a SoS+ trace (inverse of ``countdown_search.format_search``).
 
   Raises:
     ValueError naming the line that breaks the grammar (see the module docstring).
@@ -275,13 +278,13 @@ def parse_search(text: str, what: str = "SoS+ trace") -> countdown.Search:
   while lines.peek() != countdown.ANSWER_MARKER and not _GIVE_UP_RE.match(lines.peek() or ""):
     expansions.append(_expansion(lines, target))
   if lines.peek() == countdown.ANSWER_MARKER:
-    return countdown.Search(target, start, tuple(expansions), _answer(lines))
+    return countdown_search.Search(target, start, tuple(expansions), _answer(lines))
   count = int(lines.take(_GIVE_UP_RE, "")[1])
   if count != len(expansions):
     raise ValueError(f"{what}, line {lines.i}: says {count} nodes, the trace expands "
                      f"{len(expansions)}")
   lines.end()
-  return countdown.Search(target, start, tuple(expansions), None)
+  return countdown_search.Search(target, start, tuple(expansions), None)
 
 
 def _spawn(lines: _Lines) -> list[int]:
@@ -293,7 +296,7 @@ def _spawn(lines: _Lines) -> list[int]:
   return [int(m[1]) for m in spawned]
 
 
-def _open_pools(root: countdown.Expansion, spawned: Sequence[int], what: str
+def _open_pools(root: countdown_search.Expansion, spawned: Sequence[int], what: str
                 ) -> list[tuple[int, ...]]:
   """The pool of each spawned id's open edge in ``root``."""
   pools = {e.node_id: e.pool for e in root.edges if e.status == "open"}
