@@ -161,8 +161,9 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=1500)
     c.countdown.trace_policy.update(num_steps=500, log_every=100)
     c.update(stages=((3, 15), (4, 8)), probe_problems=32, eval_samples=2,
-             budget_multiples=(1.0, 2.0))
+             budget_multiples=(1.0, 2.0), budgets=(128, 192, 256, 320, 384))
     c.rl.train.update(batch_size=64, lr=1e-4)  # 8 prompts x 8 traces
+    c.rl.update(mask_truncated=True)  # DAPO's overlong filtering, see above
   elif arg == "policy":
     c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=250)
