@@ -127,6 +127,12 @@ class TransformerTest(parameterized.TestCase):
       self.assertEqual(a.shape, b.shape)  # [B, G, R, T, T]
       np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # the unpadded row, every query
       np.testing.assert_allclose(a[1, ..., 3:, :], b[1, ..., 3:, :], atol=1e-6)
+    # A prefill into a cache of exactly T slots runs in blocks too; decoding on from it
+    # matches one block's cache.
+    caches = [tfm.Transformer(cfg).apply({"params": params}, tokens[:, :9],
+                                         cache=tfm.init_cache(cfg, 2, 9)) for cfg in (blocked, one)]
+    np.testing.assert_allclose(caches[0].logits, caches[1].logits, atol=1e-5)
+    np.testing.assert_allclose(caches[0].cache["k"], caches[1].cache["k"], atol=1e-6)
     with self.assertRaisesRegex(ValueError, "query_chunk"):
       tfm.TransformerConfig(query_chunk=-1)
 

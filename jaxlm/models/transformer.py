@@ -57,7 +57,8 @@ class TransformerConfig:
     dtype: compute dtype (activations, matmuls); softmax and norms run in float32.
     param_dtype: storage dtype of parameters.
     remat: rematerialise each block in the backward pass (activation memory for compute).
-    query_chunk: without a KV cache, causal attention runs in blocks of this many queries,
+    query_chunk: without a KV cache (training, scoring) or when filling a cache of exactly
+      T slots (generation's prefill), causal attention runs in blocks of this many queries,
       each against the keys up to its last position only, which skips the masked upper
       triangle (and keeps a block's probabilities small): a training step of 16 rows x 768
       tokens (2 layers, d=64) takes 0.71x (1 head) / 0.66x (4 heads) the time of one [T, T]
@@ -267,24 +268,29 @@ class Attention(nn.Module):
     t = x_BxTxD.shape[1]
     k_BxGxTxK, v_BxGxTxK = (a.transpose(0, 2, 1, 3) for a in (k_BxTxGxK, v_BxTxGxK))
     q_BxTxGxRxK = q_BxTxHxK.reshape(*q_BxTxHxK.shape[:2], hkv, h // hkv, dh)
-    if kv is None:  # causal over this call's tokens, in blocks of queries (query_chunk)
-      step = cfg.query_chunk or t
-      blocks = [_attend(q_BxTxGxRxK[:, i:i + step], k_BxGxTxK[:, :, :i + step],
-                        v_BxGxTxK[:, :, :i + step], q_valid_BxT[:, :i + step], i, cfg.dtype)
-                for i in range(0, t, step)]
-      out_BxTxGxRxK = jnp.concatenate([out for out, _ in blocks], axis=1)
-      if self.is_mutable_collection("intermediates"):  # the full [B, G, R, T, T] map
-        probs = jnp.concatenate([jnp.pad(p, [(0, 0)] * 4 + [(0, t - p.shape[-1])])
-                                 for _, p in blocks], axis=3)
-        self.sow("intermediates", "attention", probs)
+    if kv is None:
+      k_BxGxSxK, v_BxGxSxK, kv_valid_BxS, offset = k_BxGxTxK, v_BxGxTxK, q_valid_BxT, 0
     else:
       def write(buf_LxBxGxSxK, new_BxGxTxK):
         new = new_BxGxTxK[None].astype(buf_LxBxGxSxK.dtype)
         return jax.lax.dynamic_update_slice(buf_LxBxGxSxK, new, (layer, 0, 0, cache_index, 0))
       kv = {"k": write(kv["k"], k_BxGxTxK), "v": write(kv["v"], v_BxGxTxK)}
-      out_BxTxGxRxK, probs = _attend(q_BxTxGxRxK, kv["k"][layer], kv["v"][layer], kv_valid_BxS,
-                                     cache_index, cfg.dtype)
-      # Read with `apply(..., mutable=["intermediates"])` (a no-op otherwise): [B, G, R, T, S].
+      k_BxGxSxK, v_BxGxSxK, offset = kv["k"][layer], kv["v"][layer], cache_index
+    # Without a cache, or filling a cache of exactly t slots (a prefill), query i sees keys
+    # 0..i only: blocks of `query_chunk` queries, each against the keys up to its last one.
+    s = k_BxGxSxK.shape[2]
+    blocked = bool(cfg.query_chunk) and s == t
+    step = cfg.query_chunk if blocked else t
+    blocks = []
+    for i in range(0, t, step):
+      e = i + step if blocked else s  # the keys block i can see
+      blocks.append(_attend(q_BxTxGxRxK[:, i:i + step], k_BxGxSxK[:, :, :e],
+                            v_BxGxSxK[:, :, :e], kv_valid_BxS[:, :e], offset + i, cfg.dtype))
+    out_BxTxGxRxK = jnp.concatenate([out for out, _ in blocks], axis=1)
+    if self.is_mutable_collection("intermediates"):
+      # Read with `apply(..., mutable=["intermediates"])`: [B, G, R, T, S].
+      probs = jnp.concatenate([jnp.pad(p, [(0, 0)] * 4 + [(0, s - p.shape[-1])])
+                               for _, p in blocks], axis=3)
       self.sow("intermediates", "attention", probs)
     out_BxTxHxK = out_BxTxGxRxK.reshape(*out_BxTxGxRxK.shape[:2], h, dh)
     out_BxTxD = nn.DenseGeneral(d, axis=(-2, -1), use_bias=cfg.proj_bias, dtype=cfg.dtype,
