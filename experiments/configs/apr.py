@@ -39,6 +39,15 @@ validation problems; 64 min under load): SFT loss 0.65 (SoS+) / 0.55 (APR), accu
 both at every cap and budget, GRPO reward 0 in every group; the model did not even copy the
 starting pool from the header.
 
+Preset "long" (NOT YET MEASURED; started 2026-12-05 beside other jobs, ~75 min alone
+estimated): the default's model, problems and grammar with 5000 SoS+ and 6000 APR SFT steps and
+30 GRPO steps. Why steps rather than heads: on APR child rows alone (12000 rows of 3000
+training problems, from scratch, 600 steps x 16 rows, lr 3e-3; /tmp/s11/heads_ab.py) the loss
+at steps 525-600 averaged 0.735 with one head and 0.646 with four (12% lower, at ~1.5x the
+time per step), and both curves were still falling: the default's 500 / 800 steps are far
+from what the child search needs (last sessions: 10 of 89 solvable child pools after ~5000
+child-weighted steps with four heads).
+
 Preset "policy" (MEASURED 2026-12-04/05, 2 cores; TARGETS NOT REACHED): both formats start
 from the direct-answer policy (countdown.trace_init="policy": 3000 steps x 64 short rows, 5.3
 min, loss 0.13), 4 heads, then 1500 SFT steps x 16 rows (length-bucketed 256 / 512 / 768):
@@ -123,7 +132,7 @@ from jaxlm import config as config_lib
 from jaxlm.algos import apr
 from jaxlm.models import transformer
 
-PRESETS = (None, "policy", "paper", "smoke")
+PRESETS = (None, "long", "policy", "paper", "smoke")
 
 # The APR paper's model (Pan et al. 2025, App. A.2 and the authors' "200m" training config):
 # LLaMA-2 architecture from scratch, 18 layers, width 1024, 16 heads, SwiGLU width 2752;
@@ -156,6 +165,11 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=1500)
     c.update(parent_repeats=4, apr_sft_steps=800, pair_results=True, eval_problems=64)
     c.rl.train.update(num_steps=10)
+  elif arg == "long":  # the default's model and data, ~10x the SFT steps (NOT YET MEASURED)
+    c = get_config(None)
+    c.countdown.trace_policy.update(num_steps=5000, log_every=100, checkpoint_every=250)
+    c.update(apr_sft_steps=6000)
+    c.rl.train.update(num_steps=30)
   elif arg == "policy":  # both formats start from the direct-answer policy (4 heads)
     c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
