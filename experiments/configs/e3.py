@@ -10,34 +10,44 @@ with its exact verdict, k <= 12 attempts at retry 0.6, 30% give-ups, 30% arithme
 to 768 tokens) on 4000 training problems with 3 or 4 starting numbers from 1..12 (targets
 10..50); then, for advantage_mode "full" and "positive_only", GRPO from that policy through two
 stages, 3 numbers for 15 rollout batches then 4 for 8 (8 prompts x 8 traces, lr 1e-4,
-environment-written verdicts), the budget of each stage the smallest of 128..512 tokens that
-truncates at most 20% of 32 probe traces; evaluation on 64 validation problems x 2 samples at
-the last stage's budget (1x) and at twice it (2x), paired draws. The smoke preset runs the
-whole pipeline in about a minute.
+environment-written verdicts, DAPO's overlong filtering `rl.mask_truncated`: a trace the budget
+cuts gets no loss), the budget of each stage the smallest of 128..384 tokens that truncates at
+most 20% of 32 probe traces (2x the largest, 768, is the SFT rows' length: positions the
+policy was trained at); evaluation on 64 validation problems x 2 samples at the last stage's
+budget (1x) and at twice it (2x), paired draws. The smoke preset runs the whole pipeline in
+about a minute.
 
-Measured (2026-12-05, jax 0.10.2, 2 cores alone, seed 0): 25:20 wall (policy ~3 min, SFT ~5.4
-(loss 0.12), RL 9 min per mode with its evaluations, the SFT row's evaluation ~1.5; peak RSS
-7.0 GB). The probe chose 256 then 512 tokens in both modes. 64 validation problems x 2 samples,
-1x = 512 / 2x = 1024 tokens:
-  sft            0.117 / 0.117  attempts 3.63  length 222  give-up 0.67  truncated 0.13
-  full           0.164 / 0.164  attempts 4.92  length 296  give-up 0.31  truncated 0.25
-  positive_only  0.164 / 0.164  attempts 5.56  length 318  give-up 0.35  truncated 0.23
-RL raises pass@1 by half and turns give-ups into more attempts, but 2x adds nothing here (the
-traces freed from the 1x budget end malformed, 0.14 -> 0.27 for full, instead of solving), and
-the attempts grow MORE without negative gradients (stage 1 evaluations: full 5.44 -> 5.03,
-positive_only 5.28 -> 5.91). In stage 1 (4 numbers) 75-100% of the groups have zero reward
-variance: 8 batches barely move the policy. The "policy" preset below is the measured
-experiment.
-Why full grew fewer attempts: a trace cut by the budget scores 0, so its negative advantage
-pushes against long traces as such (a quarter to a half of the traces are cut). With DAPO's
-overlong filtering (`--config.rl.mask_truncated=True`: cut traces get no loss), same SFT policy
-(--resume), "full" only, 11 min: stage 0 attempts 2.83 -> 4.09, length 165 -> 218, give-up
-0.63 -> 0.09 (unmasked: full 3.72 / 196 / 0.23, positive_only 3.69 / 203 / 0.33); final at 1x
-0.227 (vs 0.164), attempts 6.07, length 338, give-up 0.16; 2x again 0.227 (cut traces at 1x
-end malformed at 2x, 0.13 -> 0.30). Masked, the negative gradients make traces longer and
-attempts more numerous than positive-only RL does: the issue's contrast, in its direction, on
-one seed and 64 x 2 evaluation samples (positive_only with the mask is not run: a cut trace
-never has a positive advantage, so the mask changes only its loss normaliser).
+Measured (2026-12-05, jax 0.10.2, 2 cores, RL seeds `--config.rl.train.seed` 0 / 1 / 2 from one
+SFT policy, /tmp/s11/agg.py): seed 0 ran 23:32 wall from the direct-answer policy of an earlier
+run (its 1500 steps take ~3 min: ~26.5 min end to end, beside a 1-core job; SFT 6 min, RL
+~8 min per mode with its evaluations; peak RSS 6.6 GB). The probe chose 256 then 384 tokens
+in every run. Mean (sd over the 3 seeds); the evaluations during RL are 64 validation problems
+x 1 sample at the stage's budget:
+                         full                    positive_only
+  stage 0 attempts       2.83 -> 4.07 (0.02)     2.83 -> 3.72 (0.04)
+  stage 0 tokens         165 -> 219 (1)          165 -> 202 (3)
+  stage 0 give-up        0.63 -> 0.10 (0.01)     0.63 -> 0.25 (0.05)
+  stage 1 attempts       5.42 -> 5.44 (0.34)     4.73 -> 4.73 (0.13)
+  final, 1x = 384 tokens (64 x 2 samples; sft: 0.117, attempts 3.38, tokens 201, give-up 0.66):
+    pass@1               0.203 (0.034)           0.159 (0.024)
+    attempts / tokens    5.30 (0.19) / 293 (5)   4.76 (0.16) / 269 (6)
+    give-up / truncated  0.16 / 0.57             0.28 / 0.46
+    2x = 768 tokens      0.216 (0.025)           0.167 (0.020)
+  per seed 2x - 1x: full +0.000 / +0.016 / +0.023, positive_only +0.016 / +0.008 / +0.000
+  (95% intervals +-0.02 to 0.03: none excludes 0); sft +0.000.
+So with negative gradients the attempts and the trace length grow more than without them (by
+0.35 attempts and 17 tokens after stage 0, 0.54 attempts and 24 tokens at the end: many
+seed sd's apart), give-ups fall further (0.10 vs 0.25) and pass@1 ends higher (0.20 vs 0.16).
+Without them they grow too (a give-up never earns reward, so reinforcing solved traces alone
+removes give-ups): the issue's "and not without them" is not what we see; "more with them"
+is. Stage 1 (4 numbers; 75-100% of its groups have zero reward variance) moves neither mode.
+The 2x gain is small and not significant at this size: the traces the 1x budget cut (57%)
+mostly end malformed at 2x (malformed 0.02 -> 0.21-0.37 for full) instead of solving.
+Why the mask (same SFT policy, seed 0, unmasked, budgets up to 512): a trace cut by the
+budget scores 0, so its negative advantage pushes against long traces as such. Unmasked,
+full grew FEWER attempts than positive_only (stage 0: 3.72 vs 3.69; final 4.92 vs 5.56,
+tokens 296 vs 318, pass@1 0.164 vs 0.164 at 512); masked (the same budgets), full 4.09 after
+stage 0 and 6.07 / 338 / 0.227 at the end, positive_only 3.77 and 5.45 / 315 / 0.180.
 
 The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
 verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
