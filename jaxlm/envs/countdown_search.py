@@ -196,8 +196,8 @@ def search_trace(problem: countdown.Problem, max_expansions: int = 100) -> Searc
 
   The search is ``best_first``; the trace (``format_search``) lists each expanded node with
   its children, marks ``backtrack`` whenever the next node is not a child of the last expanded
-  one, and ends with ``Answer:`` and the solution lines (checked by ``verify``) or with a give-up
-  line. ``countdown_traces.parse_search`` reads it back.
+  one, and ends with ``Answer:`` and the solution lines (checked by ``countdown.verify``) or
+  with a give-up line. ``countdown_traces.parse_search`` reads it back.
 
   Args:
     problem: the puzzle.
