@@ -49,6 +49,25 @@ full grew FEWER attempts than positive_only (stage 0: 3.72 vs 3.69; final 4.92 v
 tokens 296 vs 318, pass@1 0.164 vs 0.164 at 512); masked (the same budgets), full 4.09 after
 stage 0 and 6.07 / 338 / 0.227 at the end, positive_only 3.77 and 5.45 / 315 / 0.180.
 
+Preset "extrapolate" (MEASURED 2026-12-05, seed 0, one run): the default with the "long"
+preset's attempt chains (k <= 20 attempts at retry 0.9; rows still cut at 768 tokens: 3302 of
+4000 fit), so that the positions up to 2x the RL budget are trained on chains that are still
+trying. Run: `python -m experiments.e3 --config experiments/configs/e3.py:extrapolate
+--workdir W` (the default's direct-answer policy copied in and reused with --resume): 43:41
+wall beside the test suite, the README's ILQL run and a 1-core job (RL ~9 min per mode),
+peak RSS 6.8 GB. The probe chose 384 tokens for both stages (no candidate truncated <= 20%).
+64 validation problems x 2 samples, 1x = 384 / 2x = 768 tokens, 2x - 1x with its 95% interval:
+  sft            0.195 / 0.234  +0.039 +- 0.034  attempts 5.12 / 7.41  truncated at 1x 0.54
+  full           0.117 / 0.180  +0.062 +- 0.047  attempts 6.15 / 10.10 truncated at 1x 0.71
+  positive_only  0.164 / 0.258  +0.094 +- 0.058  attempts 5.43 / 8.19  truncated at 1x 0.60
+  during RL (64 x 1 at 384): attempts 5.42 -> 5.89 -> 6.17 (full) vs 5.42 -> 5.66 -> 5.83
+  (positive_only) after stage 0 / 1; tokens 298 -> 318 -> 330 vs 298 -> 308 -> 316.
+Here 2x beats 1x in every row with an interval that excludes 0 (the extrapolation target at
+this size), and negative gradients again grow attempts and length more. But RL LOWERS pass@1
+at 1x below the SFT policy's (0.117 / 0.164 vs 0.195): at 384 tokens 60-70% of the traces are
+cut, masked out of the loss, so each update learns from the few short traces that finish,
+and positive_only beats full. The default keeps the shorter chains (RL raises pass@1 there).
+
 The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
 verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
 and zero reward variance in every RL group.
@@ -146,7 +165,7 @@ from experiments.configs import apr as apr_configs
 from jaxlm import config as config_lib
 from jaxlm.algos import e3
 
-PRESETS = (None, "policy", "long", "paper", "smoke")
+PRESETS = (None, "extrapolate", "policy", "long", "paper", "smoke")
 
 
 def get_config(arg: str | None = None):
@@ -174,6 +193,9 @@ def get_config(arg: str | None = None):
              budget_multiples=(1.0, 2.0), budgets=(128, 192, 256, 320, 384))
     c.rl.train.update(batch_size=64, lr=1e-4)  # 8 prompts x 8 traces
     c.rl.update(mask_truncated=True)  # DAPO's overlong filtering, see above
+  elif arg == "extrapolate":  # the default with the "long" preset's attempt chains, see above
+    c = get_config(None)
+    c.update(max_attempts=20, retry=0.9)
   elif arg == "policy":
     c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=250)
