@@ -46,8 +46,9 @@ mostly end malformed at 2x (malformed 0.02 -> 0.21-0.37 for full) instead of sol
 Why the mask (same SFT policy, seed 0, unmasked, budgets up to 512): a trace cut by the
 budget scores 0, so its negative advantage pushes against long traces as such. Unmasked,
 full grew no more attempts than positive_only after stage 0 (3.72 vs 3.69) and fewer by the
-end (4.92 vs 5.56, tokens 296 vs 318, pass@1 0.164 vs 0.164 at 512); masked (the same budgets), full 4.09 after
-stage 0 and 6.07 / 338 / 0.227 at the end, positive_only 3.77 and 5.45 / 315 / 0.180.
+end (4.92 vs 5.56, tokens 296 vs 318, pass@1 0.164 vs 0.164 at 512); masked (the same
+budgets), full 4.09 after stage 0 and 6.07 / 338 / 0.227 at the end, positive_only 3.77 and
+5.45 / 315 / 0.180.
 
 Preset "extrapolate" (MEASURED 2026-12-05, seed 0, one run): the default with the "long"
 preset's attempt chains (k <= 20 attempts at retry 0.9; rows still cut at 768 tokens: 3302 of
@@ -66,7 +67,8 @@ Here 2x beats 1x in every row with an interval that excludes 0 (the extrapolatio
 this size), and negative gradients again grow attempts and length more. But RL LOWERS pass@1
 at 1x below the SFT policy's (0.117 / 0.164 vs 0.195): at 384 tokens 60-70% of the traces are
 cut and masked out of the loss, so (presumably) each update learns from the few short
-traces that finish; positive_only beats full. The default keeps the shorter chains (RL raises pass@1 there).
+traces that finish; positive_only beats full. The default keeps the shorter chains (RL
+raises pass@1 there).
 
 The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
 verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
