@@ -177,6 +177,37 @@ class E3Test(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "must include 1 and 2"):
       e3.Config(budget_multiples=(1.0, 4.0))
 
+  def test_across_runs_by_hand(self):
+    def run(d, acc, attempts_last):
+      row = {k: 0.5 for k in e3._FINAL_KEYS}
+      os.makedirs(os.path.join(d, "full", "stage0"))
+      with open(os.path.join(d, "results.json"), "w") as f:
+        json.dump({"sft": dict(row, stage_budgets=[]),
+                   "full": dict(row, accuracy_at_1x=acc, stage_budgets=[256])}, f)
+      with open(os.path.join(d, "full", "stage0", "metrics.jsonl"), "w") as f:
+        for step, attempts in ((0, 2.0), (5, 3.0), (10, attempts_last)):
+          f.write(json.dumps({"step": step, "eval/mean_attempts": attempts,
+                              "eval/mean_length": 10.0 * attempts, "eval/give_up": 0.5}) + "\n")
+          f.write(json.dumps({"step": step, "loss": 1.0}) + "\n")  # no evaluation here
+      return d
+
+    with tempfile.TemporaryDirectory() as d:
+      runs = [run(os.path.join(d, "a"), 0.2, 4.0), run(os.path.join(d, "b"), 0.4, 5.0)]
+      out = e3.across_runs(runs)
+      self.assertEqual(set(out), {"sft", "full"})
+      np.testing.assert_allclose(out["full"]["accuracy_at_1x"], (0.3, 0.02 ** 0.5))
+      np.testing.assert_allclose(out["full"]["stage0/mean_attempts/first"], (2.0, 0.0))
+      np.testing.assert_allclose(out["full"]["stage0/mean_attempts/last"], (4.5, 0.5 ** 0.5))
+      np.testing.assert_allclose(out["full"]["stage0/mean_length/last"], (45.0, 50 ** 0.5))
+      self.assertEqual(out["sft"]["mean_length"], (0.5, 0.0))
+      self.assertNotIn("stage0/give_up/first", out["sft"])
+      self.assertEqual(e3.across_runs(runs[:1])["full"]["accuracy_at_1x"], (0.2, 0.0))
+      os.remove(os.path.join(runs[1], "full", "stage0", "metrics.jsonl"))
+      with open(os.path.join(runs[1], "full", "stage0", "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"step": 0, "loss": 1.0}) + "\n")
+      with self.assertRaisesRegex(ValueError, "full stage 0 has no evaluation"):
+        e3.across_runs(runs)
+
 
 if __name__ == "__main__":
   absltest.main()

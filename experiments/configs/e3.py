@@ -18,7 +18,8 @@ budget (1x) and at twice it (2x), paired draws. The smoke preset runs the whole 
 about a minute.
 
 Measured (2026-12-05, jax 0.10.2, 2 cores, RL seeds `--config.rl.train.seed` 0 / 1 / 2 from one
-SFT policy, /tmp/s11/agg.py): seed 0 ran 23:32 wall from the direct-answer policy of an earlier
+SFT policy, its workdir copied and --resume; `jaxlm.algos.e3.across_runs` of the 3 workdirs
+gives the table): seed 0 ran 23:32 wall from the direct-answer policy of an earlier
 run (its 1500 steps take ~3 min: ~26.5 min end to end, beside a 1-core job; SFT 6 min, RL
 ~8 min per mode with its evaluations; peak RSS 6.6 GB). The probe chose 256 then 384 tokens
 in every run. Mean (sd over the 3 seeds); the evaluations during RL are 64 validation problems

@@ -31,13 +31,15 @@ final budget) with row = {"accuracy_at_1x", "accuracy_at_2x", "gain_2x" and "gai
 "false_goal", "truncated", "malformed" (how traces end), "budget", "stage_budgets",
 "by_budget" (pass@1, attempts, length at each of `budget_multiples`)}; each mode's RL runs
 and their metrics (pass@1, attempts, length and endings every `rl.eval_every` batches) under
-`<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png.
+`<mode>/stage<i>/`; accuracy_vs_budget.png, attempts_curve.png. `across_runs` reads several
+finished workdirs (e.g. RL seeds) into means and sd's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Any, Sequence
 
@@ -330,6 +332,39 @@ def _plot(results: dict[str, dict[str, Any]], curves: dict[str, list[dict[str, f
   axes[1].set(xlabel="evaluation (over stages)", ylabel="mean trace tokens")
   axes[0].legend()
   plots.save(fig, os.path.join(workdir, "attempts_curve.png"))
+
+
+_FINAL_KEYS = ("accuracy_at_1x", "accuracy_at_2x", "gain_2x", "mean_attempts", "mean_length",
+               "give_up", "truncated")
+
+
+def across_runs(workdirs: Sequence[str]) -> dict[str, dict[str, tuple[float, float]]]:
+  """Mean and sd (ddof 1; 0 for one run) over finished runs, e.g. RL seeds from one SFT policy
+  (`--config.rl.train.seed=S --resume`), of each mode's headline numbers: the final
+  evaluation's `_FINAL_KEYS` (results.json) and, per stage i, the first and last evaluation
+  during RL ("stage<i>/<mean_attempts|mean_length|give_up>/<first|last>")."""
+  values: dict[str, dict[str, list[float]]] = {}
+  for workdir in workdirs:
+    path = os.path.join(workdir, "results.json")
+    with open(path) as f, files.reading(path):
+      results = json.load(f)
+    for mode, row in results.items():
+      out = values.setdefault(mode, {})
+      for k in _FINAL_KEYS:
+        out.setdefault(k, []).append(row[k])
+      for i in range(len(row["stage_budgets"])):
+        evals = [r for r in metrics_lib.read_metrics(os.path.join(workdir, mode, f"stage{i}"))
+                 if "eval/mean_attempts" in r]
+        if not evals:
+          raise ValueError(f"{workdir}: {mode} stage {i} has no evaluation during RL")
+        for k in ("mean_attempts", "mean_length", "give_up"):
+          for when, r in (("first", evals[0]), ("last", evals[-1])):
+            out.setdefault(f"stage{i}/{k}/{when}", []).append(r[f"eval/{k}"])
+  counts = {len(v) for out in values.values() for v in out.values()}
+  if len(counts) > 1:
+    raise ValueError(f"across_runs: the runs in {list(workdirs)} differ in modes or stages")
+  return {mode: {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+                 for k, v in out.items()} for mode, out in values.items()}
 
 
 def summary(results: dict[str, dict[str, Any]]) -> str:
