@@ -68,6 +68,13 @@ def reading(path, errors: tuple[type[Exception], ...] = (ValueError,)):
     raise ValueError(f"{path}: cannot read it ({type(e).__name__}: {e})") from e
 
 
+def read_json(path: str | os.PathLike, errors: tuple[type[Exception], ...] = (ValueError,)
+              ) -> Any:
+  """The JSON document in `path`; a parse error (any of `errors`) names the file."""
+  with reading(path, errors), open(path) as f:
+    return json.load(f)
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
   """Yields (1-based line number, record) for every non-blank line of a JSONL file.
 

@@ -129,7 +129,7 @@ class FilesTest(absltest.TestCase):
       scaling_data.load_qscaled_zip(path)
     path = _write(os.path.join(self.dir, "fits.json"), b'{"a": ')
     with self.assertRaisesRegex(ValueError, f"{path}: cannot read it \\(JSONDecodeError"):
-      scaling_data.load_json(path)
+      files.read_json(path)
 
   def test_scaling_pipeline_reads_csv_strictly(self):
     path = _write(os.path.join(self.dir, "e.csv"), b"loss,data,accuracy\n2.0,100,\n")

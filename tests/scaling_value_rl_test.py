@@ -6,6 +6,7 @@ import numpy as np
 import scipy.optimize
 from absl.testing import absltest, parameterized
 
+from jaxlm import files
 from jaxlm.scaling import data, value_rl
 
 _QSCALED = data.shared_data_dir() / "qscaled_rybkin2025"
@@ -118,7 +119,7 @@ class GymReproductionTest(absltest.TestCase):
     super().setUpClass()
     if not _QSCALED.exists():
       raise absltest.SkipTest(f"shared data not found at {_QSCALED}")
-    cls.ref = data.load_json(_QSCALED / "reference_outputs" / "fits_from_npy.json")
+    cls.ref = files.read_json(_QSCALED / "reference_outputs" / "fits_from_npy.json")
     cls.hfit = value_rl.hparam_fit_from_reference(
         cls.ref["grid_proposed_fits/gym_sweep/shared_bs_fit.npy"],
         cls.ref["grid_proposed_fits/gym_sweep/shared_lr_fit.npy"])

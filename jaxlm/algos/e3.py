@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any, Sequence
 
@@ -345,10 +344,7 @@ def across_runs(workdirs: Sequence[str]) -> dict[str, dict[str, tuple[float, flo
   during RL ("stage<i>/<mean_attempts|mean_length|give_up>/<first|last>")."""
   values: dict[str, dict[str, list[float]]] = {}
   for workdir in workdirs:
-    path = os.path.join(workdir, "results.json")
-    with open(path) as f, files.reading(path):
-      results = json.load(f)
-    for mode, row in results.items():
+    for mode, row in files.read_json(os.path.join(workdir, "results.json")).items():
       out = values.setdefault(mode, {})
       for k in _FINAL_KEYS:
         out.setdefault(k, []).append(row[k])

@@ -372,11 +372,6 @@ def _reading(path: str):
   return files.reading(path, _PARSE_ERRORS)
 
 
-def _read_json(path: str) -> Any:
-  with _reading(path), open(path) as f:
-    return json.load(f)
-
-
 def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
   """(config dict, state dict) of an HF checkpoint directory; never unpickles.
 
@@ -385,10 +380,10 @@ def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
   config_path = os.path.join(directory, "config.json")
   if not os.path.isfile(config_path):
     raise ValueError(f"{directory}: no config.json")
-  hf_config = _read_json(config_path)
+  hf_config = files.read_json(config_path, _PARSE_ERRORS)
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.isfile(index):
-    index_json = _read_json(index)
+    index_json = files.read_json(index, _PARSE_ERRORS)
     with _reading(index):
       weight_files = sorted({os.path.join(directory, v)
                              for v in index_json["weight_map"].values()})

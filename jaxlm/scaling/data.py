@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import pathlib
@@ -126,6 +125,3 @@ def _is_number(cell, finite: bool) -> bool:
     return False
 
 
-def load_json(path) -> dict:
-  with files.reading(path), open(path) as f:
-    return json.load(f)

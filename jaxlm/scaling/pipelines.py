@@ -19,7 +19,7 @@ from jaxlm.scaling import data, emergence, laws, plots, value_rl
 
 def value_rl_fits(c, w: str) -> dict[str, Any]:
   """Rybkin et al. (2025): per-run data-efficiency and Pareto fits, sigma*; plots in `w`."""
-  ref = data.load_json(data.data_path(c.data_dir) / "reference_outputs" / "fits_from_npy.json")
+  ref = files.read_json(data.data_path(c.data_dir) / "reference_outputs" / "fits_from_npy.json")
   hfit = value_rl.hparam_fit_from_reference(ref[c.bs_fit], ref[c.lr_fit])
   thr = value_rl.default_thresholds(c.threshold_low, c.threshold_high, c.num_thresholds)
   out = {}
