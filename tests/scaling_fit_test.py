@@ -6,7 +6,7 @@ import numpy as np
 import scipy.optimize
 from absl.testing import absltest, parameterized
 
-from jaxlm.scaling import data, fit, laws
+from jaxlm.scaling import data, fit, laws, solvers
 
 _X = np.array([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
 _PL_GRID = {"a": (0.2, 0.8, 1.5), "b": (0.1, 0.5, 2.0), "c": (-0.5, 0.2, 1.0)}
@@ -184,8 +184,8 @@ class DampedSolverTest(parameterized.TestCase):
     m = rng.standard_normal((5, 5))
     a, b = m @ m.T + 0.1 * np.eye(5), rng.standard_normal(5)
     with jax.enable_x64(True):
-      got = np.asarray(jax.jit(fit.spd_solve)(jnp.asarray(a), jnp.asarray(b)))
-      bad = np.asarray(fit.spd_solve(jnp.asarray(np.diag([1.0, -1.0])), jnp.ones(2)))
+      got = np.asarray(jax.jit(solvers.spd_solve)(jnp.asarray(a), jnp.asarray(b)))
+      bad = np.asarray(solvers.spd_solve(jnp.asarray(np.diag([1.0, -1.0])), jnp.ones(2)))
     np.testing.assert_allclose(got, np.linalg.solve(a, b), rtol=1e-10)
     self.assertFalse(np.all(np.isfinite(bad)))  # not positive definite: step rejected.
 
@@ -260,9 +260,9 @@ class DampedSolverTest(parameterized.TestCase):
     with jax.enable_x64(True):
       problem = fit.make_problem(laws.POWER_LAW)(jnp.asarray(x), jnp.asarray(y),
                                                  jnp.ones(28))
-      theta_SxP, loss_S = jax.jit(lambda t: fit.multistart(problem, t, 50, "lm"))(
+      theta_SxP, loss_S = jax.jit(lambda t: solvers.multistart(problem, t, 50, "lm"))(
           jnp.asarray(theta0_SxP))
-      single_P, single = jax.jit(lambda t: fit.lm_minimize(problem, t, 50))(
+      single_P, single = jax.jit(lambda t: solvers.lm_minimize(problem, t, 50))(
           jnp.asarray(theta0_SxP[1]))
     loss_S = np.asarray(loss_S)
     self.assertTrue(np.all(np.isfinite(loss_S[:2])))
@@ -275,7 +275,7 @@ class DampedSolverTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "solver must be one of"):
       fit.fit(laws.POWER_LAW, x, y, fit.grid_starts(laws.POWER_LAW, _PL_GRID), solver="bfgs")
     with self.assertRaisesRegex(ValueError, "needs a LeastSquares objective"):
-      fit.multistart(lambda t: jnp.sum(t**2), jnp.zeros((2, 3)), 5, "lm")
+      solvers.multistart(lambda t: jnp.sum(t**2), jnp.zeros((2, 3)), 5, "lm")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ module (its entry point is `jaxlm.scaling.fit.fit`); the name is not rebound to 
 so that `from jaxlm.scaling import fit` always gives the module.
 """
 
-from jaxlm.scaling import data, emergence, fit, laws, pipelines, value_rl
+from jaxlm.scaling import data, emergence, fit, laws, pipelines, solvers, value_rl
 from jaxlm.scaling.emergence import EmergenceResult, fit_emergence
 from jaxlm.scaling.fit import FitResult, Law, fit_many, grid_starts, random_starts
 from jaxlm.scaling.laws import (CHINCHILLA, POWER_LAW, POWER_LAW_MULT, fit_chinchilla,
