@@ -1,4 +1,5 @@
-"""HF interop: jaxlm logits equal HF PyTorch logits on random tiny GPT-2 / LLaMA / Qwen2 models."""
+"""HF and GGUF interop: jaxlm logits equal HF PyTorch logits on random tiny GPT-2 / LLaMA / Qwen2
+models; GGUF files as llama.cpp's converter writes them."""
 
 import json
 import os
@@ -17,6 +18,7 @@ import transformers
 
 from jaxlm.models import Transformer
 from jaxlm.models import convert
+from jaxlm.models import llama_cpp
 
 TOL = 1e-4
 
@@ -265,61 +267,131 @@ def _gguf_name(hf_name):
   return f"{_GGUF[module]}.{kind}"
 
 
+def _write_gguf(path, arch, fields=(), tensors=()):
+  import gguf  # pylint: disable=g-import-not-at-top
+  writer = gguf.GGUFWriter(path, arch)
+  for key, value, kind in fields:
+    writer.add_key_value(key, value, kind, sub_type=(
+        gguf.GGUFValueType.STRING if kind == gguf.GGUFValueType.ARRAY else None))
+  for name, a in tensors:
+    writer.add_tensor(name, np.ascontiguousarray(a))
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.write_tensors_to_file()
+  writer.close()
+
+
 class GgufTest(absltest.TestCase):
 
-  def test_unpermute_inverts_llama_cpp(self):
+  def setUp(self):
+    super().setUp()
+    try:
+      import gguf  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+      self.skipTest("gguf not installed")
+
+  def test_row_permutations_match_llama_cpp(self):
     w = np.arange(2 * 8 * 3).reshape(16, 3)
-    np.testing.assert_array_equal(convert.unpermute_gguf_rows(_gguf_permute(w, 2), 2), w)
+    np.testing.assert_array_equal(llama_cpp.permute_gguf_rows(w, 2), _gguf_permute(w, 2))
+    np.testing.assert_array_equal(llama_cpp.unpermute_gguf_rows(_gguf_permute(w, 2), 2), w)
     # Head 0, Dh = 8: stored rows interleave the halves: 0, 4, 1, 5, ...
     np.testing.assert_array_equal(_gguf_permute(w, 2)[:4, 0], [0, 12, 3, 15])
 
-  def test_from_gguf_matches_hf(self):
-    try:
-      import gguf  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      self.skipTest("gguf not installed")
-    model = _random_hf_model("llama")
+  def _llama_cpp_file(self, model):
+    """`model` written the way llama.cpp's converter writes it (independent of llama_cpp.py)."""
+    import gguf  # pylint: disable=g-import-not-at-top
     c = model.config
-    sd = {k: v.numpy() for k, v in model.state_dict().items()}
-    path = os.path.join(_tmp(self), "tiny.gguf")
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_block_count(c.num_hidden_layers)
-    writer.add_context_length(c.max_position_embeddings)
-    writer.add_embedding_length(c.hidden_size)
-    writer.add_feed_forward_length(c.intermediate_size)
-    writer.add_head_count(c.num_attention_heads)
-    writer.add_head_count_kv(c.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
-    writer.add_rope_freq_base(c.rope_parameters["rope_theta"])
-    for name, a in sd.items():
+    t = gguf.GGUFValueType
+    fields = [("llama.block_count", c.num_hidden_layers, t.UINT32),
+              ("llama.context_length", c.max_position_embeddings, t.UINT32),
+              ("llama.embedding_length", c.hidden_size, t.UINT32),
+              ("llama.feed_forward_length", c.intermediate_size, t.UINT32),
+              ("llama.attention.head_count", c.num_attention_heads, t.UINT32),
+              ("llama.attention.head_count_kv", c.num_key_value_heads, t.UINT32),
+              ("llama.attention.layer_norm_rms_epsilon", c.rms_norm_eps, t.FLOAT32),
+              ("llama.rope.freq_base", c.rope_parameters["rope_theta"], t.FLOAT32),
+              ("tokenizer.ggml.model", "gpt2", t.STRING),
+              ("tokenizer.ggml.tokens", [f"t{i}" for i in range(c.vocab_size)], t.ARRAY)]
+    tensors = []
+    for name, a in model.state_dict().items():
+      a = a.numpy()
       if ".q_proj." in name:
         a = _gguf_permute(a, c.num_attention_heads)
       elif ".k_proj." in name:
         a = _gguf_permute(a, c.num_key_value_heads)
-      writer.add_tensor(_gguf_name(name), np.ascontiguousarray(a))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    cfg, params = convert.from_gguf(path)
+      tensors.append((_gguf_name(name), a))
+    path = os.path.join(_tmp(self), "tiny.gguf")
+    _write_gguf(path, "llama", fields, tensors)
+    return path
+
+  def test_from_gguf_matches_hf(self):
+    model = _random_hf_model("llama")
+    cfg, params = llama_cpp.from_gguf(self._llama_cpp_file(model))
     ref_cfg, ref_params = convert.from_hf(model)
     self.assertEqual(cfg, ref_cfg)
     _assert_trees_equal(self, params, ref_params)
 
+  def test_to_gguf_writes_llama_cpp_layout(self):
+    import gguf  # pylint: disable=g-import-not-at-top
+    model = _random_hf_model("llama")
+    source = self._llama_cpp_file(model)
+    cfg, params = convert.from_hf(model, scan_layers=True)
+    path = llama_cpp.to_gguf(cfg, params, os.path.join(_tmp(self), "out.gguf"),
+                             tokenizer_from=source, name="tiny")
+    ours, ref = gguf.GGUFReader(path), gguf.GGUFReader(source)
+    ref_tensors = {t.name: t for t in ref.tensors}
+    self.assertEqual(sorted(t.name for t in ours.tensors), sorted(ref_tensors))
+    for t in ours.tensors:  # same names, shapes and (permuted) rows as llama.cpp's converter
+      self.assertEqual(t.tensor_type, gguf.GGMLQuantizationType.F32, t.name)
+      np.testing.assert_array_equal(t.data, ref_tensors[t.name].data, err_msg=t.name)
+    for key, f in ref.fields.items():
+      if key.startswith(("llama.", "tokenizer.")):
+        self.assertEqual(ours.fields[key].contents(), f.contents(), key)
+    self.assertEqual(ours.fields["general.name"].contents(), "tiny")
+    # And back: the same config and parameters, bit for bit.
+    cfg2, params2 = llama_cpp.from_gguf(path, scan_layers=True)
+    self.assertEqual(cfg2, cfg)
+    _assert_trees_equal(self, params2, params)
+
+  def test_to_gguf_f16(self):
+    import gguf  # pylint: disable=g-import-not-at-top
+    cfg, params = convert.from_hf(_random_hf_model("llama"))
+    path = llama_cpp.to_gguf(cfg, params, os.path.join(_tmp(self), "h.gguf"), dtype="f16")
+    kinds = {t.name: t.tensor_type for t in gguf.GGUFReader(path).tensors}
+    self.assertEqual(kinds["blk.0.attn_q.weight"], gguf.GGMLQuantizationType.F16)
+    self.assertEqual(kinds["blk.0.attn_norm.weight"], gguf.GGMLQuantizationType.F32)
+    _, params2 = llama_cpp.from_gguf(path)
+    for x, y in zip(jax.tree.leaves(params2), jax.tree.leaves(params)):
+      y = np.asarray(y)  # matrices rounded to float16, vectors (norm scales) exact
+      np.testing.assert_array_equal(x, y if y.ndim == 1 else y.astype(np.float16).astype(y.dtype))
+
+  def test_to_gguf_refuses_and_keeps_existing_file(self):
+    cfg, params = convert.from_hf(_random_hf_model("llama"))
+    path = os.path.join(_tmp(self), "m.gguf")
+    with open(path, "w") as f:
+      f.write("keep")
+    with self.assertRaisesRegex(ValueError, "exists"):
+      llama_cpp.to_gguf(cfg, params, path)
+    with mock.patch("gguf.GGUFWriter.write_tensors_to_file", side_effect=OSError("disk full")):
+      with self.assertRaisesRegex(OSError, "disk full"):
+        llama_cpp.to_gguf(cfg, params, path, overwrite=True)
+    with open(path) as f:
+      self.assertEqual(f.read(), "keep")
+    self.assertEqual(os.listdir(os.path.dirname(path)), ["m.gguf"])  # no temporary left
+    with self.assertRaisesRegex(ValueError, "dtype='bf16'"):
+      llama_cpp.to_gguf(cfg, params, path, dtype="bf16", overwrite=True)
+    gpt2_cfg, gpt2_params = convert.from_hf(_random_hf_model("gpt2"))
+    with self.assertRaisesRegex(ValueError, "a gpt2 model"):
+      llama_cpp.to_gguf(gpt2_cfg, gpt2_params, path, overwrite=True)
+    qwen_cfg, qwen_params = convert.from_hf(_random_hf_model("qwen2"))
+    with self.assertRaisesRegex(ValueError, "a qwen2 model"):
+      llama_cpp.to_gguf(qwen_cfg, qwen_params, path, overwrite=True)
+
   def test_from_gguf_rejects_other_architectures(self):
-    try:
-      import gguf  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      self.skipTest("gguf not installed")
     path = os.path.join(_tmp(self), "other.gguf")
-    writer = gguf.GGUFWriter(path, "gpt2")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    _write_gguf(path, "gpt2", tensors=[("token_embd.weight", np.zeros((4, 8), np.float32))])
     with self.assertRaisesRegex(ValueError, "general.architecture='gpt2'"):
-      convert.from_gguf(path)
+      llama_cpp.from_gguf(path)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Hugging Face (and GGUF) checkpoints <-> jaxlm `Transformer` parameters.
+"""Hugging Face checkpoints <-> jaxlm `Transformer` parameters.
 
 Two families are mapped, each by a table of rules from HF state-dict names to jaxlm parameter
 paths, so that import and export are the same table read in two directions:
@@ -10,9 +10,8 @@ paths, so that import and export are the same table read in two directions:
   permutation), SwiGLU, grouped-query attention; Qwen2 adds query/key/value biases.
 
 Weights are read without pickle: safetensors through its numpy API, or a legacy
-`pytorch_model.bin` through `torch.load(weights_only=True)`. GGUF files (llama.cpp) are read
-with the optional `gguf` package; llama.cpp stores the query/key rows of each head interleaved
-for its own rotary kernel, which `from_gguf` undoes.
+`pytorch_model.bin` through `torch.load(weights_only=True)`. GGUF files (llama.cpp) go through
+the same state dicts in `llama_cpp`.
 
 Parameters come back unboxed (plain arrays, no `nn.Partitioned`), in the tree
 `Transformer(config).init` builds; `config.scan_layers` picks the per-block or stacked layout.
@@ -367,7 +366,7 @@ _PARSE_ERRORS = (ValueError, RuntimeError, KeyError, pickle.UnpicklingError,
                  safetensors.SafetensorError)
 
 
-def _reading(path: str):
+def reading(path: str):
   """Parse errors of `path` -> a ValueError naming it."""
   return files.reading(path, _PARSE_ERRORS)
 
@@ -384,7 +383,7 @@ def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.isfile(index):
     index_json = files.read_json(index, _PARSE_ERRORS)
-    with _reading(index):
+    with reading(index):
       weight_files = sorted({os.path.join(directory, v)
                              for v in index_json["weight_map"].values()})
     missing = [os.path.basename(f) for f in weight_files if not os.path.isfile(f)]
@@ -394,7 +393,7 @@ def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
     weight_files = sorted(glob.glob(os.path.join(directory, "*.safetensors")))
   state_dict: dict[str, Any] = {}
   for path in weight_files:
-    with _reading(path):
+    with reading(path):
       state_dict.update(safetensors.numpy.load_file(path))
   if not weight_files:
     bins = sorted(glob.glob(os.path.join(directory, "pytorch_model*.bin")))
@@ -402,7 +401,7 @@ def _read_dir(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
       raise ValueError(f"{directory}: no *.safetensors or pytorch_model*.bin weights")
     import torch  # pylint: disable=g-import-not-at-top
     for path in bins:
-      with _reading(path):
+      with reading(path):
         state_dict.update(torch.load(path, map_location="cpu", weights_only=True))
   return hf_config, state_dict
 
@@ -478,92 +477,3 @@ def to_hf(cfg: TransformerConfig, params: Params, directory: str, *,
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return directory
-
-
-# ------------------------------------------------------------------------------------------------
-# GGUF (llama.cpp).
-
-_GGUF_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm",
-               "output": "lm_head", "attn_norm": "input_layernorm",
-               "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-               "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-               "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj",
-               "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
-
-
-def _gguf_to_hf_name(name: str) -> str:
-  m = re.fullmatch(r"(?:blk\.(\d+)\.)?(\w+)\.(weight|bias)", name)
-  if not m or m.group(2) not in _GGUF_NAMES:
-    raise ValueError(f"from_gguf: tensor {name!r} is not supported")
-  layer, base, kind = m.groups()
-  prefix = "" if layer is None else f"model.layers.{layer}."
-  return f"{prefix}{_GGUF_NAMES[base]}.{kind}"
-
-
-def unpermute_gguf_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-  """Undoes llama.cpp's per-head row interleaving of query/key weights (or biases).
-
-  llama.cpp rotates adjacent pairs (x[2i], x[2i+1]); HF LLaMA (and jaxlm) rotates the halves
-  (x[i], x[i + Dh/2]). Its converter therefore stores head row `s * Dh/2 + i` at `2i + s`.
-  """
-  half = w.shape[0] // n_heads // 2
-  return w.reshape(n_heads, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def from_gguf(path: str, *, dtype: Any = None,
-              scan_layers: bool = False) -> tuple[TransformerConfig, Params]:
-  """Converts a LLaMA-architecture GGUF file (any quantisation `gguf` dequantises).
-
-  Needs the optional `gguf` package (`pip install gguf`).
-
-  Returns:
-    (TransformerConfig, params), as `from_hf`.
-  """
-  try:
-    import gguf  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError("from_gguf needs the optional `gguf` package: pip install gguf "
-                      "(or pip install 'jaxlm[gguf]')") from e
-  with _reading(path):
-    reader = gguf.GGUFReader(path)
-  fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.")}
-  arch = fields.get("general.architecture")
-  if arch != "llama":
-    raise ValueError(f"from_gguf: general.architecture={arch!r} is not supported (llama only)")
-  tensors = {t.name: t for t in reader.tensors}
-
-  def field(key, default=None):
-    value = fields.get(f"llama.{key}", default)
-    if value is None:
-      raise ValueError(f"from_gguf: {path} lacks llama.{key}")
-    # GGUF floats are float32: take the shortest decimal that rounds to it (1e-05, not 9.99e-06).
-    return float(str(np.float32(value))) if isinstance(value, float) else value
-
-  n_heads, d_model = field("attention.head_count"), field("embedding_length")
-  n_kv_heads = field("attention.head_count_kv", n_heads)
-  head_dim = field("attention.key_length", d_model // n_heads)
-  if field("rope.dimension_count", head_dim) != head_dim:
-    raise ValueError(f"from_gguf: llama.rope.dimension_count != head_dim={head_dim} "
-                     "(partial rotary) is not supported")
-  scaling = field("rope.scaling.type", "none")
-  if scaling != "none" or "rope_freqs.weight" in tensors:
-    raise ValueError(f"from_gguf: llama.rope.scaling.type={scaling!r} / rope_freqs is not "
-                     "supported")
-  hf_config = dict(
-      model_type="llama", vocab_size=int(tensors["token_embd.weight"].shape[-1]),
-      hidden_size=d_model, intermediate_size=field("feed_forward_length"),
-      num_hidden_layers=field("block_count"), num_attention_heads=n_heads,
-      num_key_value_heads=n_kv_heads, head_dim=head_dim,
-      max_position_embeddings=field("context_length", 2048),
-      rms_norm_eps=field("attention.layer_norm_rms_epsilon"),
-      rope_theta=field("rope.freq_base", 10000.0),
-      tie_word_embeddings="output.weight" not in tensors,
-      attention_bias="blk.0.attn_q.bias" in tensors)
-  state_dict = {}
-  for name, t in tensors.items():
-    a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
-    a = a.reshape([int(s) for s in reversed(t.shape)])  # GGUF lists dims innermost first.
-    if re.search(r"\.attn_[qk]\.", name):
-      a = unpermute_gguf_rows(a, n_heads if ".attn_q." in name else n_kv_heads)
-    state_dict[_gguf_to_hf_name(name)] = a
-  return from_hf(state_dict, config=hf_config, dtype=dtype, scan_layers=scan_layers)
