@@ -103,6 +103,7 @@ class EvaluateTest(absltest.TestCase):
     traces = [ct.apr_trace(p, 3, 5) for p in PROBLEMS]
     texts = [t for tr in traces for t in (lambda x: (x[0], *x[1]))(ct.apr_texts(tr))]
     row = apr.evaluate(Script(texts), PROBLEMS, BIG)
+    self.assertEqual(row["solved"], [float(t.solution is not None) for t in traces])
     self.assertAlmostEqual(row["accuracy"], np.mean([t.solution is not None for t in traces]))
     self.assertAlmostEqual(row["mean_children"], np.mean([len(t.spawned) for t in traces]))
     self.assertEqual(row["stops"], {"eos": len(PROBLEMS)})
@@ -125,6 +126,25 @@ class EvaluateTest(absltest.TestCase):
     self.assertEqual((row["solved"], row["false_goal"]), (0.0, 1.0))
     silent = lambda prompts, *_: [[TOK.eos_id] for _ in prompts]
     self.assertEqual(apr.child_accuracy(silent, PROBLEMS, config)["false_goal"], 0.0)
+
+  def test_headlines_pair_the_models_per_problem(self):
+    config = apr.Config(context=768, max_rounds=5)
+    row = lambda solved, cap=768: {"cap": cap, "total": 5 * cap, "accuracy": np.mean(solved),
+                                   "solved": solved}
+    curves = {"sos": [row([0., 0., 0., 0.], cap=512), row([0., 0., 1., 0.])],
+              "apr": [row([1., 0., 1., 1.])], "apr_rl": [row([1., 1., 1., 1.])]}
+    results = apr._headlines(curves, config)  # pylint: disable=protected-access
+    self.assertEqual(results["sos"], {"cap": 768, "accuracy": 0.25})
+    # APR - SoS+ per problem: [1, 0, 0, 1]: mean 0.5, sd sqrt(1/3), t(0.975, 3) = 3.182446.
+    self.assertAlmostEqual(results["apr"]["gain_over_sos"], 0.5)
+    self.assertAlmostEqual(results["apr"]["gain_over_sos_ci95"],
+                           3.182446 * np.sqrt(1 / 3) / 2, places=5)
+    self.assertAlmostEqual(results["apr_rl"]["gain_over_apr"], 0.25)  # [0, 1, 0, 0]
+    self.assertAlmostEqual(results["apr_rl"]["gain_over_apr_ci95"], 3.182446 * 0.5 / 2,
+                           places=5)
+    self.assertIn("gain_over_apr +0.250 +- 0.796", apr.summary(
+        {"apr_rl": dict(results["apr_rl"], mean_total_tokens=1, mean_sequential_tokens=1,
+                        mean_rounds=1, mean_children=0)}))
 
   def test_sos_at_a_context_cap(self):
     searches = [cs.best_first(p.target, p.numbers, 30) for p in PROBLEMS]
@@ -250,7 +270,15 @@ class SmokeTest(absltest.TestCase):
       self.assertEqual(list(results), ["sos", "apr", "apr_rl"])
       self.assertEqual(set(results["apr_rl"]["child"]),
                        {"children", "solvable", "solved", "false_goal"})
+      for name, base in (("apr", "sos"), ("apr_rl", "apr")):  # paired on the same problems
+        self.assertAlmostEqual(results[name][f"gain_over_{base}"],
+                               results[name]["accuracy"] - results[base]["accuracy"])
+        self.assertIn(f"gain_over_{base}_ci95", results[name])
+      with open(os.path.join(d, "curves.json")) as f:
+        curves = json.load(f)
+      self.assertEqual([len(r["solved"]) for r in curves["sos"]], [config.eval_problems])
       for row in results.values():
+        self.assertNotIn("solved", row)
         self.assertEqual(row["cap"], 96)
         self.assertBetween(row["accuracy"], 0.0, 1.0)
         self.assertLessEqual(row["mean_longest_thread"], 96)

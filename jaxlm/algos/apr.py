@@ -27,9 +27,11 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
 
 results.json: {"sos": row, "apr": row, "apr_rl": row} with row = {"accuracy", "cap",
 "mean_total_tokens", "mean_longest_thread", "mean_rounds", "mean_sequential_tokens",
-"mean_children", "stops"} at the default cap `context`, and for "apr" and "apr_rl" "child": the
-child search alone from the pools the symbolic parent spawns (`child_accuracy`); curves.json
-holds every evaluated budget; accuracy_vs_tokens.png plots accuracy against mean total tokens
+"mean_children", "stops"} at the default cap `context`; for "apr" "gain_over_sos" and for
+"apr_rl" "gain_over_apr" (accuracy differences paired per validation problem) with their 95%
+half-widths ("..._ci95"); for "apr" and "apr_rl" "child": the child search alone from the pools
+the symbolic parent spawns (`child_accuracy`). curves.json holds every evaluated budget (with
+each problem's 0/1 outcome); accuracy_vs_tokens.png plots accuracy against mean total tokens
 and against sequential tokens for each model.
 """
 
@@ -52,11 +54,11 @@ from jaxlm.algos import pg_threads
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.data.batch import RLBatch
+from jaxlm.envs import base as envs_base
 from jaxlm.envs import countdown
 from jaxlm.envs import countdown_search
 from jaxlm.envs import countdown_data
 from jaxlm.envs import countdown_traces as traces
-from jaxlm.envs.base import PromptTask
 from jaxlm.search import decoding
 from jaxlm.search import threads
 
@@ -206,19 +208,20 @@ def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
 
   Returns:
     {"accuracy", "mean_total_tokens", "mean_longest_thread", "mean_rounds",
-    "mean_sequential_tokens", "mean_children", "stops": {reason: count}}.
+    "mean_sequential_tokens", "mean_children", "stops": {reason: count}, "solved": 1.0 or 0.0
+    per problem}.
   """
   rollouts = threads.run(decode, tokenizer(), traces.APR_THREADS,
                          [_prompt(p) for p in problems], budget, jax.random.key(seed))
   mean = lambda f: float(np.mean([f(r) for r in rollouts]))
-  return {"accuracy": float(np.mean([countdown.verify(p, r.parent)[0]
-                                     for p, r in zip(problems, rollouts)])),
+  solved = [float(countdown.verify(p, r.parent)[0]) for p, r in zip(problems, rollouts)]
+  return {"accuracy": float(np.mean(solved)),
           "mean_total_tokens": mean(lambda r: r.decoded_tokens),
           "mean_longest_thread": mean(lambda r: r.longest_thread),
           "mean_rounds": mean(lambda r: r.rounds),
           "mean_sequential_tokens": mean(lambda r: r.sequential_tokens),
           "mean_children": mean(lambda r: r.num_children),
-          "stops": dict(collections.Counter(r.stop for r in rollouts))}
+          "stops": dict(collections.Counter(r.stop for r in rollouts)), "solved": solved}
 
 
 def child_accuracy(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
@@ -274,13 +277,13 @@ def sweep(model: Any, params: Any, problems: Sequence[countdown.Problem], config
 
 
 def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Problem]
-                ) -> PromptTask:
+                ) -> envs_base.PromptTask:
   """Countdown thread prompts; reward 1 when the parent's answer verifies."""
   tok = tokenizer()
   splits = {"train": list(train), "eval": list(val)}
   encode = lambda ps: [[tok.bos_id] + tok.encode(_prompt(p)) for p in ps]
   reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
-  return PromptTask(train_prompts=encode(train), eval_prompts=encode(val), reward=reward,
+  return envs_base.PromptTask(train_prompts=encode(train), eval_prompts=encode(val), reward=reward,
                     stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 
 
@@ -289,9 +292,23 @@ def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Prob
 
 
 def _headline(rows: list[dict[str, Any]], config: Config) -> dict[str, Any]:
-  row = next(r for r in rows if r["cap"] == config.context
-             and r["total"] == config.max_rounds * config.context)
-  return {k: v for k, v in row.items() if k != "total"}
+  return next(r for r in rows if r["cap"] == config.context
+              and r["total"] == config.max_rounds * config.context)
+
+
+def _headlines(curves: dict[str, list[dict[str, Any]]], config: Config
+               ) -> dict[str, dict[str, Any]]:
+  """results.json's rows: each model at the default cap, with APR's gain over SoS+ and the RL
+  model's over APR paired per problem (mean difference and its 95% Student-t half-width)."""
+  rows = {name: _headline(r, config) for name, r in curves.items()}
+  results = {name: {k: v for k, v in row.items() if k not in ("total", "solved")}
+             for name, row in rows.items()}
+  for name, base in (("apr", "sos"), ("apr_rl", "apr")):
+    if name in rows and base in rows:
+      gain, half = envs_base.mean_confidence_interval(
+          np.subtract(rows[name]["solved"], rows[base]["solved"]))
+      results[name].update({f"gain_over_{base}": gain, f"gain_over_{base}_ci95": half})
+  return results
 
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
@@ -320,7 +337,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
   evaluate_fn = lambda p: {k: v for k, v in evaluate(
       model_decode(model, p, config.eval_temperature), val, budget, seed=cd.seed).items()
-                           if k != "stops"}
+                           if k not in ("stops", "solved")}
   prompts = [_prompt(p) for p in train_problems]
   run = lambda decode, indices, key: threads.run(
       decode, tokenizer(), traces.APR_THREADS, [prompts[i] for i in indices], budget, key)
@@ -330,7 +347,7 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                       rollouts=rollouts)
   params["apr_rl"] = state.params["policy"]
   curves["apr_rl"] = sweep(model, params["apr_rl"], val, config, "apr_rl")
-  results = {name: _headline(rows, config) for name, rows in curves.items()}
+  results = _headlines(curves, config)
   for name in ("apr", "apr_rl"):
     results[name]["child"] = child_accuracy(
         model_decode(model, params[name], config.eval_temperature), val, config, seed=cd.seed)
@@ -357,8 +374,10 @@ def _plot(curves: dict[str, list[dict[str, Any]]], path: str) -> None:
 
 
 def summary(results: dict[str, dict[str, Any]]) -> str:
-  """One line per model: accuracy at the context cap, tokens, rounds."""
+  """One line per model: accuracy at the context cap, tokens, rounds, paired gains."""
+  gain = lambda r: "".join(f"  {k} {r[k]:+.3f} +- {r[k + '_ci95']:.3f}" for k in r
+                           if k.startswith("gain_over_") and not k.endswith("_ci95"))
   return "\n".join(f"{name:<7} accuracy {r['accuracy']:.3f} at cap {r['cap']}  tokens "
                    f"{r['mean_total_tokens']:.0f}  sequential {r['mean_sequential_tokens']:.0f}"
-                   f"  rounds {r['mean_rounds']:.2f}  children {r['mean_children']:.2f}"
+                   f"  rounds {r['mean_rounds']:.2f}  children {r['mean_children']:.2f}{gain(r)}"
                    for name, r in results.items())
