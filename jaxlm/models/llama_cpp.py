@@ -45,22 +45,18 @@ def _gguf():
   return gguf
 
 
-def _to_hf_name(name: str) -> str:
-  m = re.fullmatch(r"(?:blk\.(\d+)\.)?(\w+)\.(weight|bias)", name)
-  if not m or m.group(2) not in _NAMES:
-    raise ValueError(f"from_gguf: tensor {name!r} is not supported")
+def _rename(name: str, to_gguf: bool) -> str:
+  """A tensor's name in the other format: "blk.3.attn_q.weight" <-> "model.layers.3.self_attn.
+  q_proj.weight"."""
+  pattern, table, layer_prefix = (
+      (r"(?:model\.layers\.(\d+)\.)?(.+)\.(weight|bias)", _HF_NAMES, "blk.{}.") if to_gguf else
+      (r"(?:blk\.(\d+)\.)?(\w+)\.(weight|bias)", _NAMES, "model.layers.{}."))
+  m = re.fullmatch(pattern, name)
+  if not m or m.group(2) not in table:
+    raise ValueError(f"{'to_gguf' if to_gguf else 'from_gguf'}: tensor {name!r} has no "
+                     f"{'GGUF' if to_gguf else 'HF LLaMA'} name")
   layer, base, kind = m.groups()
-  prefix = "" if layer is None else f"model.layers.{layer}."
-  return f"{prefix}{_NAMES[base]}.{kind}"
-
-
-def _to_gguf_name(hf_name: str) -> str:
-  m = re.fullmatch(r"(?:model\.layers\.(\d+)\.)?(.+)\.(weight|bias)", hf_name)
-  if not m or m.group(2) not in _HF_NAMES:
-    raise ValueError(f"to_gguf: parameter {hf_name!r} has no GGUF name")
-  layer, module, kind = m.groups()
-  prefix = "" if layer is None else f"blk.{layer}."
-  return f"{prefix}{_HF_NAMES[module]}.{kind}"
+  return ("" if layer is None else layer_prefix.format(layer)) + f"{table[base]}.{kind}"
 
 
 def unpermute_gguf_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -127,7 +123,7 @@ def from_gguf(path: str, *, dtype: Any = None,
     a = a.reshape([int(s) for s in reversed(t.shape)])  # GGUF lists dims innermost first.
     if re.search(r"\.attn_[qk]\.", name):
       a = unpermute_gguf_rows(a, n_heads if ".attn_q." in name else n_kv_heads)
-    state_dict[_to_hf_name(name)] = a
+    state_dict[_rename(name, to_gguf=False)] = a
   return convert.from_hf(state_dict, config=hf_config, dtype=dtype, scan_layers=scan_layers)
 
 
@@ -174,7 +170,7 @@ def to_gguf(cfg: TransformerConfig, params: Params, path: str, *, dtype: str = "
     a = np.asarray(a, np.float32)
     if re.search(r"\.[qk]_proj\.", hf_name):
       a = permute_gguf_rows(a, cfg.n_heads if ".q_proj." in hf_name else cfg.kv_heads)
-    tensors.append((_to_gguf_name(hf_name), a if a.ndim == 1 else a.astype(np_dtype)))
+    tensors.append((_rename(hf_name, to_gguf=True), a if a.ndim == 1 else a.astype(np_dtype)))
 
   directory, base = os.path.split(path)
   fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=directory)
@@ -183,19 +179,15 @@ def to_gguf(cfg: TransformerConfig, params: Params, path: str, *, dtype: str = "
     writer = gguf.GGUFWriter(tmp, "llama")
     if name:
       writer.add_name(name)
-    writer.add_file_type(file_type)
-    writer.add_vocab_size(cfg.vocab_size)
-    writer.add_context_length(cfg.max_len)
-    writer.add_embedding_length(cfg.d_model)
-    writer.add_block_count(cfg.n_layers)
-    writer.add_feed_forward_length(cfg.d_ff)
-    writer.add_head_count(cfg.n_heads)
-    writer.add_head_count_kv(cfg.kv_heads)
-    writer.add_key_length(cfg.dh)
-    writer.add_value_length(cfg.dh)
-    writer.add_rope_dimension_count(cfg.dh)
-    writer.add_rope_freq_base(cfg.rope_theta)
-    writer.add_layer_norm_rms_eps(cfg.norm_eps)
+    # The "llama.*" hyperparameters, each through the writer's own typed setter.
+    for setter, value in (
+        ("file_type", file_type), ("vocab_size", cfg.vocab_size),
+        ("context_length", cfg.max_len), ("embedding_length", cfg.d_model),
+        ("block_count", cfg.n_layers), ("feed_forward_length", cfg.d_ff),
+        ("head_count", cfg.n_heads), ("head_count_kv", cfg.kv_heads), ("key_length", cfg.dh),
+        ("value_length", cfg.dh), ("rope_dimension_count", cfg.dh),
+        ("rope_freq_base", cfg.rope_theta), ("layer_norm_rms_eps", cfg.norm_eps)):
+      getattr(writer, f"add_{setter}")(value)
     for key, value, types in tokenizer:
       writer.add_key_value(key, value, types[0], sub_type=types[-1] if len(types) > 1 else None)
     for tensor_name, a in tensors:
