@@ -240,6 +240,55 @@ class RolloutRowsTest(absltest.TestCase):
     np.testing.assert_array_equal(batches[0].advantages, batches[1].advantages)
 
 
+  def test_oversample_keeps_the_groups_whose_rewards_vary(self):
+    problems = [FIXTURE, PROBLEMS[6]]
+    right = {i: cs.format_search(cs.best_first(p.target, p.numbers, 100))
+             for i, p in enumerate(problems)}
+    self.assertTrue(all(cd.verify(p, right[i])[0] for i, p in enumerate(problems)))
+    drawn = []
+
+    def run(decode, indices, key):  # rollout j of group k solves iff k is odd and j is even
+      del decode, key
+      drawn.append(list(indices))
+      out = []
+      for j, i in enumerate(indices):
+        prompt = ct.thread_prompt(problems[i].target, problems[i].numbers)
+        text = right[i] if (j // 2) % 2 and j % 2 == 0 else "Answer:\n1+1=2"
+        ids = [TOK.bos_id] + TOK.encode(prompt + text) + [TOK.eos_id]
+        decoded = [False] * (1 + len(TOK.encode(prompt))) + [True] * (len(ids) - 1 -
+                                                                      len(TOK.encode(prompt)))
+        out.append(threads.Rollout(prompt + text, (), sum(decoded), len(ids), 1, sum(decoded),
+                                   "eos", (tuple(ids),), (tuple(decoded),)))
+      return out
+
+    batches = []
+    for oversample in (1, 2):
+      config = apr.pg.Config(model=testing.tiny_model(vocab_size=TOK.vocab_size, max_len=4096),
+                             train=testing.tiny_train(batch_size=4), group_size=2,
+                             oversample=oversample)
+      model, init, forward, policy_logits = apr.pg.networks(config)
+      rollouts = pg_threads.ThreadRollouts(config, apr.thread_task(problems, problems[:1]),
+                                           model, forward, policy_logits, run=run, tok=TOK)
+      state = train_lib.TrainState(step=0, params=init(jax.random.key(0)), opt_state=None,
+                                   rng=None, extra=None)
+      batches.append(rollouts(state))
+    # 2 prompts x G=2 drawn once, then 4 prompts (the same first two: one seed) for oversample 2.
+    self.assertEqual([len(d) for d in drawn], [4, 8])
+    self.assertEqual(drawn[1][:4], drawn[0])
+    self.assertEqual(drawn[1][::2], drawn[1][1::2])  # a group shares its prompt
+    plain, kept = batches
+    # Without oversampling groups 0 (constant 0) and 1 (varies) are trained; with it, groups 1
+    # and 3, the two that vary, and no zero-variance group is left.
+    np.testing.assert_allclose(np.asarray(plain.zero_var)[0], 0.5)
+    np.testing.assert_allclose(np.asarray(kept.zero_var)[0], 0.0)
+    expected = [g * 2 + j for g in (1, 3) for j in range(2)]
+    for row, j in enumerate(expected):
+      ids = run(None, drawn[1], None)[j].thread_ids[0]
+      np.testing.assert_array_equal(np.asarray(kept.rl.tokens)[row, :len(ids)], ids)
+    adv = np.asarray(kept.advantages)[:4]  # +, -, +, - per token row; signs by hand
+    self.assertTrue(np.all(adv[[0, 2]].max(-1) > 0) and np.all(adv[[1, 3]].min(-1) < 0))
+
+
 class PaperPresetTest(absltest.TestCase):
 
   def test_paper_preset_builds_the_papers_228m_model(self):
@@ -291,7 +340,7 @@ class SmokeTest(absltest.TestCase):
       self.assertEqual(rows[-1]["step"], config.rl.train.num_steps)
     with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
       apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
-    with self.assertRaisesRegex(ValueError, "prompt_order='epochs', oversample=1 are not"):
+    with self.assertRaisesRegex(ValueError, "prompt_order='epochs' is not supported"):
       pg_threads.ThreadRollouts(apr.pg.Config(prompt_order="epochs"), None, None, None, None,
                                 run=None, tok=TOK)
 

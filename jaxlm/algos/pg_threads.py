@@ -80,17 +80,18 @@ class ThreadRollouts(IndexedBatches):
   """`pg.train`'s data (module docstring): each call runs `run(decode, indices, key)` on
   P x G training prompt indices (each prompt G times in a row) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
-  `pg.OnlineBatch`. Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
+  `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts and keeps P
+  groups, those whose rewards vary first (`adv_lib.fill_groups`, DAPO's dynamic sampling).
+  Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
   `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
   is `decoding.make_decode`'s."""
 
   def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
                policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
                per_rollout: bool = True, chunk: int | None = None):
-    if config.prompt_order != "uniform" or config.oversample != 1:
-      raise ValueError("ThreadRollouts draws prompts uniformly, one group each: pg.Config "
-                       f"prompt_order={config.prompt_order!r}, oversample={config.oversample} "
-                       "are not supported")
+    if config.prompt_order != "uniform":
+      raise ValueError("ThreadRollouts draws prompts uniformly: pg.Config "
+                       f"prompt_order={config.prompt_order!r} is not supported")
     super().__init__(config.train.seed)
     self.config, self.task, self.model, self.run, self.tok = config, task, model, run, tok
     self.per_rollout, self.chunk = per_rollout, chunk
@@ -98,15 +99,18 @@ class ThreadRollouts(IndexedBatches):
 
   def __call__(self, state) -> pg.OnlineBatch:
     rng, key = self.next_seeds()
-    config, g = self.config, self.config.group_size
-    indices = np.repeat(rng.integers(0, len(self.task.train_prompts), config.prompts_per_step),
-                        g)
+    config, g, p = self.config, self.config.group_size, self.config.prompts_per_step
+    indices = np.repeat(rng.integers(0, len(self.task.train_prompts), p * config.oversample), g)
     decode = decoding.make_decode(self.model, state.params["policy"],
                                   temperature=config.sampling.temperature,
                                   pad_id=self.task.pad_id, chunk=self.chunk)
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
+    if config.oversample > 1:  # DAPO dynamic sampling: the first p groups whose rewards vary
+      keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards.reshape(-1, g)), p))
+      rows = (keep[:, None] * g + np.arange(g)).reshape(-1)
+      rollouts, rewards = [rollouts[i] for i in rows], rewards[rows]
     rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
     adv = pg.outcome_advantages(config, rewards_PxG)
     zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
