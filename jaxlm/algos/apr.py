@@ -283,8 +283,8 @@ def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Prob
   splits = {"train": list(train), "eval": list(val)}
   encode = lambda ps: [[tok.bos_id] + tok.encode(_prompt(p)) for p in ps]
   reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
-  return envs_base.PromptTask(train_prompts=encode(train), eval_prompts=encode(val), reward=reward,
-                    stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
+  return envs_base.PromptTask(train_prompts=encode(train), eval_prompts=encode(val),
+                              reward=reward, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 
 
 # ---------------------------------------------------------------------------------------------
