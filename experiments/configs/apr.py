@@ -9,7 +9,10 @@ Problems (every preset but "paper"): Countdown with 4 starting numbers from 1..9
 10..30, 3000 training problems. Per-thread context cap 768 tokens (characters): at that cap the
 symbolic searches themselves (no model) solve 24% as one SoS+ trace (100 node budget; median
 trace 992 tokens) and 71% as APR threads (root + 4 children of <= 20 nodes; parent <= 762,
-child <= 337 tokens at the 90th percentile); at cap 640: 6% vs 41% (plain grammar). Two
+child <= 337 tokens at the 90th percentile); at cap 640: 6% vs 41% (plain grammar). In the
+default's "results" grammar (longer SoS+ rows: median 1282) 7% vs 77% at cap 768 (200 training
+problems, /tmp/s12/sym3.py). With 3 starting numbers the two formats tie at every cap (the
+parent's root expansion is as long as the whole SoS+ trace), so the contrast needs 4. Two
 2-layer d=64 character models, one per format, same problems, both started from the
 direct-answer policy; evaluation with the spawn / join orchestrator at caps 512 / 640 / 768
 (APR also at 512 / 768 / 1024 total tokens); then GRPO on the APR model (4 prompts x 4 rollouts
@@ -39,14 +42,32 @@ validation problems; 64 min under load): SFT loss 0.65 (SoS+) / 0.55 (APR), accu
 both at every cap and budget, GRPO reward 0 in every group; the model did not even copy the
 starting pool from the header.
 
-Preset "long" (NOT YET MEASURED; started 2026-12-05 beside other jobs, ~75 min alone
-estimated): the default's model, problems and grammar with 5000 SoS+ and 6000 APR SFT steps and
-30 GRPO steps. Why steps rather than heads: on APR child rows alone (12000 rows of 3000
-training problems, from scratch, 600 steps x 16 rows, lr 3e-3; /tmp/s11/heads_ab.py) the loss
-at steps 525-600 averaged 0.735 with one head and 0.646 with four (12% lower, at ~1.5x the
-time per step), and both curves were still falling: the default's 500 / 800 steps are far
-from what the child search needs (last sessions: 10 of 89 solvable child pools after ~5000
-child-weighted steps with four heads).
+Preset "long" (MEASURED 2026-12-05/06, 2 cores, beside other jobs at times; TARGETS NOT
+REACHED): the default's model (2 layers, d=64, one head), problems and "results" grammar with
+10x its SFT: 5000 SoS+ steps (~2 steps/s alone; loss 0.47 at step 500, 0.20 at 2500, 0.09 at
+5000) and 6000 APR steps (~3 steps/s alone; 0.65 / 0.28 / 0.13 at 500 / 2500 / 6000), both
+from the 1500-step direct-answer policy; about 85 min of SFT and sweeps alone. Run:
+`python -m experiments.apr --config experiments/configs/apr.py:long --workdir W` (resumable;
+it ran in three pieces with --resume). At every cap (512 / 640 / 768) and every total budget
+(512 / 768 / 1024), 64 validation problems, greedy: SoS+ 0.000 (488 / 616 / 737 tokens: every
+trace runs into the cap; at 768 the symbolic SoS+ search itself fits and solves only 7% in this
+grammar, APR's 77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads, 4 children per
+rollout, every rollout ends on <eos>). The children from the exact pools the symbolic parent
+spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89 solvable pools solved, false
+goals 9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges'
+arithmetic and each two-number pool's four results are right, but the least distance h is
+not ("[7 8] = 15 1 56 h=5 x" for target 15; "[7 21] = 28 14 147 3 h=0 #2"), so the search opens
+the wrong pools and reports no solution; the parent's h values and its choice of children are
+likewise wrong (it spawns h=10 nodes over the h=0 one). GRPO was stopped at its start: with
+greedy accuracy 0 and 1 child in 89, earlier runs of this size never saw a reward (their 160
+rollouts all scored 0). Ten times the steps took the loss from 0.37 to 0.13 but not the
+comparison with the target that h needs: what limits it is the 2-layer d=64 character model,
+not the number of steps (the heads A/B below, on child rows alone: 4 heads 12% lower loss).
+Next: a larger model (4 layers, d=128) as a named preset, several hours of SFT here.
+Why steps were tried first: on APR child rows alone (12000 rows of 3000 training problems,
+from scratch, 600 steps x 16 rows, lr 3e-3; /tmp/s11/heads_ab.py) the loss at steps 525-600
+averaged 0.735 with one head and 0.646 with four (12% lower, at ~1.5x the time per step), and
+both curves were still falling.
 
 Preset "policy" (MEASURED 2026-12-04/05, 2 cores; TARGETS NOT REACHED): both formats start
 from the direct-answer policy (countdown.trace_init="policy": 3000 steps x 64 short rows, 5.3
@@ -165,7 +186,7 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=1500)
     c.update(parent_repeats=4, apr_sft_steps=800, pair_results=True, eval_problems=64)
     c.rl.train.update(num_steps=10)
-  elif arg == "long":  # the default's model and data, ~10x the SFT steps (NOT YET MEASURED)
+  elif arg == "long":  # the default's model and data, 10x the SFT steps (measured: still 0.000)
     c = get_config(None)
     c.countdown.trace_policy.update(num_steps=5000, log_every=100, checkpoint_every=250)
     c.update(apr_sft_steps=6000)
