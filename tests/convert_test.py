@@ -378,6 +378,10 @@ class GgufTest(absltest.TestCase):
     with open(path) as f:
       self.assertEqual(f.read(), "keep")
     self.assertEqual(os.listdir(os.path.dirname(path)), ["m.gguf"])  # no temporary left
+    source = self._llama_cpp_file(_random_hf_model("llama"))
+    with self.assertRaisesRegex(ValueError, "lists 101 tokens; the model's vocab_size is 102"):
+      llama_cpp.to_gguf(cfg.replace(vocab_size=102), params, path, overwrite=True,
+                        tokenizer_from=source)
     with self.assertRaisesRegex(ValueError, "dtype='bf16'"):
       llama_cpp.to_gguf(cfg, params, path, dtype="bf16", overwrite=True)
     gpt2_cfg, gpt2_params = convert.from_hf(_random_hf_model("gpt2"))

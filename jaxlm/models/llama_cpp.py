@@ -164,6 +164,10 @@ def to_gguf(cfg: TransformerConfig, params: Params, path: str, *, dtype: str = "
                  if k.startswith("tokenizer.")]
     if not tokenizer:
       raise ValueError(f"to_gguf: {tokenizer_from} has no tokenizer.* metadata")
+    tokens = next((v for k, v, _ in tokenizer if k == "tokenizer.ggml.tokens"), None)
+    if tokens is not None and len(tokens) != cfg.vocab_size:
+      raise ValueError(f"to_gguf: {tokenizer_from} lists {len(tokens)} tokens; the model's "
+                       f"vocab_size is {cfg.vocab_size}")
   np_dtype, file_type = _DTYPES[dtype]
   tensors = []
   for hf_name, a in convert.state_dict_from_params(cfg, params).items():
