@@ -71,6 +71,18 @@ cut and masked out of the loss, so (presumably) each update learns from the few 
 traces that finish; positive_only beats full. The default keeps the shorter chains (RL
 raises pass@1 there).
 
+Dynamic sampling in stage 1 (MEASURED 2026-12-05, seed 0, one run): the default's stage-0
+policies of RL seed 0 reused (workdir copied without stage 1), stage 1 rerun with
+`--config.rl.oversample=4 --config.rl.train.allow_config_change=True --resume` (32 prompts drawn
+per batch, the 8 groups whose rewards vary kept first; `pg_threads.ThreadRollouts`): 15:43 wall
+for both modes' stage 1 and the final evaluations, peak RSS 7.7 GB. Zero-variance share of the
+trained groups 0.88 / 1.00 -> 0.12 / 0.25 (full, steps 5 / 8) and 0.62 / 1.00 -> 0.00 / 0.00
+(positive_only); full's grad norm 0.18 / 0.00 -> 0.84 / 1.29. With vs without (64 x 2 at
+1x = 384): full pass@1 0.195 vs 0.227, attempts 5.39 vs 5.18, tokens 297 vs 288; positive_only
+0.164 vs 0.133, 4.77 vs 4.93, 267 vs 276: all inside the noise (+-0.035 on pass@1). So the
+filter makes stage 1's 8 batches informative, but 8 updates at lr 1e-4 do not move either
+mode; it costs 4x stage 1's rollouts. Not in the default; a longer stage 1 is where to use it.
+
 The default before 2026-12-05 (from scratch: 1000 SFT steps on 1-3 attempt traces, policy-written
 verdicts; 40 min of SFT under load) wrote well-formed chains with wrong arithmetic: pass@1 0.00
 and zero reward variance in every RL group.
