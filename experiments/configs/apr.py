@@ -51,8 +51,8 @@ from the 1500-step direct-answer policy; about 85 min of SFT and sweeps alone. R
 it ran in three pieces with --resume). At every cap (512 / 640 / 768) and every total budget
 (512 / 768 / 1024), 64 validation problems, greedy: SoS+ 0.000 (488 / 616 / 737 tokens: every
 trace runs into the cap; at 768 the symbolic SoS+ search itself fits and solves only 7% in this
-grammar, APR's 77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads, 4 children per
-rollout, every rollout ends on <eos>). The children from the exact pools the symbolic parent
+grammar, APR's 77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads, the two
+rollouts read spawned 4 children each and ended on <eos>). The children from the exact pools the symbolic parent
 spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89 solvable pools solved, false
 goals 9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges'
 arithmetic and each two-number pool's four results are right, but the least distance h is
