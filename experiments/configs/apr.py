@@ -53,8 +53,8 @@ it ran in three pieces with --resume). At every cap (512 / 640 / 768) and every 
 every trace runs into the cap; at 768 the symbolic SoS+ search itself fits and solves only 7%
 in this grammar, APR's 77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads; the two
 rollouts read spawned 4 children each and ended on <eos>). The children from the exact pools
-the symbolic parent spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89 solvable pools solved, false
-goals 9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges'
+the symbolic parent spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89
+solvable pools solved, false goals 9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges'
 arithmetic and each two-number pool's four results are right, but the least distance h is
 not ("[7 8] = 15 1 56 h=5 x" for target 15; "[7 21] = 28 14 147 3 h=0 #2"), so the search opens
 the wrong pools and reports no solution; the parent's h values and its choice of children are
