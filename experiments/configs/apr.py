@@ -57,9 +57,8 @@ the symbolic parent spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1
 solvable pools solved, false goals 9.0% (the default: 0 of 89). Read greedily
 (/tmp/s12/child_long.py): the edges' arithmetic and each two-number pool's four results are
 right, but the least distance h is not ("[7 8] = 15 1 56 h=5 x" for target 15;
-"[7 21] = 28 14 147 3 h=0 #2"), so the search opens
-the wrong pools and reports no solution; the parent's h values and its choice of children are
-likewise wrong (it spawns h=10 nodes over the h=0 one). GRPO was stopped at its start: with
+"[7 21] = 28 14 147 3 h=0 #2"), so the search opens the wrong pools and reports no solution;
+the parent's h values and its choice of children are likewise wrong (it spawns h=10 nodes over the h=0 one). GRPO was stopped at its start: with
 greedy accuracy 0 and 1 child in 89, earlier runs of this size never saw a reward (their 160
 rollouts all scored 0). Ten times the steps took the loss from 0.37 to 0.13 but not the
 comparison with the target that h needs: what limits it is the 2-layer d=64 character model,
