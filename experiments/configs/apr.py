@@ -42,28 +42,32 @@ validation problems; 64 min under load): SFT loss 0.65 (SoS+) / 0.55 (APR), accu
 both at every cap and budget, GRPO reward 0 in every group; the model did not even copy the
 starting pool from the header.
 
-Preset "long" (MEASURED 2026-12-05, 2 cores, beside other jobs at times; TARGETS NOT
-REACHED): the default's model (2 layers, d=64, one head), problems and "results" grammar with
-10x its SFT: 5000 SoS+ steps (~2 steps/s alone; loss 0.47 at step 500, 0.20 at 2500, 0.09 at
-5000) and 6000 APR steps (~3 steps/s alone; 0.65 / 0.28 / 0.13 at 500 / 2500 / 6000), both from
-the 1500-step direct-answer policy; about 85 min of SFT and sweeps alone. Run: `python -m
-experiments.apr --config experiments/configs/apr.py:long --workdir W` (resumable; it ran in
-three pieces with --resume). At every cap (512 / 640 / 768) and every total budget (512 / 768 /
-1024), 64 validation problems, greedy: SoS+ 0.000 (488 / 616 / 737 tokens: nearly every trace
-runs into the cap; at 768 the symbolic SoS+ search itself fits and solves only 7% in this
-grammar, APR's 77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads; the two rollouts
-read spawned 4 children each and ended on <eos>). The children from the exact pools the symbolic
-parent spawns (`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89 solvable pools solved,
-false goals 9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges'
-arithmetic and each two-number pool's four results are right, but the least distance h is not
-("[7 8] = 15 1 56 h=5 x" for target 15; "[7 21] = 28 14 147 3 h=0 #2"), so the search opens the
-wrong pools and reports no solution; the parent's h values and its choice of children are
-likewise wrong (it spawns h=10 nodes over the h=0 one). GRPO was stopped at its start: with
-greedy accuracy 0 and 1 child in 89, earlier runs of this size never saw a reward (their 160
-rollouts all scored 0). Ten times the steps took the loss from 0.37 to 0.13 but not the
-comparison with the target that h needs: what limits it is the 2-layer d=64 character model, not
-the number of steps (the heads A/B below, on child rows alone: 4 heads 12% lower loss). Next: a
-larger model (4 layers, d=128) as a named preset, several hours of SFT here.
+Preset "long" (MEASURED 2026-12-05, 2 cores, beside other jobs at times; TARGETS NOT REACHED):
+the default's model (2 layers, d=64, one head), problems and "results" grammar with 10x its SFT:
+5000 SoS+ steps (~2 steps/s alone; loss 0.47 at step 500, 0.20 at 2500, 0.09 at 5000) and 6000
+APR steps (~3 steps/s alone; 0.65 / 0.28 / 0.13 at 500 / 2500 / 6000), both from the 1500-step
+direct-answer policy; about 85 min of SFT and sweeps alone. Run: `python -m experiments.apr
+--config experiments/configs/apr.py:long --workdir W` (resumable; it ran in three pieces with
+--resume). At every cap (512 / 640 / 768) and every total budget (512 / 768 / 1024), 64
+validation problems, greedy: SoS+ 0.000 (488 / 616 / 737 tokens: nearly every trace runs into
+the cap; at 768 the symbolic SoS+ search itself fits and solves only 7% in this grammar, APR's
+77%), APR 0.000 (1067 / 1704 / 1798 tokens over all threads; the two rollouts read spawned 4
+children each and ended on <eos>). The children from the exact pools the symbolic parent spawns
+(`apr.child_accuracy`, 256 children, 35% solvable): 1 of 89 solvable pools solved, false goals
+9.0% (the default: 0 of 89). Read greedily (/tmp/s12/child_long.py): the edges' arithmetic and
+each two-number pool's four results are right, but the least distance h is not ("[7 8] = 15 1 56
+h=5 x" for target 15; "[7 21] = 28 14 147 3 h=0 #2"), so the search opens the wrong pools and
+reports no solution; the parent's h values and its choice of children are likewise wrong (it
+spawns h=10 nodes over the h=0 one). GRPO was stopped at its start: with greedy accuracy 0 and 1
+child in 89, earlier runs of this size never saw a reward (their 160 rollouts all scored 0). Ten
+times the steps took the loss from 0.37 to 0.13 but not the comparison with the target that h
+needs: more steps alone do not fix it (nor do 4 heads: 12% lower loss on child rows, the A/B
+below). Nor is width and depth alone: a 4-layer d=128 4-head model (0.8M parameters) trained on
+the child rows alone (12000 rows, from scratch, 2000 steps x 16, lr 1e-3; 52 min, partly beside
+other jobs; /tmp/s12/capacity.py) reached loss 0.049 (the default size: 0.75 after 600 steps)
+but solved 1 of 89 solvable child pools greedily, with false goals 25%. The h line is a few
+tokens of each ~400-token row: the loss is low long before those tokens are right. Next (not
+tried): more loss weight on the label tokens, or a larger model trained far longer.
 Why steps were tried first: on APR child rows alone (12000 rows of 3000 training problems,
 from scratch, 600 steps x 16 rows, lr 3e-3; /tmp/s11/heads_ab.py) the loss at steps 525-600
 averaged 0.735 with one head and 0.646 with four (12% lower, at ~1.5x the time per step), and
