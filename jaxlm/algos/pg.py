@@ -428,6 +428,15 @@ def make_loss(config: Config, forward: Callable):
   return loss_fn
 
 
+def dynamic_sampling_rows(config: Config, rewards_B) -> np.ndarray:
+  """DAPO dynamic sampling: the rows (G per group, in group order) of the `prompts_per_step`
+  groups `adv_lib.fill_groups` keeps of the oversample x P drawn, whose rewards vary first."""
+  g = config.group_size
+  keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards_B).reshape(-1, g),
+                                        config.prompts_per_step))
+  return (keep[:, None] * g + np.arange(g)).reshape(-1)
+
+
 class Rollouts(IndexedBatches):
   """`fit`'s data: `rollouts(state)` samples, scores and returns the next `OnlineBatch` from
   the current policy; its position (the rollout index) is checkpointed."""
@@ -449,8 +458,7 @@ class Rollouts(IndexedBatches):
     g = self.config.group_size
     rewards = task_rewards(self.task, "train", np.repeat(prompts, g), c)
     if self.config.oversample > 1:
-      keep = np.asarray(adv_lib.fill_groups(rewards.reshape(-1, g), self.config.prompts_per_step))
-      rows = (keep[:, None] * g + np.arange(g)).reshape(-1)
+      rows = dynamic_sampling_rows(self.config, rewards)
       c, rewards = jax.tree.map(lambda x: x[rows], c), rewards[rows]
     return self._score(state.params, state.extra, c, jnp.asarray(rewards))
 

@@ -81,7 +81,7 @@ class ThreadRollouts(IndexedBatches):
   P x G training prompt indices (each prompt G times in a row) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
   `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts and keeps P
-  groups, those whose rewards vary first (`adv_lib.fill_groups`, DAPO's dynamic sampling).
+  groups, those whose rewards vary first (`pg.dynamic_sampling_rows`).
   Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
   `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
   is `decoding.make_decode`'s."""
@@ -107,9 +107,8 @@ class ThreadRollouts(IndexedBatches):
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
-    if config.oversample > 1:  # DAPO dynamic sampling: the first p groups whose rewards vary
-      keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards.reshape(-1, g)), p))
-      rows = (keep[:, None] * g + np.arange(g)).reshape(-1)
+    if config.oversample > 1:
+      rows = pg.dynamic_sampling_rows(config, rewards)
       rollouts, rewards = [rollouts[i] for i in rows], rewards[rows]
     rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
     adv = pg.outcome_advantages(config, rewards_PxG)
