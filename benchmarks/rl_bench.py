@@ -144,7 +144,8 @@ class Ours:
     jax.block_until_ready(metrics)
     seconds = time.perf_counter() - t
     got = jax.device_get(metrics)
-    assert all(np.isclose(m["learning_rate"], LR, rtol=1e-6) for m in got), "lr schedule is not constant"
+    assert all(np.isclose(m["learning_rate"], LR, rtol=1e-6) for m in got), (
+        "lr schedule is not constant")
     rewards = [float(m["reward"]) for m in got]
     self.rewards += rewards
     return seconds, rewards

@@ -1,9 +1,9 @@
 """Multi-process (multi-host) set-up through `jax.distributed`, only when asked.
 
 `maybe_initialize` connects this process to a coordinator when a coordinator address is given
-(argument, e.g. from the experiments' `--jaxlm_coordinator` flag, or env `JAXLM_COORDINATOR`), or when
-`JAXLM_DISTRIBUTED=auto` asks JAX to auto-detect a cluster (Slurm, Cloud TPU, MPI...). Otherwise
-it does nothing, so single-process runs, tests and notebooks are unaffected.
+(argument, e.g. from the experiments' `--jaxlm_coordinator` flag, or env `JAXLM_COORDINATOR`),
+or when `JAXLM_DISTRIBUTED=auto` asks JAX to auto-detect a cluster (Slurm, Cloud TPU, MPI...).
+Otherwise it does nothing, so single-process runs, tests and notebooks are unaffected.
 
 On CPU, cross-process collectives use gloo (`jax_cpu_collectives_implementation`).
 

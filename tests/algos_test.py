@@ -182,7 +182,8 @@ class AlgosTest(absltest.TestCase):
     for history, action in ((short, actions[0]), (long, actions[2])):
       seq = evaluation.prompt_ids(history, tok, 6)
       for _ in range(task.max_action_tokens):  # greedy decoding by full forward passes
-        seq.append(int(np.argmax(model.apply({"params": params}, jnp.asarray([seq])).logits[0, -1])))
+        logits = model.apply({"params": params}, jnp.asarray([seq])).logits
+        seq.append(int(np.argmax(logits[0, -1])))
         if seq[-1] == nl:
           break
       self.assertEqual(action, tok.decode(seq[len(evaluation.prompt_ids(history, tok, 6)):]))

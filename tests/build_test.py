@@ -19,9 +19,9 @@ THIRD_PARTY = {
     "tensorboardX": "tensorboardX", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers",
 }
-HEADER = '''# Generated from the source tree by `python tests/build_test.py --write`; tests/build_test.py
-# fails when this file and the tree disagree. setup.py + pytest remain the working path on
-# machines without Bazel's rule sets.
+HEADER = '''# Generated from the source tree by `python tests/build_test.py --write`;
+# tests/build_test.py fails when this file and the tree disagree. setup.py + pytest remain the
+# working path on machines without Bazel's rule sets.
 load("@pypi//:requirements.bzl", "requirement")
 load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")
 

@@ -59,7 +59,8 @@ class VerifyTest(parameterized.TestCase):
       ("unused", "1*2=2\n2*3=6", "2 numbers left"),
       ("valid", "1+2=3\n3+3=6\n6*4=24\n", "^ok$"),
       ("pool_valid", "1+2=3|3 3 4\n3+3=6 | 4 6\n6*4=24|24", "^ok$"),
-      ("pool_wrong", "1+2=3|3 4\n3+3=6\n6*4=24", r"line 0: numbers left are \[3, 3, 4\], not \[3 4\]"),
+      ("pool_wrong", "1+2=3|3 4\n3+3=6\n6*4=24",
+       r"line 0: numbers left are \[3, 3, 4\], not \[3 4\]"),
       ("pool_order_free", "1+2=3|4 3 3\n3+3=6|6 4\n6*4=24|24", "^ok$"),
       ("pool_garbage", "1+2=3|3 x 4", "line 0: cannot parse"),
   )

@@ -73,7 +73,8 @@ class SftTest(absltest.TestCase):
   def test_config_validation(self):
     with self.assertRaisesRegex(ValueError, r"unknown Config config key\(s\) \['bogus'\]"):
       _tiny(bogus=1)
-    with self.assertRaisesRegex(ValueError, r"unknown TransformerConfig config key\(s\) \['width'\]"):
+    with self.assertRaisesRegex(ValueError,
+                                r"unknown TransformerConfig config key\(s\) \['width'\]"):
       _tiny(model={"width": 3})
     with self.assertRaisesRegex(ValueError, "seq_len=99 exceeds model.max_len=32"):
       _tiny(seq_len=99)

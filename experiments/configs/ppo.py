@@ -46,8 +46,9 @@ def get_config(arg: str | None = None):
   c.rl.sampling.update(max_new_tokens=4, temperature=1.0)
   c.rl.train.update(num_steps=100, batch_size=16, lr=1e-4, warmup=0, log_every=5,
                     checkpoint_every=25)
-  c.rl.update(group_size=1, estimator="gae", critic="separate", gamma=0.99, gae_lambda=0.95, clip_low=0.2,
-              clip_high=0.2, vf_coef=0.5, vf_clip=None, reward_scale=0.1, kl_coef=0.001,
+  c.rl.update(group_size=1, estimator="gae", critic="separate", gamma=0.99, gae_lambda=0.95,
+              clip_low=0.2, clip_high=0.2, vf_coef=0.5, vf_clip=None, reward_scale=0.1,
+              kl_coef=0.001,
               kl_estimator="k1", kl_placement="in_reward", epochs=2, minibatches=2,
               eval_every=25, eval_episodes=64, aggregation="token_mean")
   if arg in (None, "", "default", "maze_fo"):

@@ -14,7 +14,8 @@ Other presets and overrides:
 
 Expected result (default, measured): held-out perplexity 17.8 at step 0 (about uniform over the
 16 symbols) -> 8.3 (step 100) -> 6.0 (200) -> 5.7 at step 400; final train loss 1.73 nats/char.
-Operands are random digits, so the attainable floor is near perplexity 3, not 1. Writes metrics.jsonl, tb/, learning_curve.png, results.json and checkpoints/.
+Operands are random digits, so the attainable floor is near perplexity 3, not 1. Writes
+metrics.jsonl, tb/, learning_curve.png, results.json and checkpoints/.
 Presets: default, tiny (CI smoke test, seconds), fsdp (same run, params sharded over fsdp).
 """
 

@@ -4,8 +4,9 @@ Every algorithm trains through `jaxlm.train.fit` with a `jaxlm.config.TrainConfi
 ones (bc, mc, ilql) share their config fields and data through `offline`; `test_time` trains
 the Countdown policy and PRM and runs the search strategies of `jaxlm.search` on them; `pg` is
 online policy-gradient RL (PPO, GRPO and relatives) and `online` its experiments; `e3` trains
-in-context exploration on Countdown; `ktiw` reproduces single-head attention dynamics; `context_distill` and `calm` learn from
-context (distillation, CALM's relabeling and auxiliary head).
+in-context exploration on Countdown; `ktiw` reproduces single-head attention dynamics;
+`context_distill` and `calm` learn from context (distillation, CALM's relabeling and auxiliary
+head).
 """
 
 from jaxlm.algos import bc
@@ -21,4 +22,7 @@ from jaxlm.algos import pg
 from jaxlm.algos import sft
 from jaxlm.algos import test_time
 
-__all__ = ["bc", "calm", "context_distill", "e3", "ilql", "ktiw", "mc", "offline", "online", "pg", "sft", "test_time"]
+__all__ = [
+    "bc", "calm", "context_distill", "e3", "ilql", "ktiw", "mc", "offline", "online", "pg", "sft",
+    "test_time",
+]

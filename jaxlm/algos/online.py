@@ -17,7 +17,8 @@ Tasks:
 
 `train_and_evaluate` writes results.json {"sft": {...}, "<name>": {...}} (pass@1 sampled at the
 training temperature, greedy pass@1, mean reward, mean completion length; "sft" is the starting
-policy; for "env" {"bc": {...}, "<name>": {...}} with the offline table's fields) and the RL run's metrics, learning_curve.png and length_curve.png under `<name>/`.
+policy; for "env" {"bc": {...}, "<name>": {...}} with the offline table's fields) and the RL
+run's metrics, learning_curve.png and length_curve.png under `<name>/`.
 """
 
 from __future__ import annotations

@@ -563,8 +563,9 @@ def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *
 SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
-def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *, pretrained: Any = None,
-          resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
+def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *,
+          pretrained: Any = None, resume: bool = False,
+          evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
           rollouts: Callable[..., IndexedBatches] | None = None
           ) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,

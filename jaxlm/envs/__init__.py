@@ -9,9 +9,8 @@ from jaxlm.envs.wordle import (WORDLE_SCORES, Wordle, WordleSolver, info_gain_po
 from jaxlm.envs.countdown import CountdownConfig, CountdownEnv, Problem
 
 __all__ = [
-    "CountdownConfig", "CountdownEnv", "History", "Problem", "MAZE_SCORES", "Maze", "PolicyFn", "ScoreConstants", "TextEnv", "WORDLE_SCORES",
-    "Wordle",
-    "WordleSolver", "info_gain_policy", "load_words", "maze_dataset", "mean_confidence_interval",
-    "normalized_score", "random_mixture_policy", "random_policy", "rollout", "solver_policy",
-    "wordle_dataset",
+    "CountdownConfig", "CountdownEnv", "History", "Problem", "MAZE_SCORES", "Maze", "PolicyFn",
+    "ScoreConstants", "TextEnv", "WORDLE_SCORES", "Wordle", "WordleSolver", "info_gain_policy",
+    "load_words", "maze_dataset", "mean_confidence_interval", "normalized_score",
+    "random_mixture_policy", "random_policy", "rollout", "solver_policy", "wordle_dataset",
 ]

@@ -14,6 +14,7 @@ from jaxlm.losses.prm import PRMBatch, prm_loss
 __all__ = [
     "ILQL_VARIANTS", "ILQLOutputs", "ILQLVariant", "LMOutputs", "MCOutputs", "PRMBatch",
     "batch_token_nll", "bc_loss", "calm_aux_loss", "context_distill_loss", "cql_penalty",
-    "expectile_loss", "fused_masked_nll", "fused_next_token_loss", "gather_actions", "ilql_loss", "lm_loss", "masked_mean", "mc_loss",
-    "next_token_loss", "prm_loss", "strip_context", "token_nll", "xent",
+    "expectile_loss", "fused_masked_nll", "fused_next_token_loss", "gather_actions", "ilql_loss",
+    "lm_loss", "masked_mean", "mc_loss", "next_token_loss", "prm_loss", "strip_context",
+    "token_nll", "xent",
 ]

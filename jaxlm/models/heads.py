@@ -61,8 +61,8 @@ class ILQLHeads(nn.Module):
   @nn.compact
   def __call__(self, hidden_BxTxD: jax.Array) -> ILQLOutputs:
     """Online q1, q2 [B, T, V] and v [B, T] as the loss's input type (no target fields)."""
-    q = lambda name: MLPHead(self.vocab_size, self.hidden_mult, self.init_value, self.value_scale, "vocab",
-                             dtype=self.dtype, name=name)(hidden_BxTxD)
+    q = lambda name: MLPHead(self.vocab_size, self.hidden_mult, self.init_value,
+                             self.value_scale, "vocab", dtype=self.dtype, name=name)(hidden_BxTxD)
     v_BxT = MLPHead(1, self.hidden_mult, self.init_value, self.value_scale, None, squeeze=True,
                     dtype=self.dtype, name="v")(hidden_BxTxD)
     return ILQLOutputs(q1_BxTxV=q("q1"), q2_BxTxV=q("q2"), v_BxT=v_BxT)

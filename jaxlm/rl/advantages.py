@@ -112,8 +112,8 @@ def group_advantages(rewards_PxG: jax.Array, mask_PxG: jax.Array | None = None, 
   Mathematical Reasoning in Open Language Models", Sec. 4.1.2):
     A_pg = (r_pg - mean_g' r_pg') / (std_g' r_pg' + eps).
   Dr. GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective",
-  Fig. 1 and Sec. 3) drops the std division, which up-weights groups that are nearly all solved or all
-  failed (the "question-level difficulty bias"):  A_pg = r_pg - mean_g' r_pg'.
+  Fig. 1 and Sec. 3) drops the std division, which up-weights groups that are nearly all solved
+  or all failed (the "question-level difficulty bias"):  A_pg = r_pg - mean_g' r_pg'.
 
   ddof. The paper writes std() without saying which; the reference implementations divide by
   `torch.std`, which is the unbiased estimate (ddof=1), in TRL's GRPOTrainer and in verl's

@@ -1,9 +1,9 @@
 """Scaling science: robust multi-start fitting, value-based RL scaling laws, emergence laws.
 
-Arrays in, fits out; `pipelines` runs the experiments' fits from a config. float64 inside `jax.enable_x64(True)`
-contexts only; the global x64 flag is never changed. `jaxlm.scaling.fit` is the fitter
-module (its entry point is `jaxlm.scaling.fit.fit`); the name is not rebound to the function
-so that `from jaxlm.scaling import fit` always gives the module.
+Arrays in, fits out; `pipelines` runs the experiments' fits from a config. float64 inside
+`jax.enable_x64(True)` contexts only; the global x64 flag is never changed. `jaxlm.scaling.fit`
+is the fitter module (its entry point is `jaxlm.scaling.fit.fit`); the name is not rebound to
+the function so that `from jaxlm.scaling import fit` always gives the module.
 """
 
 from jaxlm.scaling import data, emergence, fit, laws, pipelines, solvers, value_rl
