@@ -121,7 +121,9 @@ our own search grammar and heuristic (theirs: SoS+ with random beam sizes 1-5, A
 10 and sub-call beam 15, the multiply heuristic), no length or child-count conditioning.
 Their results at this scale: SoS+ 57.3% -> 60.0% after RL, APR 75.5% -> 83.4% (4k context).
 Host cost before any step: `countdown.generate` (pure-Python solver) made 2000 such problems in
-116 s here (beside another job), so the 500k problems take hours: build them once. The
+116 s here beside another job and 300 in 3.3 s alone (11 ms each; 86% of the draws have no
+solution and cost a full search, /tmp/s13/gen_prof.py), so the 500k problems take ~1.5 h of
+one core: build them once. The
 symbolic searches themselves at this scale (200 training problems; a rollout counts when it
 solves and every thread fits the cap): SoS+ (1000 nodes; median row 1485 characters) 26.5% /
 62.5% / 97.5% at caps 1024 / 2048 / 4096, APR (10 children of <= 20 nodes; parent median 964)
@@ -151,6 +153,27 @@ slowly. It is now the library's "results" grammar (`countdown_search.format_edge
 target; `apr.Config.pair_results`,
 on in the default: "[2 12] = 14 10 24 6 h=0 #20", "[2 30] = 32 28 60 15 h=4 x"); the others
 stayed experiments.
+
+Why the child never labels the winning pool (2026-12-05; child rows alone, 12000 rows of the 3000
+training problems, from scratch, the default's 2-layer d=64 one-head model, 16 rows x 768 per
+step at lr 3e-3, then `apr.child_accuracy` on 64 validation problems: 256 children, 89 of them
+from solvable pools; scripts /tmp/s13/numprobe.py, short.py, childwarm.py). Every variant below
+solved 0 of the 89:
+- number tokens (each number <= 999 one token, 1048 ids; rows 360 tokens instead of 413), 2000
+  steps: false goals 5%; arithmetic and pool copies worse than with characters at that step.
+- a "marks" grammar (each result equal to the target marked with ".", no distance: "[7 8] =
+  15. 1 56 #1"), 2000 steps: the model never writes a mark ("[3 7] = 10 4 21 x" for target 10).
+- the target restated next to the results ("[7 8] to 15: 15 1 56 x"), 3000 steps (loss 0.05): it
+  copies the target right on every line and still never marks a result equal to it; so neither
+  the distance to the header nor the tokenisation is the obstacle.
+- the comparison alone is learnable: rows of one header and one such edge line (105968 rows, 64
+  per step, 12 steps/s) reach, greedily on 2262 validation lines (196 with a mark), recall 0.41
+  of the marks with 1% false marks after 6000 steps and 0.86 with 0.5% after 12000 (whole line
+  exact 96%). But 2000 steps of child rows from that start (loss 0.036, against 0.125 from
+  scratch) again write no mark in the long rows.
+So the decisive characters are too rare in a child row (one mark in ~400 characters; 8% of the
+two-number lines have one) for this model to leave its "never mark" prior in these step counts;
+where a line is most of the loss it learns them.
 """
 
 from jaxlm import config as config_lib
