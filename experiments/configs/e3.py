@@ -51,6 +51,18 @@ end (4.92 vs 5.56, tokens 296 vs 318, pass@1 0.164 vs 0.164 at 512); masked (the
 budgets), full 4.09 after stage 0 and 6.07 / 338 / 0.227 at the end, positive_only 3.77 and
 5.45 / 315 / 0.180.
 
+Without SFT give-ups (`--config.give_up=0.0`, RL seed 0, the default's direct-answer policy
+reused; 37 min beside the test suite and the README's ILQL run, peak RSS 6.7 GB): the SFT
+policy already makes 5.93 attempts in 332 tokens at 384 (73% of its traces cut by the budget),
+and the probe chose 384 for both stages. Stage 0 (evaluations at 384, 64 x 1): full 5.66 ->
+6.39 attempts, 321 -> 338 tokens; positive_only 5.66 -> 5.94, 321 -> 322: without give-ups to
+remove, reinforcing solved traces alone leaves the length flat, and negative gradients still
+lengthen. Stage 1 undoes it (full -> 5.98 / 332, positive_only -> 6.17 / 327) and the final
+evaluations (64 x 2 at 384) do not differ: full 0.211 pass@1, 6.05 attempts, 326 tokens;
+positive_only 0.250, 5.99, 322; SFT 0.227, 5.93, 332 (+-0.035 on pass@1); 2x - 1x +0.000 /
++0.008 / +0.023, none significant. One seed, with the budget as a ceiling (66-74% of the final
+traces cut): the stage-0 contrast is the issue's "grow with, not without"; the end is not.
+
 Preset "extrapolate" (MEASURED 2026-12-05, seed 0, one run): the default with the "long"
 preset's attempt chains (k <= 20 attempts at retry 0.9; rows still cut at 768 tokens: 3302 of
 4000 fit), so that the positions up to 2x the RL budget are trained on chains that are still
