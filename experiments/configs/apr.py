@@ -172,7 +172,7 @@ solved 0 of the 89:
   exact 96%). But 2000 steps of child rows from that start (loss 0.036, against 0.125 from
   scratch) again write no mark in the long rows.
 - the marks grammar with 8x loss weight on each decision character (the one after every result,
-  mark or not, and the label: 472787 of the ~4.5M trained characters), 3000 steps (15 min, loss
+  mark or not, and the label: 472787 of the ~4.2M trained characters), 3000 steps (15 min, loss
   0.13): 0 of 89, false goals 0.8%, still no mark ("[7 8] = 15 1 56 x" for target 15).
 So the decisive characters are too rare in a child row (one mark in ~400 characters; 8% of the
 two-number lines have one) for this model to leave its "never mark" prior in these step counts;
