@@ -174,6 +174,9 @@ solved 0 of the 89:
 - the marks grammar with 8x loss weight on each decision character (the one after every result,
   mark or not, and the label: 472787 of the ~4.2M trained characters), 3000 steps (15 min, loss
   0.13): 0 of 89, false goals 0.8%, still no mark ("[7 8] = 15 1 56 x" for target 15).
+- child rows mixed 1:1 with such one-line rows (label cut), 4000 steps (10 min): 0 of 89, false
+  goals 5.5%; no mark, and the children now often skip their root line (the one-line rows
+  have none).
 So the decisive characters are too rare in a child row (one mark in ~400 characters; 8% of the
 two-number lines have one) for this model to leave its "never mark" prior in these step counts;
 where a line is most of the loss it learns them.
