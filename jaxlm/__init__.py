@@ -23,7 +23,8 @@ from jaxlm import scaling
 from jaxlm import search
 from jaxlm import sharding
 from jaxlm import train
-from jaxlm.generation import GenerationOutput, StepState, generate
+from jaxlm.generation import GenerationOutput, generate
+from jaxlm.processors import StepState
 
 __version__ = "0.1.0"
 

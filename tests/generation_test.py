@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import generation as gen
+from jaxlm import processors
 from jaxlm.models import convert
 from jaxlm.models import transformer as tfm
 
@@ -170,7 +171,7 @@ class GenerationTest(parameterized.TestCase):
   def test_greedy_with_processor_reports_raw_and_processed_logprobs(self):
     allowed = np.zeros(CFG.vocab_size, bool)
     allowed[[10, 20, 30]] = True
-    out = _greedy(gen.mask_processor(allowed))
+    out = _greedy(processors.mask_processor(allowed))
     model, params = _params(CFG)
     seq = np.concatenate([PROMPT, out.tokens_BxN], 1)
     logits = np.asarray(model.apply({"params": params}, seq).logits[:, 2:-1])
@@ -265,7 +266,7 @@ class GenerationTest(parameterized.TestCase):
     np.testing.assert_array_equal(out.tokens_BxN[1], 0)
 
   def test_forced_tokens_processor(self):
-    out = _greedy(gen.forced_tokens_processor([50, 51, 52], start=[2, 4]))
+    out = _greedy(processors.forced_tokens_processor([50, 51, 52], start=[2, 4]))
     np.testing.assert_array_equal(out.tokens_BxN[0, 2:5], [50, 51, 52])
     np.testing.assert_array_equal(out.tokens_BxN[1, 4:7], [50, 51, 52])
     np.testing.assert_array_equal(out.processed_logprobs_BxN[0, 2:5], 0.0)
@@ -280,8 +281,8 @@ class GenerationTest(parameterized.TestCase):
     free = np.asarray(_greedy().tokens_BxN)
     trigger = int(free[0, 1])
     # Start forcing two steps after the trigger token first appears.
-    start = lambda s: gen.first_token_step(s, [trigger]) + 2
-    out = _greedy(gen.forced_tokens_processor([7, 8], start))
+    start = lambda s: processors.first_token_step(s, [trigger]) + 2
+    out = _greedy(processors.forced_tokens_processor([7, 8], start))
     for row in range(2):
       hits = np.flatnonzero(free[row] == trigger)
       at = int(hits[0]) + 2 if hits.size else N_NEW
@@ -292,7 +293,7 @@ class GenerationTest(parameterized.TestCase):
     model, params = _params(CFG)
     allowed = np.zeros(CFG.vocab_size, bool)
     allowed[[10, 20, 30]] = True
-    proc = gen.compose(gen.mask_processor(allowed), gen.forced_tokens_processor([40], start=3))
+    proc = processors.compose(processors.mask_processor(allowed), processors.forced_tokens_processor([40], start=3))
     out = gen.generate(model, params, jnp.ones((8, 2), jnp.int32), rng=jax.random.key(0),
                        max_new_tokens=6, logit_processor=proc)
     tokens = np.asarray(out.tokens_BxN)
@@ -377,12 +378,12 @@ class GenerationTest(parameterized.TestCase):
 
   def test_repeated_calls_do_not_retrace_and_outer_jit_works(self):
     model, params = _params(CFG)
-    proc = gen.forced_tokens_processor([1, 2], start=1)
+    proc = processors.forced_tokens_processor([1, 2], start=1)
     call = lambda p, f: gen.generate(model, params, p, max_new_tokens=5,
                                      rng=jax.random.key(0), top_p=0.9, logit_processor=f)
     call(jnp.ones((2, 3), jnp.int32), proc)
     size = gen._generate_jit._cache_size()
-    call(jnp.full((2, 3), 4, jnp.int32), gen.forced_tokens_processor([3, 4], start=2))
+    call(jnp.full((2, 3), 4, jnp.int32), processors.forced_tokens_processor([3, 4], start=2))
     self.assertEqual(gen._generate_jit._cache_size(), size)
     jitted = jax.jit(lambda p: call(p, proc).tokens_BxN)
     np.testing.assert_array_equal(jitted(jnp.ones((2, 3), jnp.int32)),

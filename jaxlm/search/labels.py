@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlm import generation
+from jaxlm import processors
 from jaxlm.losses.prm import PRMBatch
 from jaxlm.search import tree
 
@@ -44,7 +44,7 @@ def _sample(rng, prompts, propose, *, num_samples, max_steps):
 def sample_completions(rng: jax.Array, prompts: tree.Prefixes, propose: tree.ProposeFn, *,
                        num_samples: int, max_steps: int) -> tree.Prefixes:
   """[P] prefixes -> [P, num_samples] independent completions (jitted; numpy leaves)."""
-  out = _sample(rng, prompts, generation.as_pytree(propose), num_samples=num_samples,
+  out = _sample(rng, prompts, processors.as_pytree(propose), num_samples=num_samples,
                 max_steps=max_steps)
   return jax.tree.map(np.asarray, out)
 

@@ -31,7 +31,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
-from jaxlm import generation
+from jaxlm import processors
 from jaxlm.search import select
 
 # The NoThinking pre-fill of Ma et al. 2025 (wrapped in the model's think delimiters).
@@ -271,7 +271,7 @@ def budget_force(tokens_BxT: jax.Array, lengths_B: jax.Array, *, budget: int,
   Caps each completion at ``budget`` tokens; where the thinking span is still open at the cap,
   writes ``forced_ids`` (the close-think tokens followed by an answer prefix) so that continuing
   the decode from the returned prefix yields an answer. The forced stretch is the one
-  ``generation.forced_tokens_processor`` forces inside a decode (``forced_tokens_at``), written
+  ``processors.forced_tokens_processor`` forces inside a decode (``forced_tokens_at``), written
   after a decode that stopped at the budget.
 
   Args:
@@ -296,7 +296,7 @@ def budget_force(tokens_BxT: jax.Array, lengths_B: jax.Array, *, budget: int,
   offset_BxT = jnp.arange(tokens_BxT.shape[1])[None, :] - lengths_B[:, None]
   tokens_BxT = jnp.where(offset_BxT < 0, tokens_BxT, pad_id)
   forced_B = _open_thinking(tokens_BxT, lengths_B, think_open, think_close, starts_open)
-  token_BxT, active_BxT = generation.forced_tokens_at(forced_F, offset_BxT)
+  token_BxT, active_BxT = processors.forced_tokens_at(forced_F, offset_BxT)
   tokens_BxT = jnp.where(forced_B[:, None] & active_BxT, token_BxT.astype(tokens_BxT.dtype),
                          tokens_BxT)
   return tokens_BxT, lengths_B + jnp.where(forced_B, forced_F.shape[0], 0), forced_B
