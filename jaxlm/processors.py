@@ -44,7 +44,6 @@ class StepState:
   aux: Any = None
 
 
-
 Processor = Callable[[StepState, jax.Array], jax.Array]
 
 

@@ -293,7 +293,8 @@ class GenerationTest(parameterized.TestCase):
     model, params = _params(CFG)
     allowed = np.zeros(CFG.vocab_size, bool)
     allowed[[10, 20, 30]] = True
-    proc = processors.compose(processors.mask_processor(allowed), processors.forced_tokens_processor([40], start=3))
+    proc = processors.compose(processors.mask_processor(allowed),
+                              processors.forced_tokens_processor([40], start=3))
     out = gen.generate(model, params, jnp.ones((8, 2), jnp.int32), rng=jax.random.key(0),
                        max_new_tokens=6, logit_processor=proc)
     tokens = np.asarray(out.tokens_BxN)
