@@ -311,6 +311,32 @@ def _headlines(curves: dict[str, list[dict[str, Any]]], config: Config
   return results
 
 
+def _model_config(config: Config) -> Any:
+  return dataclasses.replace(config.countdown.model_config(), vocab_size=tokenizer().vocab_size,
+                             max_len=config.context)
+
+
+def reinforce(config: Config, params: Any, train_problems: Sequence[countdown.Problem],
+              val: Sequence[countdown.Problem], run_dir: str, *, resume: bool = False) -> Any:
+  """GRPO (`config.rl`) from an APR model's `params`: orchestrated rollouts of the training
+  problems under the headline budget, binary verifier reward, evaluated on `val`. Returns the
+  policy's params."""
+  rl = dataclasses.replace(config.rl, model=_model_config(config))
+  model = pg.networks(rl)[0]
+  budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
+  seed = config.countdown.seed
+  evaluate_fn = lambda p: {k: v for k, v in evaluate(
+      model_decode(model, p, config.eval_temperature), val, budget, seed=seed).items()
+                           if k not in ("stops", "solved")}
+  prompts = [_prompt(p) for p in train_problems]
+  run = lambda decode, indices, key: threads.run(
+      decode, tokenizer(), traces.APR_THREADS, [prompts[i] for i in indices], budget, key)
+  rollouts = functools.partial(pg_threads.ThreadRollouts, run=run, tok=tokenizer())
+  state, _ = pg.train(rl, thread_task(train_problems, val), run_dir, pretrained=params,
+                      resume=resume, evaluate_fn=evaluate_fn, rollouts=rollouts)
+  return state.params["policy"]
+
+
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                        ) -> dict[str, dict[str, Any]]:
   """SFT on both formats -> evaluation sweeps -> RL on the APR model -> its sweep."""
@@ -319,10 +345,8 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   cd = config.countdown
   train_problems, _, val = test_time_models.problem_sets(cd)
   val = val[:config.eval_problems]
-  model_cfg = dataclasses.replace(cd.model_config(), vocab_size=tokenizer().vocab_size,
-                                  max_len=config.context)
-  rl = dataclasses.replace(config.rl, model=model_cfg)
-  model = pg.networks(rl)[0]
+  model_cfg = _model_config(config)
+  model = pg.networks(dataclasses.replace(config.rl, model=model_cfg))[0]
   pretrained = test_time_models.trace_start(cd, train_problems, workdir, resume=resume)
   params, curves = {}, {}
   for fmt in FORMATS:
@@ -334,18 +358,8 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
         sft_batch(fmt, train_problems, config), resume=resume, pretrained=pretrained,
         length_buckets=config.length_buckets)
     curves[fmt] = sweep(model, params[fmt], val, config, fmt)
-  budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
-  evaluate_fn = lambda p: {k: v for k, v in evaluate(
-      model_decode(model, p, config.eval_temperature), val, budget, seed=cd.seed).items()
-                           if k not in ("stops", "solved")}
-  prompts = [_prompt(p) for p in train_problems]
-  run = lambda decode, indices, key: threads.run(
-      decode, tokenizer(), traces.APR_THREADS, [prompts[i] for i in indices], budget, key)
-  rollouts = functools.partial(pg_threads.ThreadRollouts, run=run, tok=tokenizer())
-  state, _ = pg.train(rl, thread_task(train_problems, val), os.path.join(workdir, "apr_rl"),
-                      pretrained=params["apr"], resume=resume, evaluate_fn=evaluate_fn,
-                      rollouts=rollouts)
-  params["apr_rl"] = state.params["policy"]
+  params["apr_rl"] = reinforce(config, params["apr"], train_problems, val,
+                               os.path.join(workdir, "apr_rl"), resume=resume)
   curves["apr_rl"] = sweep(model, params["apr_rl"], val, config, "apr_rl")
   results = _headlines(curves, config)
   for name in ("apr", "apr_rl"):
