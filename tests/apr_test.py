@@ -29,6 +29,7 @@ from jaxlm.search import threads
 TOK = apr.tokenizer()
 FIXTURE = cd.Problem((1, 1, 1, 4), 12)  # countdown_traces_test's fixture
 PROBLEMS = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 11, 6)]
+SMALL = apr.Config(max_children=2, child_expansions=2)
 Script = functools.partial(testing.ScriptedDecoder, tokenizer=TOK)
 BIG = threads.Budget(max_rounds=5, max_total_tokens=100_000, max_thread_tokens=8192)
 
@@ -42,7 +43,7 @@ class RowsTest(absltest.TestCase):
   def test_apr_rows_train_on_what_the_model_writes(self):
     trace = ct.apr_trace(FIXTURE, 2, 2)
     parent, children = ct.apr_texts(trace)
-    rows = apr.apr_rows(FIXTURE, 2, 2)
+    rows = apr.apr_rows(FIXTURE, SMALL)
     self.assertLen(rows, 1 + len(children))
     for (ids, trained), text in zip(rows, (parent, *children)):
       self.assertEqual(ids, [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
@@ -57,7 +58,7 @@ class RowsTest(absltest.TestCase):
     # A child: everything after its header line.
     self.assertEqual(trained_text(*rows[1]), children[0].split("\n", 1)[1])
     # parent_repeats copies the parent row only.
-    repeated = apr.apr_rows(FIXTURE, 2, 2, parent_repeats=3)
+    repeated = apr.apr_rows(FIXTURE, dataclasses.replace(SMALL, parent_repeats=3))
     self.assertEqual(repeated, rows[:1] * 3 + rows[1:])
     with self.assertRaisesRegex(ValueError, "parent_repeats=0"):
       apr.Config(parent_repeats=0)
@@ -66,25 +67,46 @@ class RowsTest(absltest.TestCase):
     # A 3-number problem: the root's edges are two-number pools, so the parent changes too.
     problem = cd.Problem((2, 3, 4), 24)
     trace = ct.apr_trace(problem, 2, 2)
-    parent, children = ct.apr_texts(trace, results=True)
+    parent, children = ct.apr_texts(trace, "results")
     self.assertIn("  3*2=6 -> [4 6] = 10 2 24 h=0 #", parent)
-    rows = apr.apr_rows(problem, 2, 2, pair_results=True)
+    rows = apr.apr_rows(problem, dataclasses.replace(SMALL, grammar="results"))
     for (ids, _), text in zip(rows, (parent, *children)):
       self.assertEqual(ids, [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
-    before = ct.parent_before_spawn(trace, results=True)
+    before = ct.parent_before_spawn(trace, "results")
     join = ct.join_context(before, trace.outcomes)[len(before):]
     self.assertEqual(trained_text(*rows[0]),
                      parent[len(ct.thread_prompt(24, (2, 3, 4))):].replace(join, ""))
-    [(ids, _)] = apr.sos_rows(problem, 100, pair_results=True)
+    [(ids, _)] = apr.sos_rows(problem, apr.Config(grammar="results"))
     search = cs.best_first(24, (2, 3, 4), 100)
-    self.assertEqual(TOK.decode(ids[1:-1]), cs.format_search(search, results=True))
-    config = apr.Config(pair_results=True, sos_expansions=100, max_children=2,
+    self.assertEqual(TOK.decode(ids[1:-1]), cs.format_search(search, "results"))
+    config = apr.Config(grammar="results", sos_expansions=100, max_children=2,
                         child_expansions=2)
     batch = apr.sft_batch("apr", [problem], config)
     np.testing.assert_array_equal(batch.tokens[0, :len(rows[0][0])], rows[0][0])
 
+  def test_decision_weight_rows(self):
+    config = dataclasses.replace(SMALL, grammar="marks", pair_goals=True, decision_weight=8.0)
+    trace = ct.apr_trace(FIXTURE, 2, 2, pair_goals=True)
+    parent, children = ct.apr_texts(trace, "marks")
+    self.assertIn("  2+1=3 -> [3 4] = 7 1 12. goal", children[1])
+    rows = apr.apr_rows(FIXTURE, config)
+    for (ids, weights), text in zip(rows, (parent, *children)):
+      self.assertEqual(ids, [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
+      heavy = [i - 1 for i, w in enumerate(weights) if w == 8.0]
+      self.assertEqual(heavy, ct.decision_positions(text))
+      self.assertEqual(set(weights) - {0.0, 1.0, 8.0}, set())
+    self.assertEqual(max(rows[0][1]), 1.0)  # the parent lists no two-number pool
+    self.assertLen(ct.decision_positions(children[1]), 4)  # 3 results and the label
+    batch = apr.sft_batch("apr", [FIXTURE], config)
+    np.testing.assert_array_equal(batch.loss_mask[2, :len(rows[2][1])], rows[2][1])
+    np.testing.assert_array_equal(batch.action_mask, batch.loss_mask > 0)
+    with self.assertRaisesRegex(ValueError, "decision_weight=0"):
+      apr.Config(decision_weight=0)
+    with self.assertRaisesRegex(ValueError, "grammar must be one of"):
+      apr.Config(grammar="dots")
+
   def test_sos_row_and_cut(self):
-    [(ids, trained)] = apr.sos_rows(FIXTURE, 100)
+    [(ids, trained)] = apr.sos_rows(FIXTURE, apr.Config())
     text = cs.format_search(cs.best_first(FIXTURE.target, FIXTURE.numbers, 100))
     self.assertEqual(TOK.decode(ids[1:-1]), text)
     batch = pg_threads.row_batch([(ids, trained)], 40, TOK.pad_id, weights=[0.5])

@@ -25,7 +25,7 @@ spawn
 |
 join
   #4 no solution
-  #1 goal 2+1=3 4*3=12
+  #1 goal 1+1=2 2+1=3 4*3=12
 Answer:
 1+1=2
 2+1=3
@@ -94,9 +94,9 @@ class SearchTraceTest(parameterized.TestCase):
   def test_results_grammar_round_trip(self, max_expansions):
     for p in problems() + [cd.Problem((2, 3), 7), cd.Problem((1, 2, 3), 100)]:
       search = cs.best_first(p.target, p.numbers, max_expansions)
-      text = cs.format_search(search, results=True)
+      text = cs.format_search(search, "results")
       self.assertEqual(ct.parse_search(text), search)
-      self.assertEqual(cs.format_search(ct.parse_search(text), results=True), text)
+      self.assertEqual(cs.format_search(ct.parse_search(text), "results"), text)
       self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
       # Only edges to two-number pools change; the rest of the trace is the plain one.
       plain = cs.format_search(search).splitlines()
@@ -107,7 +107,7 @@ class SearchTraceTest(parameterized.TestCase):
 
   def test_results_grammar_fixture(self):
     trace = ct.apr_trace(FIXTURE_PROBLEM, max_children=2, child_expansions=2)
-    parent, children = ct.apr_texts(trace, results=True)
+    parent, children = ct.apr_texts(trace, "results")
     self.assertEqual(parent, FIXTURE_PARENT)  # the root's pools have three numbers
     dead_end = """Goal 12 from [1 1 5]
 #0 [1 1 5] h=7
@@ -132,6 +132,68 @@ No solution after 1 nodes."""
     number = FIXTURE_RESULTS_CHILD.splitlines().index(line) + 1
     with self.assertRaisesRegex(ValueError, f"line {number}: .* does not state"):
       ct.parse_search(text)
+
+  @parameterized.product(grammar=cs.GRAMMARS, pair_goals=(False, True))
+  def test_every_grammar_round_trips(self, grammar, pair_goals):
+    for p in problems() + [cd.Problem((2, 3), 7), cd.Problem((1, 2, 3), 100)]:
+      search = cs.best_first(p.target, p.numbers, 100, pair_goals=pair_goals)
+      text = cs.format_search(search, grammar)
+      self.assertEqual(ct.parse_search(text), search)
+      self.assertEqual(cs.format_search(ct.parse_search(text), grammar), text)
+      self.assertLessEqual(set(text), set(cdd.TRACE_ALPHABET))
+      if search.solution is not None:
+        self.assertEqual(cd.verify(p, text), (True, "ok"))
+
+  def test_pair_goals_stop_one_step_early(self):
+    for p in problems(count=20):
+      plain = cs.best_first(p.target, p.numbers, 1000)
+      early = cs.best_first(p.target, p.numbers, 1000, pair_goals=True)
+      self.assertEqual(early.solution is None, plain.solution is None)  # both searches complete
+      self.assertLessEqual(len(early.expansions), len(plain.expansions))
+      if early.solution is not None:  # the last edge is a two-number pool one step from goal
+        goal = early.expansions[-1].edges[-1]
+        self.assertEqual((goal.status, len(goal.pool)), ("goal", 2))
+        self.assertEqual(early.solution[-1], cs.final_step(goal.pool, p.target))
+    with self.assertRaisesRegex(ValueError, r"no operation takes \[2, 5\] to 12"):
+      cs.final_step((2, 5), 12)
+
+  def test_marks_grammar_fixture(self):
+    # FIXTURE_CHILDREN[1] with pair goals, in the "marks" grammar, by hand: [3 4] = 7 1 12 (+ - *;
+    # 4/3 is not exact) reaches 12 with *, so the search stops on it.
+    search = cs.best_first(12, (1, 2, 4), 2, pair_goals=True)
+    text = """Goal 12 from [1 2 4]
+#0 [1 2 4] h=8
+  2+1=3 -> [3 4] = 7 1 12. goal
+Answer:
+2+1=3
+4*3=12"""
+    self.assertEqual(cs.format_search(search, "marks"), text)
+    self.assertEqual(ct.child_outcome(text), ("2+1=3", "4*3=12"))
+    plain = cs.best_first(12, (1, 2, 4), 2)
+    self.assertEqual(cs.format_search(plain, "marks").splitlines()[2],
+                     "  2+1=3 -> [3 4] = 7 1 12. #1")
+    # A pool that misses: no mark anywhere.
+    self.assertEqual(cs.format_edge(cs.Edge("2*1=2", (2, 4), "pruned"), 12, "marks"),
+                     "  2*1=2 -> [2 4] = 6 2 8 2 x")
+    with self.assertRaisesRegex(ValueError, "grammar must be one of"):
+      cs.format_search(search, "dots")
+
+  @parameterized.named_parameters(
+      ("mark_missing", "= 7 1 12. goal", "= 7 1 12 goal"),
+      ("mark_misplaced", "= 7 1 12. goal", "= 7. 1 12 goal"),
+      ("goal_unmarked_pool", "[3 4] = 7 1 12. goal", "[3 4] = 7 1 12. x"))
+  def test_marks_grammar_checks_claims(self, part, wrong):
+    text = cs.format_search(cs.best_first(12, (1, 2, 4), 2, pair_goals=True), "marks")
+    with self.assertRaisesRegex(ValueError, "line 3: .* does not state"):
+      ct.parse_search(text.replace(part, wrong))
+
+  def test_decision_positions(self):
+    text = ("Goal 12 from [1 2 4]\n#0 [1 2 4] h=8\n  2+1=3 -> [3 4] = 7 1 12. goal\n"
+            "  2*1=2 -> [2 4] = 6 2 8 2 h=4 x\n  4+1=5 -> [2 5] h=0 #1")
+    chars = [text[i] for i in ct.decision_positions(text)]
+    # marks line: after 7, 1, 12 and the label; results line: after each result, h's digit, x.
+    self.assertEqual(chars, [" ", " ", ".", "g", " ", " ", " ", " ", "4", "x"])
+    self.assertEqual(ct.decision_positions(FIXTURE_PARENT), [])  # plain grammar: none
 
   def test_matches_the_original_trace(self):
     # The trace of countdown_test's hand example, as search_trace wrote it before the refactor.
@@ -226,9 +288,13 @@ class AprTraceTest(parameterized.TestCase):
     bad_order = FIXTURE_PARENT.replace("#4 no solution", "#5 no solution")
     with self.assertRaisesRegex(ValueError, "line 13: outcome of #5, expected #4"):
       ct.parse_apr(bad_order, FIXTURE_CHILDREN)
-    lying = FIXTURE_PARENT.replace("#4 no solution", "#4 goal 5*1=5")
+    lying = FIXTURE_PARENT.replace("#4 no solution", "#4 goal 4+1=5 5*1=5")
     with self.assertRaisesRegex(ValueError, "child #4: its search .* disagrees"):
       ct.parse_apr(lying, FIXTURE_CHILDREN)
+    no_step = FIXTURE_PARENT.replace("#4 no solution", "#4 goal 5*1=5")
+    with self.assertRaisesRegex(ValueError, r"line 13: a goal path must start with the step of "
+                                r"#4 \(4\+1=5\)"):
+      ct.parse_apr(no_step, FIXTURE_CHILDREN)
     with self.assertRaisesRegex(ValueError, "1 child texts for 2 spawned"):
       ct.parse_apr(FIXTURE_PARENT, FIXTURE_CHILDREN[:1])
     with self.assertRaisesRegex(ValueError, "APR child #1, line 2: expected a node line"):

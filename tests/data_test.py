@@ -210,13 +210,21 @@ class RLBatchTest(parameterized.TestCase):
       ("done_off_action", "dones", (0, 2), 1.0, "field 'dones' is 1 on a non-action"),
       ("gap", "attention_mask", (0, 2), 0.0, "turns back on after padding"),
       ("nonbinary", "action_mask", (0, 3), 0.5, "is not 0/1"),
+      ("loss_off_action", "loss_mask", (1, 2), 8.0, "row 1 position 2: field 'loss_mask' is "
+       "non-zero on a non-action"),
+      ("negative_loss", "loss_mask", (0, 4), -1.0, "field 'loss_mask' is negative"),
   )
   def test_validate_errors(self, field, where, value, msg):
     arrs = dict(tokens=np.ones((2, 5), np.int32), attention_mask=np.ones((2, 5), np.float32),
                 action_mask=np.zeros((2, 5), np.float32), rewards=np.zeros((2, 5), np.float32),
-                dones=np.zeros((2, 5), np.float32))
+                dones=np.zeros((2, 5), np.float32), loss_mask=np.zeros((2, 5), np.float32))
+    arrs["action_mask"][0, 4] = 1.0
     arrs[field][where] = value
     with self.assertRaisesRegex(ValueError, msg):
+      RLBatch(**arrs).validate()
+    arrs[field][where] = 0.0 if field != "action_mask" else arrs[field][where]
+    if field == "loss_mask":  # weights above 1 on actions are fine
+      arrs["loss_mask"][0, 4] = 8.0
       RLBatch(**arrs).validate()
 
   def test_validate_shape(self):

@@ -44,12 +44,12 @@ class ScriptedTest(absltest.TestCase):
     self.assertEqual((r.parent, r.children, r.stop), (parent, children, "eos"))
     # Characters are tokens. Parent prompt "Goal 12 from [1 1 1 4]\n" = 23. Segment 1, "#0 ..."
     # through "|": 17 + 5 edge lines * 26 + "spawn\n" 6 + 2 spawned lines * 5 + "|" 1 = 164.
-    # Join block "\njoin\n  #4 no solution\n  #1 goal 2+1=3 4*3=12\n" = 1 + 5 + 17 + 23 = 46.
+    # Join block "\njoin\n  #4 no solution\n  #1 goal 1+1=2 2+1=3 4*3=12\n" = 1 + 5 + 17 + 29 = 52.
     # Segment 2 "Answer:\n1+1=2\n2+1=3\n4*3=12" + eos = 8 + 3 * 6 + 1 = 27.
     # Child #4: "#0 [1 1 5] h=7\n" 15 + 5 * 19 + "  dead end\n" 11 + 26 + eos = 148.
     # Child #1: 15 + 24 + 7 * 19 + 13 + 22 + "Answer:\n" 8 + 6 + 6 + eos = 228.
     self.assertEqual(r.decoded_tokens, 164 + 148 + 228 + 27)
-    self.assertEqual(r.longest_thread, 1 + 23 + 164 + 46 + 27)  # the parent (bos first)
+    self.assertEqual(r.longest_thread, 1 + 23 + 164 + 52 + 27)  # the parent (bos first)
     self.assertEqual(r.rounds, 3)
     self.assertEqual(r.sequential_tokens, 164 + 228 + 27)
     self.assertEqual(r.num_children, 2)
@@ -62,8 +62,8 @@ class ScriptedTest(absltest.TestCase):
     self.assertEqual(sum(map(sum, r.thread_decoded)), r.decoded_tokens)
     mask = r.thread_decoded[0]
     self.assertEqual(mask.index(True), 1 + 23)
-    self.assertEqual(mask[1 + 23 + 164:1 + 23 + 164 + 46], (False,) * 46)  # the join block
-    self.assertTrue(all(mask[1 + 23:1 + 23 + 164]) and all(mask[1 + 23 + 164 + 46:]))
+    self.assertEqual(mask[1 + 23 + 164:1 + 23 + 164 + 52], (False,) * 52)  # the join block
+    self.assertTrue(all(mask[1 + 23:1 + 23 + 164]) and all(mask[1 + 23 + 164 + 52:]))
 
   def test_batch_replays_serialised_traces(self):
     problems = [p for k in (3, 4) for p in cd.generate(cd.CountdownConfig(num_numbers=k), 7, 6)]

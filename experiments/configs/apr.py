@@ -21,7 +21,7 @@ per step, all threads of a rollout share its advantage, rollouts weigh equally).
 Default (<= 30 min on 2 cores; a run of the whole pipeline, not of its targets): one head (a
 training step on 16 x 768 characters takes 0.68 s with one head, 1.96 s with four: the
 attention probabilities dominate at d=64), direct-answer policy 1500 steps x 64, SFT 500 steps
-(SoS+) and 800 (APR; parent rows x4) of 16 rows in the "results" grammar (`pair_results`), 64
+(SoS+) and 800 (APR; parent rows x4) of 16 rows in the "results" grammar, 64
 validation problems, 10 GRPO steps.
 Measured (2026-12-05, jax 0.10.2, 2 cores alone, with 20 GRPO steps): 29:02 wall (policy 2.7
 min, SoS+ SFT and sweep 6.3, APR SFT 6.0, its sweep 3.5, GRPO 4.3, the RL model's sweep 3.5,
@@ -150,7 +150,7 @@ right but sometimes followed by "dead end". So the 2-layer d=64 character model 
 results but learns only slowly to detect the one equal to the target (a 92% prior for "x")
 and then to fetch a node's pool by its id; the least-distance grammar is the one that moved,
 slowly. It is now the library's "results" grammar (`countdown_search.format_edge` with a
-target; `apr.Config.pair_results`,
+target; `apr.Config.grammar="results"`,
 on in the default: "[2 12] = 14 10 24 6 h=0 #20", "[2 30] = 32 28 60 15 h=4 x"); the others
 stayed experiments.
 
@@ -240,7 +240,7 @@ def get_config(arg: str | None = None):
   if arg in (None, "", "default"):  # <= 30 min on 2 cores, see above
     c.countdown.model.update(n_heads=1)  # 3x faster SFT steps at 768 characters than 4 heads
     c.countdown.policy.update(num_steps=1500)
-    c.update(parent_repeats=4, apr_sft_steps=800, pair_results=True, eval_problems=64)
+    c.update(parent_repeats=4, apr_sft_steps=800, grammar="results", eval_problems=64)
     c.rl.train.update(num_steps=10)
   elif arg == "long":  # the default's model and data, 10x the SFT steps (measured: still 0.000)
     c = get_config(None)

@@ -96,11 +96,17 @@ class Config:
     apr_sft_steps: SFT steps of the APR model (None: `countdown.trace_policy.num_steps`, as
       SoS+). APR's batches are mostly short rows, so matching the formats on compute rather
       than steps gives APR more of them.
-    pair_results: SFT traces of both formats in the "results" grammar
-      (`countdown_search.format_edge`): an edge to a two-number pool lists the pool's results and
-      their least distance to the target before its label, so "x" or "#<id>" is read off the
-      line; in the plain grammar a 2-layer d=64 model labelled every such pool "x" (see
-      experiments/configs/apr.py).
+    grammar: how every thread writes an edge to a two-number pool
+      (`countdown_search.GRAMMARS`): "plain"; "results" (the pool's results and their least
+      distance to the target before its label, so "x" or "#<id>" is read off the line: in the
+      plain grammar a 2-layer d=64 model labelled every such pool "x"); "marks" (the results,
+      those equal to the target marked "."). See experiments/configs/apr.py.
+    pair_goals: every search stops at a two-number pool one operation from the target
+      (`countdown_search.best_first`): a child then answers from that line instead of opening
+      the pool by its id, which the small models could not learn.
+    decision_weight: SFT loss weight of the characters that decide a search
+      (`traces.decision_positions`: after each result of a two-number pool, its distance and
+      label), 1 elsewhere; such characters are ~5% of a child row.
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
                                                  max_number=6, min_target=10, max_target=24)
@@ -117,7 +123,9 @@ class Config:
   length_buckets: tuple[int, ...] = (256, 512)
   parent_repeats: int = 1
   apr_sft_steps: int | None = None
-  pair_results: bool = False
+  grammar: str = "plain"
+  pair_goals: bool = False
+  decision_weight: float = 1.0
 
   def __post_init__(self):
     if max(self.caps) > self.context:
@@ -127,6 +135,11 @@ class Config:
                        f"make it a mean over rollouts; got {self.rl.aggregation!r}")
     if self.parent_repeats < 1:
       raise ValueError(f"apr.Config.parent_repeats={self.parent_repeats} must be >= 1")
+    if self.grammar not in countdown_search.GRAMMARS:
+      raise ValueError(f"apr.Config.grammar must be one of {countdown_search.GRAMMARS}, got "
+                       f"{self.grammar!r}")
+    if self.decision_weight <= 0:
+      raise ValueError(f"apr.Config.decision_weight={self.decision_weight} must be > 0")
     if self.rl.estimator == "gae":
       raise ValueError("apr.Config.rl.estimator must be a group estimator, not 'gae'")
 
@@ -143,52 +156,57 @@ def _prompt(problem: countdown.Problem) -> str:
 # SFT rows.
 
 
-def thread_row(text: str, untrained: Sequence[tuple[int, int]] = ()
-               ) -> tuple[list[int], list[bool]]:
-  """(ids, trained) of one thread text: [bos] + text + [eos]; the prompt (the header line) and
-  the character spans `untrained` of `text` (join blocks) are not trained."""
+Row = tuple[list[int], list[float]]  # ids, loss weight per id (0: not trained)
+
+
+def thread_row(text: str, untrained: Sequence[tuple[int, int]] = (),
+               decision_weight: float = 1.0) -> Row:
+  """(ids, weights) of one thread text: [bos] + text + [eos]; the prompt (the header line) and
+  the character spans `untrained` of `text` (join blocks) are not trained (weight 0), the
+  characters that decide a search (`traces.decision_positions`) weigh `decision_weight`, the
+  rest 1."""
   tok = tokenizer()
   prompt_len = len(text.split("\n", 1)[0]) + 1
   ids = [tok.bos_id] + tok.encode(text) + [tok.eos_id]
-  trained = [False] + [i >= prompt_len for i in range(len(text))] + [True]
+  weights = [0.0] + [float(i >= prompt_len) for i in range(len(text))] + [1.0]
+  for i in traces.decision_positions(text) if decision_weight != 1.0 else ():
+    weights[1 + i] *= decision_weight
   for start, end in untrained:
-    trained[1 + start:1 + end] = [False] * (end - start)
-  if len(ids) != len(trained):
+    weights[1 + start:1 + end] = [0.0] * (end - start)
+  if len(ids) != len(weights):
     raise ValueError("thread_row needs a tokenizer with one id per character")
-  return ids, trained
+  return ids, weights
 
 
-def sos_rows(problem: countdown.Problem, expansions: int, pair_results: bool = False
-             ) -> list[tuple[list[int], list[bool]]]:
-  """The SoS+ row of a problem: its best-first search trace (`pair_results`: in the
-  "results" grammar of `countdown_search.format_edge`)."""
-  search = countdown_search.best_first(problem.target, problem.numbers, expansions)
-  return [thread_row(countdown_search.format_search(search, pair_results))]
+def sos_rows(problem: countdown.Problem, config: Config) -> list[Row]:
+  """The SoS+ row of a problem: its best-first search trace (`config.sos_expansions` nodes,
+  `config.grammar`, `config.pair_goals`)."""
+  search = countdown_search.best_first(problem.target, problem.numbers, config.sos_expansions,
+                                       pair_goals=config.pair_goals)
+  return [thread_row(countdown_search.format_search(search, config.grammar),
+                     decision_weight=config.decision_weight)]
 
 
-def apr_rows(problem: countdown.Problem, max_children: int, child_expansions: int,
-             parent_repeats: int = 1, pair_results: bool = False
-             ) -> list[tuple[list[int], list[bool]]]:
+def apr_rows(problem: countdown.Problem, config: Config) -> list[Row]:
   """The APR rows of a problem: the parent (its join block untrained; `parent_repeats`
-  copies), then each child (`pair_results`: every thread in the "results" grammar)."""
-  trace = traces.apr_trace(problem, max_children, child_expansions)
-  parent, children = traces.apr_texts(trace, pair_results)
+  copies), then each child; every thread in `config.grammar`."""
+  trace = traces.apr_trace(problem, config.max_children, config.child_expansions,
+                           config.pair_goals)
+  parent, children = traces.apr_texts(trace, config.grammar)
   untrained = []
   if trace.spawned:
-    before = traces.parent_before_spawn(trace, pair_results)
+    before = traces.parent_before_spawn(trace, config.grammar)
     untrained = [(len(before), len(traces.join_context(before, trace.outcomes)))]
-  return [thread_row(parent, untrained)] * parent_repeats + [thread_row(c) for c in children]
+  row = lambda text, spans=(): thread_row(text, spans, config.decision_weight)
+  return [row(parent, untrained)] * config.parent_repeats + [row(c) for c in children]
 
 
 def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -> RLBatch:
   """Every row of `problems` in format `fmt` ("sos" or "apr")."""
   if fmt == "sos":
-    rows = [r for p in problems
-            for r in sos_rows(p, config.sos_expansions, config.pair_results)]
+    rows = [r for p in problems for r in sos_rows(p, config)]
   elif fmt == "apr":
-    rows = [r for p in problems
-            for r in apr_rows(p, config.max_children, config.child_expansions,
-                              config.parent_repeats, config.pair_results)]
+    rows = [r for p in problems for r in apr_rows(p, config)]
   else:
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
   cut = sum(len(ids) > config.context for ids, _ in rows)
@@ -237,7 +255,8 @@ def child_accuracy(decode: threads.DecodeFn, problems: Sequence[countdown.Proble
   """
   tok = tokenizer()
   pools = [countdown.Problem(child.start, child.target) for p in problems
-           for child in traces.apr_trace(p, config.max_children, config.child_expansions).children]
+           for child in traces.apr_trace(p, config.max_children, config.child_expansions,
+                                         config.pair_goals).children]
   prompts = [traces.thread_prompt(q.target, q.numbers) for q in pools]
   ids = [[tok.bos_id] + tok.encode(prompt) for prompt in prompts]
   outs = decode(ids, [config.context - len(i) for i in ids], (tok.eos_id,), jax.random.key(seed))

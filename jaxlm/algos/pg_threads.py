@@ -34,16 +34,17 @@ RunFn = Callable[[threads.DecodeFn, np.ndarray, jax.Array], list[threads.Rollout
 
 def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int, pad_id: int,
               weights: Sequence[float] | None = None) -> RLBatch:
-  """Rows (ids, trained flags) -> right-padded RLBatch [len(rows), max_len]; the trained ids are
-  its actions. Rows longer than max_len are cut. `weights` (per row) scale the loss mask of
-  each row's trained ids."""
+  """Rows (ids, trained flags or per-id loss weights) -> right-padded RLBatch [len(rows),
+  max_len]; the trained ids (weight > 0) are its actions and their weights its loss mask. Rows
+  longer than max_len are cut. `weights` (per row) scale the loss mask of each row."""
   b = len(rows)
   tokens = np.full((b, max_len), pad_id, np.int32)
   attn, act, loss = np.zeros((3, b, max_len), np.float32)
   for r, (ids, trained) in enumerate(rows):
     n = min(len(ids), max_len)
-    tokens[r, :n], attn[r, :n], act[r, :n] = ids[:n], 1.0, trained[:n]
-    loss[r] = act[r] * (1.0 if weights is None else weights[r])
+    tokens[r, :n], attn[r, :n], loss[r, :n] = ids[:n], 1.0, trained[:n]
+    act[r] = loss[r] > 0
+    loss[r] *= 1.0 if weights is None else weights[r]
   zeros = np.zeros_like(attn)
   return RLBatch(tokens, attn, act, zeros, zeros, loss_mask=loss).validate()
 

@@ -44,7 +44,8 @@ class RLBatch:
     bootstrap_returns: [B] float32 or None; discounted return-to-go after the row's last
       attended token (chained windows); None means 0.
     loss_mask: [B,T] float32 or None (= action_mask); the action tokens trained by Q, BC and MC
-      losses (0 on look-ahead actions, which only serve V; module docstring).
+      losses and their weights (0 on look-ahead actions, which only serve V; module
+      docstring), >= 0 and non-zero only on actions.
   """
   tokens: jax.Array
   attention_mask: jax.Array
@@ -104,7 +105,8 @@ class RLBatch:
       loss = np.asarray(self.loss_mask)
       if loss.shape != shape:
         raise ValueError(f"RLBatch field 'loss_mask' has shape {loss.shape}, 'tokens' has {shape}")
-      check(loss > act, "loss_mask", "is 1 on a non-action token")
+      check((loss != 0) & (act == 0), "loss_mask", "is non-zero on a non-action token")
+      check(loss < 0, "loss_mask", "is negative ({})")
     return self
 
 

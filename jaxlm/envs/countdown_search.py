@@ -2,8 +2,8 @@
 
 Gandhi et al. 2024 ("Stream of Search") train on the written trace of a symbolic search; Pan et
 al. 2025 (APR) call the serial version SoS+. Here: the search as data (``best_first`` ->
-``Search`` of ``Expansion``s and ``Edge``s), its trace (``format_search``, in the plain or the
-"results" grammar of ``format_edge``) and ``search_trace`` (both at once). The parsers that read
+``Search`` of ``Expansion``s and ``Edge``s), its trace (``format_search``, in one of the
+``GRAMMARS`` of ``format_edge``) and ``search_trace`` (both at once). The parsers that read
 traces back, and the APR format that splits a search into threads, are in
 ``countdown_traces``.
 """
@@ -13,6 +13,9 @@ import heapq
 from typing import Sequence
 
 from jaxlm.envs import countdown
+
+# How an edge to a two-number pool is written (``format_edge``).
+GRAMMARS = ("plain", "results", "marks")
 
 
 def heuristic(pool: Sequence[int], target: int) -> int | None:
@@ -41,7 +44,8 @@ class Edge:
   Attributes:
     step: the written operation, ``hi op lo=c``.
     pool: the sorted numbers after it.
-    status: "goal" (one number, the target), "pruned" (``heuristic`` is None: written ``x``)
+    status: "goal" (one number, the target; with ``best_first``'s ``pair_goals`` also a
+      two-number pool one operation from it), "pruned" (``heuristic`` is None: written ``x``)
       or "open" (it joined the frontier).
     h: its ``heuristic`` when open.
     node_id: its node id when open.
@@ -101,40 +105,55 @@ def pair_results(pool: Sequence[int]) -> tuple[int, ...]:
   return tuple(r for r in results if r is not None)
 
 
-def format_edge(edge: Edge, target: int | None = None) -> str:
+def final_step(pool: Sequence[int], target: int) -> str:
+  """The step that ends a two-number ``pool`` on ``target`` (the first in ``countdown.OPS``)."""
+  a, b = pool
+  op = next((op for op in countdown.OPS if countdown.apply_op(a, b, op) == target), None)
+  if op is None:
+    raise ValueError(f"no operation takes {list(pool)} to {target}")
+  return countdown.format_step(a, op, b)
+
+
+def format_edge(edge: Edge, target: int, grammar: str = "plain") -> str:
   """One child line of an expansion: ``  <step> -> [<pool>] goal|x|h=<h> #<id>``.
 
-  With ``target`` (the "results" grammar), a two-number pool also lists its ``pair_results``
-  and their least distance to the target before its mark, so the label is read off the line
-  instead of computed in one token: ``[2 12] = 14 10 24 6 h=0 #20``, ``[2 30] = 32 28 60 15
-  h=4 x`` (target 24).
+  In the "results" and "marks" grammars a two-number pool also lists its ``pair_results``, so
+  its label is read off the line instead of computed in one token. "results" writes their
+  least distance to the target: ``[2 12] = 14 10 24 6 h=0 #20``, ``[2 30] = 32 28 60 15 h=4 x``
+  (target 24); "marks" writes a "." after each result equal to the target: ``[2 12] = 14 10
+  24. 6 #20`` (``[2 12] = 14 10 24. 6 goal`` when the search's ``pair_goals`` stops there).
   """
-  mark = {"goal": "goal", "pruned": "x"}.get(edge.status, f"h={edge.h} #{edge.node_id}")
-  if target is not None and len(edge.pool) == 2:
-    results = pair_results(edge.pool)
-    label = "x" if edge.status == "pruned" else f"#{edge.node_id}"
-    mark = (f"= {' '.join(map(str, results))} "
+  if grammar not in GRAMMARS:
+    raise ValueError(f"grammar must be one of {GRAMMARS}, got {grammar!r}")
+  pool = countdown.bracket_pool(edge.pool)
+  label = {"goal": "goal", "pruned": "x"}.get(edge.status, f"#{edge.node_id}")
+  if grammar == "plain" or len(edge.pool) != 2:
+    return f"  {edge.step} -> {pool} {label if edge.status != 'open' else f'h={edge.h} {label}'}"
+  results = pair_results(edge.pool)
+  if grammar == "results":
+    return (f"  {edge.step} -> {pool} = {' '.join(map(str, results))} "
             f"h={min(abs(target - r) for r in results)} {label}")
-  return f"  {edge.step} -> {countdown.bracket_pool(edge.pool)} {mark}"
+  marked = " ".join(f"{r}." if r == target else str(r) for r in results)
+  return f"  {edge.step} -> {pool} = {marked} {label}"
 
 
-def expansion_lines(expansion: Expansion, target: int | None = None) -> list[str]:
-  """The lines of one expansion: optional backtrack, the node, its children (or dead end);
-  ``target`` selects the "results" grammar of ``format_edge``."""
+def expansion_lines(expansion: Expansion, target: int, grammar: str = "plain") -> list[str]:
+  """The lines of one expansion in ``grammar`` (``format_edge``): optional backtrack, the
+  node, its children (or dead end)."""
   lines = [] if expansion.backtrack_to is None else [f"backtrack to #{expansion.backtrack_to}"]
   lines.append(f"#{expansion.node_id} {countdown.bracket_pool(expansion.pool)} h={expansion.h}")
-  lines.extend(format_edge(e, target) for e in expansion.edges)
+  lines.extend(format_edge(e, target, grammar) for e in expansion.edges)
   if not any(e.status in ("goal", "open") for e in expansion.edges):
     lines.append("  dead end")
   return lines
 
 
-def format_search(search: Search, results: bool = False) -> str:
-  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search``; see ``search_trace``.
-  ``results``: two-number pools list their results and least distance (``format_edge``)."""
+def format_search(search: Search, grammar: str = "plain") -> str:
+  """The Stream-of-Search trace (SoS+ in APR's terms) of a ``Search`` in ``grammar``
+  (``format_edge``); see ``search_trace``."""
   lines = [search_header(search.target, search.start)]
   for expansion in search.expansions:
-    lines.extend(expansion_lines(expansion, search.target if results else None))
+    lines.extend(expansion_lines(expansion, search.target, grammar))
   if search.solution is None:
     lines.append(f"No solution after {len(search.expansions)} nodes.")
   else:
@@ -143,12 +162,15 @@ def format_search(search: Search, results: bool = False) -> str:
   return "\n".join(lines)
 
 
-def best_first(target: int, start: Sequence[int], max_expansions: int = 100) -> Search:
+def best_first(target: int, start: Sequence[int], max_expansions: int = 100, *,
+               pair_goals: bool = False) -> Search:
   """Heuristic best-first search from ``start``, recorded as a ``Search``.
 
   Nodes are pools of numbers, expanded in order of (``heuristic``, pool size, creation order);
   pools seen before are skipped, one-number pools that miss the target are not listed, and the
   search stops at the first child equal to the target or after ``max_expansions`` nodes.
+  ``pair_goals``: a two-number child one operation from the target is a goal too (the search
+  stops there; the solution ends with its ``final_step``), so no node is opened to finish it.
   """
   start = tuple(sorted(start))
   nodes = [(start, -1, "")]  # (pool, parent id, step that made it)
@@ -178,6 +200,10 @@ def best_first(target: int, start: Sequence[int], max_expansions: int = 100) -> 
       if child in seen:
         continue
       seen.add(child)
+      if pair_goals and len(child) == 2 and target in pair_results(child):
+        edges.append(Edge(step, child, "goal"))
+        solution = path(node_id) + (step, final_step(child, target))
+        break
       child_h = heuristic(child, target)
       if child_h is None:
         edges.append(Edge(step, child, "pruned"))

@@ -15,14 +15,19 @@ on two trace formats of the same best-first search. Ours (own grammar, structure
       step     := hi op lo "=" result                           (``countdown.format_step``)
 
   "dead end" is written exactly when no edge is a goal or open. In the "results" grammar
-  (``format_search(..., results=True)``) an edge to a two-number pool is instead
-  ``"  " step " -> " pool " = " r (" " r)* " h=" d (" x" | " #" id)``: the pool's results
-  (``countdown_search.pair_results``) and their least distance d to the target (0 exactly when it is
-  open); the parsers accept both grammars, line by line, and check what such a line claims.
+  (``format_search(..., "results")``) an edge to a two-number pool is instead
+  ``"  " step " -> " pool " = " r (" " r)* " h=" d (" x" | " #" id | " goal")``: the pool's
+  results (``countdown_search.pair_results``) and their least distance d to the target (0
+  exactly when it is open); in the "marks" grammar ``" = " r ["."] (" " r ["."])* (" x" | " #" id
+  | " goal")``, a "." after each result equal to the target. "goal" on such a line: the search
+  ran with ``pair_goals`` (``countdown_search.best_first``) and stopped there; its answer ends
+  with the pool's ``final_step``. The parsers accept every grammar, line by line, and check what
+  such a line claims.
 
 * APR (parent + children): the parent expands the root (node #0), spawns one child search per
   kept open child (the best ``max_children`` by (h, pool size, id)), reads only each child's
-  outcome in a join block, then answers with the full path or gives up::
+  outcome in a join block (a goal outcome is the full path: the spawned edge's step, then the
+  child's), then answers with the first goal path or gives up::
 
       parent   := header NL expansion (NL spawn join | NL) ending
       spawn    := "spawn" (NL "  #" id)+ NL "|"                   ("|" ends the spawn block)
@@ -50,8 +55,8 @@ four of the root's nine edges shown)::
       #2
     |                                     <- decoding stops here; children run
     join                                  <- join_context appends from here
-      #1 goal 6*4=24
-      #2 goal 8*3=24
+      #1 goal 3*2=6 6*4=24
+      #2 goal 4*2=8 8*3=24
     Answer:                               <- the parent resumes here
     3*2=6
     6*4=24
@@ -79,8 +84,9 @@ _STEP = r"\d+[-+*/]\d+=\d+"
 _HEADER_RE = re.compile(rf"^Goal {_N} from {_POOL}$")
 _NODE_RE = re.compile(rf"^#{_N} {_POOL} h=(\d+|None)$")  # None: a start that cannot reach
 _BACKTRACK_RE = re.compile(rf"^backtrack to #{_N}$")
+# step, pool, results ("marks": with "."), "results"' distance, label (goal | x | [h=h] #id).
 _EDGE_RE = re.compile(
-    rf"^  ({_STEP}) -> {_POOL} (?:(goal)|(x)|h={_N} #{_N}|= [\d ]+ h=\d+ (?:(x)|#{_N}))$")
+    rf"^  ({_STEP}) -> {_POOL}(?: = ([\d. ]+?)(?: h=(\d+))?)? (goal|x|(?:h={_N} )?#{_N})$")
 _STEP_RE = re.compile(rf"^{_STEP}$")
 _GIVE_UP_RE = re.compile(rf"^No solution after {_N} nodes\.$")
 _SPAWNED_RE = re.compile(rf"^  #{_N}$")
@@ -121,22 +127,24 @@ def thread_prompt(target: int, pool: Sequence[int]) -> str:
 # Serialisers.
 
 
-def apr_trace(problem: countdown.Problem, max_children: int = 4,
-              child_expansions: int = 20) -> AprTrace:
+def apr_trace(problem: countdown.Problem, max_children: int = 4, child_expansions: int = 20,
+              pair_goals: bool = False) -> AprTrace:
   """The APR rollout of a best-first search (Pan et al. 2025): the parent expands the
-  root and spawns a ``countdown_search.best_first`` child search (budget ``child_expansions`` nodes)
-  from each of the ``max_children`` best open children; it answers with the first child (in
-  spawn order) that reached the goal, prefixed by the step that made that child."""
+  root and spawns a ``countdown_search.best_first`` child search (budget ``child_expansions``
+  nodes, ``pair_goals`` as every search of the rollout) from each of the ``max_children`` best
+  open children; it answers with the first child (in spawn order) that reached the goal,
+  prefixed by the step that made that child."""
   if max_children < 1:
     raise ValueError(f"max_children must be >= 1, got {max_children}")
-  root = countdown_search.best_first(problem.target, problem.numbers, max_expansions=1)
+  root = countdown_search.best_first(problem.target, problem.numbers, max_expansions=1,
+                                     pair_goals=pair_goals)
   expansion = root.expansions[0]
   if root.solution is not None:  # two numbers: the root itself reaches the goal
     return AprTrace(problem.target, expansion, (), (), root.solution, ())
   kept = sorted((e for e in expansion.edges if e.status == "open"),
                 key=lambda e: (e.h, len(e.pool), e.node_id))[:max_children]
-  children = tuple(countdown_search.best_first(problem.target, e.pool, child_expansions)
-                   for e in kept)
+  children = tuple(countdown_search.best_first(problem.target, e.pool, child_expansions,
+                                              pair_goals=pair_goals) for e in kept)
   outcomes = tuple(c.solution for c in children)
   solution = next(((e.step,) + o for e, o in zip(kept, outcomes) if o is not None), None)
   return AprTrace(problem.target, expansion, tuple(e.node_id for e in kept), outcomes, solution,
@@ -152,40 +160,44 @@ def spawn_block(trace: AprTrace) -> str:
   return "\n".join([SPAWN_OPEN] + [f"  #{i}" for i in trace.spawned] + [SPAWN_END])
 
 
-def parent_before_spawn(trace: AprTrace, results: bool = False) -> str:
+def parent_before_spawn(trace: AprTrace, grammar: str = "plain") -> str:
   """The parent's text up to and including its spawn block (all of it if it spawns nothing):
-  where decoding stops for the children to run. ``results``: ``countdown_search.format_search``'s
-  "results" grammar."""
+  where decoding stops for the children to run; ``grammar``: one of
+  ``countdown_search.GRAMMARS``."""
   lines = [countdown_search.search_header(trace.target, trace.root.pool)]
-  lines += countdown_search.expansion_lines(trace.root, trace.target if results else None)
+  lines += countdown_search.expansion_lines(trace.root, trace.target, grammar)
   text = "\n".join(lines)
   return text + "\n" + spawn_block(trace) if trace.spawned else text
 
 
-def apr_texts(trace: AprTrace, results: bool = False) -> tuple[str, tuple[str, ...]]:
-  """(parent text, children's texts); each text starts with its thread's prompt; ``results``:
-  every thread in ``countdown_search.format_search``'s "results" grammar."""
-  text = parent_before_spawn(trace, results)
+def apr_texts(trace: AprTrace, grammar: str = "plain") -> tuple[str, tuple[str, ...]]:
+  """(parent text, children's texts); each text starts with its thread's prompt; every thread
+  in ``grammar`` (one of ``countdown_search.GRAMMARS``)."""
+  text = parent_before_spawn(trace, grammar)
   text = join_context(text, trace.outcomes) if trace.spawned else text + "\n"
-  children = tuple(countdown_search.format_search(c, results) for c in trace.children)
+  children = tuple(countdown_search.format_search(c, grammar) for c in trace.children)
   return text + _ending(trace.solution), children
 
 
 def join_context(parent_text: str, outcomes: Sequence[Outcome]) -> str:
   """The text a parent resumes from: ``parent_text`` (which ends with its spawn block) and a
-  join block with each spawned child's outcome, in spawn order.
+  join block with each spawned child's outcome, in spawn order: "no solution", or "goal" and
+  the full path from the parent's pool (the spawned edge's step, then the child's), so the
+  parent's answer copies its first goal line instead of fetching the edge by its id.
 
   This is the one definition of the join used by ``apr_texts`` (training traces) and, through
   ``APR_THREADS``, by the orchestrator (inference).
   """
-  ids = [i for i, _ in spawned_children(parent_text)]
-  if len(outcomes) != len(ids):
-    raise ValueError(f"join: {len(outcomes)} outcomes for {len(ids)} spawned children")
+  spawned = _spawned_edges(parent_text)
+  if len(outcomes) != len(spawned):
+    raise ValueError(f"join: {len(outcomes)} outcomes for {len(spawned)} spawned children")
   lines = [JOIN_OPEN]
-  for i, outcome in zip(ids, outcomes):
+  for edge, outcome in zip(spawned, outcomes):
     if outcome is not None and not outcome:
-      raise ValueError(f"join: child #{i} has an empty goal path; use None for no solution")
-    lines.append(f"  #{i} " + (NO_SOLUTION if outcome is None else "goal " + " ".join(outcome)))
+      raise ValueError(f"join: child #{edge.node_id} has an empty goal path; use None for no "
+                       "solution")
+    lines.append(f"  #{edge.node_id} " + (
+        NO_SOLUTION if outcome is None else "goal " + " ".join((edge.step,) + tuple(outcome))))
   return parent_text + "\n" + "\n".join(lines) + "\n"
 
 
@@ -228,14 +240,17 @@ def _header(lines: _Lines) -> tuple[int, tuple[int, ...]]:
   return int(match[1]), _pool(match[2])
 
 
-def _check_results(lines: _Lines, written: str, edge: countdown_search.Edge, target: int) -> None:
-  """An edge line ``written`` (just taken) in the "results" grammar must state its pool's
-  results, their least distance to ``target`` and the label that distance implies."""
-  if " = " not in written:
+def _check_results(lines: _Lines, match: re.Match, edge: countdown_search.Edge,
+                   target: int) -> None:
+  """An edge line (``match``, just taken) in the "results" or "marks" grammar must state its
+  pool's results, their distance to ``target`` or marks, and the label they imply."""
+  if match[3] is None:
     return
+  grammar = "marks" if match[4] is None else "results"
   pruned = countdown_search.heuristic(edge.pool, target) is None
-  if countdown_search.format_edge(edge, target) != written or pruned != (edge.status == "pruned"):
-    raise ValueError(f"{lines.what}, line {lines.i}: {written!r} does not state its pool's "
+  if (countdown_search.format_edge(edge, target, grammar) != match[0]
+      or pruned != (edge.status == "pruned")):
+    raise ValueError(f"{lines.what}, line {lines.i}: {match[0]!r} does not state its pool's "
                      f"results, distance to {target} or label right")
 
 
@@ -247,11 +262,10 @@ def _expansion(lines: _Lines, target: int) -> countdown_search.Expansion:
   edges = []
   while lines.peek() is not None and _EDGE_RE.match(lines.peek()):
     m = lines.take(_EDGE_RE, "")
-    status = "goal" if m[3] else "pruned" if m[4] or m[7] else "open"
-    h, node_id = (None, None) if status != "open" else (
-        (int(m[5]), int(m[6])) if m[6] else (0, int(m[8])))
+    status = {"goal": "goal", "x": "pruned"}.get(m[5], "open")
+    h, node_id = (None, None) if status != "open" else (int(m[6] or 0), int(m[7]))
     edges.append(countdown_search.Edge(m[1], _pool(m[2]), status, h, node_id))
-    _check_results(lines, m[0], edges[-1], target)
+    _check_results(lines, m, edges[-1], target)
   if not any(e.status in ("goal", "open") for e in edges):
     lines.take_literal(_DEAD_END)
   h = None if node[3] == "None" else int(node[3])
@@ -296,19 +310,18 @@ def _spawn(lines: _Lines) -> list[int]:
   return [int(m[1]) for m in spawned]
 
 
-def _open_pools(root: countdown_search.Expansion, spawned: Sequence[int], what: str
-                ) -> list[tuple[int, ...]]:
-  """The pool of each spawned id's open edge in ``root``."""
-  pools = {e.node_id: e.pool for e in root.edges if e.status == "open"}
+def _open_edges(root: countdown_search.Expansion, spawned: Sequence[int], what: str
+                ) -> list[countdown_search.Edge]:
+  """The open edge of ``root`` with each spawned id."""
+  edges = {e.node_id: e for e in root.edges if e.status == "open"}
   for node_id in spawned:
-    if node_id not in pools:
+    if node_id not in edges:
       raise ValueError(f"{what}: spawned #{node_id} is not an open child of the root")
-  return [pools[i] for i in spawned]
+  return [edges[i] for i in spawned]
 
 
-def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
-  """(node id, starting pool) of each child in the spawn block that ends ``parent_text``: the
-  pool of the open edge with that id in the parent's root expansion."""
+def _spawned_edges(parent_text: str) -> list[countdown_search.Edge]:
+  """The root's open edge of each child in the spawn block that ends ``parent_text``."""
   if not parent_text.endswith("\n" + SPAWN_END):
     raise ValueError(f"parent text must end with a spawn block closed by {SPAWN_END!r}, ends "
                      f"with {parent_text[-20:]!r}")
@@ -318,7 +331,29 @@ def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
   spawned = _spawn(_Lines(parent_text[start + 1:], "spawn block"))
   lines = _Lines(parent_text[:start], "APR parent")
   target, _ = _header(lines)
-  return list(zip(spawned, _open_pools(_expansion(lines, target), spawned, "spawn block")))
+  return _open_edges(_expansion(lines, target), spawned, "spawn block")
+
+
+def spawned_children(parent_text: str) -> list[tuple[int, tuple[int, ...]]]:
+  """(node id, starting pool) of each child in the spawn block that ends ``parent_text``: the
+  pool of the open edge with that id in the parent's root expansion."""
+  return [(e.node_id, e.pool) for e in _spawned_edges(parent_text)]
+
+
+def decision_positions(text: str) -> list[int]:
+  """Offsets in a thread ``text`` of the characters that decide its search: on each edge line
+  to a two-number pool that lists its results ("results" and "marks" grammars), the character
+  after each result (a space or a mark), the distance's digits and the label's first
+  character. Everything else on such a line is copying or arithmetic."""
+  positions, offset = [], 0
+  for line in text.split("\n"):
+    m = _EDGE_RE.match(line)
+    if m and m[3] is not None:
+      positions += [offset + m.start(3) + r.end() for r in re.finditer(r"\d+", m[3])]
+      positions += [] if m[4] is None else [offset + i for i in range(*m.span(4))]
+      positions.append(offset + m.start(5))
+    offset += len(line) + 1
+  return positions
 
 
 def child_prompts(parent_text: str) -> list[str]:
@@ -350,13 +385,18 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   spawned, outcomes = [], []
   if lines.peek() == SPAWN_OPEN:
     spawned = _spawn(lines)
-    _open_pools(root, spawned, "APR parent")
+    edges = _open_edges(root, spawned, "APR parent")
     lines.take_literal(JOIN_OPEN)
-    for node_id in spawned:
-      m = lines.take(_OUTCOME_RE, f"the outcome of #{node_id}")
-      if int(m[1]) != node_id:
-        raise ValueError(f"APR parent, line {lines.i}: outcome of #{m[1]}, expected #{node_id}")
-      outcomes.append(None if m[2] is None else tuple(m[2].split()))
+    for edge in edges:
+      m = lines.take(_OUTCOME_RE, f"the outcome of #{edge.node_id}")
+      if int(m[1]) != edge.node_id:
+        raise ValueError(f"APR parent, line {lines.i}: outcome of #{m[1]}, expected "
+                         f"#{edge.node_id}")
+      path = None if m[2] is None else tuple(m[2].split())
+      if path is not None and (len(path) < 2 or path[0] != edge.step):
+        raise ValueError(f"APR parent, line {lines.i}: a goal path must start with the step of "
+                         f"#{edge.node_id} ({edge.step}) and go on, found {' '.join(path)}")
+      outcomes.append(None if path is None else path[1:])
   solution = None
   if lines.peek() == GIVE_UP:
     lines.take_literal(GIVE_UP)
