@@ -203,6 +203,30 @@ take a mark, 7415 that do not; greedy writes a mark only above ~0.5):
 So the comparison with the target is learned in long rows, after a plateau: 3000 steps hardly
 move it (0.136 -> 0.166), the next 6000 do. The probes before stopped on that plateau; the copy
 of a line by its id seems to follow the same course, later.
+The whole APR model from that child (2026-12-06; /tmp/s15/aprfull.py): 8000 more steps from the
+24000-step child on the APR rows (parent rows x4, children in the marks grammar, 8x decision
+weight; 42 min, loss ~0.01-0.08): the child fell to 3 of 89 (half the rows are parents now) and
+APR scored 0.000 at cap 768 (64 validation problems: 3.75 children and 2.9 rounds per rollout,
+58 of 64 end on <eos>). Read greedily: a child marks the right line ("[4 5] = 9 1 20. #1") and
+opens a wrong pool ("#1 [1 12]"); the parent, given "#6 goal 4+1=5 12+1=13", answers with
+unrelated steps (its answer needs the step of edge #6, fetched by id). Every failure left is a
+fetch by node id, so the format now avoids them (`pair_goals`, the "marks" grammar, full-path
+joins; the library since 2026-12-06):
+- a search stops at the first two-number pool one operation from the target ("[4 5] = 9 1 20.
+  goal", then "Answer:", that line's step and the final one), so a child never opens a node
+  (a child is one expansion);
+- the join writes each goal child's full path, the spawned edge's step first ("#6 goal 5-4=1
+  4+1=5 5*4=20"), so the parent's answer copies its first goal line.
+The symbolic searches in this format (300 training problems, /tmp/s15/sym2.py): SoS+ (median row
+1012 characters) 9% / 25% / 35% at caps 512 / 640 / 768, APR (parent median 607, child 337) 11% /
+46% / 75%; the "results" grammar without pair goals: 0% / 3% / 8% vs 11% / 46% / 75%.
+The probe (/tmp/s15/goal.py; its texts equal the library's on 300 problems): the 24000-step
+marks child, then 4000 steps on the APR rows in this format (parent rows x4, 8x decision weight,
+22 min): the child solves 30 of 89 solvable pools (from 10; false goals 24.6%), APR still 0.000
+at cap 768. Read greedily, the parent is what fails now (4000 steps of parent rows, against
+8000 above): wrong pools in its root expansion ("7+3=10 -> [4 9 10]" from [1 3 7 8]), h values
+that do not rank the pools, the same id spawned twice, and an answer that starts to copy its
+goal line ("7+7=14" right, then "7-7=1").
 """
 
 from jaxlm import config as config_lib
