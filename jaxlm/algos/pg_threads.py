@@ -32,7 +32,7 @@ from jaxlm.search import threads
 RunFn = Callable[[threads.DecodeFn, np.ndarray, jax.Array], list[threads.Rollout]]
 
 
-def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[bool]]], max_len: int, pad_id: int,
+def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[float]]], max_len: int, pad_id: int,
               weights: Sequence[float] | None = None) -> RLBatch:
   """Rows (ids, trained flags or per-id loss weights) -> right-padded RLBatch [len(rows),
   max_len]; the trained ids (weight > 0) are its actions and their weights its loss mask. Rows
