@@ -227,6 +227,17 @@ at cap 768. Read greedily, the parent is what fails now (4000 steps of parent ro
 8000 above): wrong pools in its root expansion ("7+3=10 -> [4 9 10]" from [1 3 7 8]), h values
 that do not rank the pools, the same id spawned twice, and an answer that starts to copy its
 goal line ("7+7=14" right, then "7-7=1").
+6000 more steps of the same rows through the library (/tmp/s15/cont.py; 41 min, loss ~0.01-0.08):
+the child solves 41 of 89 (46%; false goals 21.5%), APR still 0.000 at caps 768 and 640 (3.75
+children and 2.9 rounds per rollout at 768; at 640, 26 of 64 rollouts cut by the cap). Read
+greedily (/tmp/s15/readG.py, 8 problems): the parent spawns the same id two or three times
+("#10 #10 #6 #7"), and given a goal line ("#6 goal 8+1=9 9/3=3 5*3=15") still answers with steps
+of its own ("8+3=11 / 2+1=3 / 12+1=13") instead of copying it; some children miscopy their pool
+("Goal 15 from [7 7 49]" then "#0 [7 7 4 9]") and some goal paths they report are false. So with
+10000 steps of parent rows the parent has learnt neither to rank and pick distinct children nor
+to copy its goal line. Next: weight the parent's decisions (its spawn ids, its answer) as
+`decision_weight` does the child's, or 4 heads for the copy; then GRPO (`apr.reinforce`) once the
+greedy accuracy leaves 0 (no reward otherwise).
 """
 
 from jaxlm import config as config_lib
