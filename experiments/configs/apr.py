@@ -237,7 +237,8 @@ of its own ("8+3=11 / 2+1=3 / 12+1=13") instead of copying it; some children mis
 10000 steps of parent rows the parent has learnt neither to rank and pick distinct children nor
 to copy its goal line. Next: weight the parent's decisions (its spawn ids, its answer) as
 `decision_weight` does the child's, or 4 heads for the copy; then GRPO (`apr.reinforce`) once the
-greedy accuracy leaves 0 (no reward otherwise).
+greedy accuracy leaves 0: 20 GRPO steps on this model (4 prompts x 4 rollouts at temperature 1,
+lr 1e-4; 8 min, /tmp/s15/rl2.py) saw reward 0 at every logged step (grad_norm 0).
 """
 
 from jaxlm import config as config_lib
