@@ -170,8 +170,9 @@ def thread_row(text: str, untrained: Sequence[tuple[int, int]] = (),
   prompt_len = len(text.split("\n", 1)[0]) + 1
   ids = [tok.bos_id] + tok.encode(text) + [tok.eos_id]
   weights = [0.0] + [float(i >= prompt_len) for i in range(len(text))] + [1.0]
-  for i in traces.decision_positions(text) if decision_weight != 1.0 else ():
-    weights[1 + i] *= decision_weight
+  if decision_weight != 1.0:
+    for i in traces.decision_positions(text):
+      weights[1 + i] *= decision_weight
   for start, end in untrained:
     weights[1 + start:1 + end] = [0.0] * (end - start)
   if len(ids) != len(weights):

@@ -128,7 +128,8 @@ def format_edge(edge: Edge, target: int, grammar: str = "plain") -> str:
   pool = countdown.bracket_pool(edge.pool)
   label = {"goal": "goal", "pruned": "x"}.get(edge.status, f"#{edge.node_id}")
   if grammar == "plain" or len(edge.pool) != 2:
-    return f"  {edge.step} -> {pool} {label if edge.status != 'open' else f'h={edge.h} {label}'}"
+    h = f"h={edge.h} " if edge.status == "open" else ""
+    return f"  {edge.step} -> {pool} {h}{label}"
   results = pair_results(edge.pool)
   if grammar == "results":
     return (f"  {edge.step} -> {pool} = {' '.join(map(str, results))} "

@@ -84,7 +84,8 @@ _STEP = r"\d+[-+*/]\d+=\d+"
 _HEADER_RE = re.compile(rf"^Goal {_N} from {_POOL}$")
 _NODE_RE = re.compile(rf"^#{_N} {_POOL} h=(\d+|None)$")  # None: a start that cannot reach
 _BACKTRACK_RE = re.compile(rf"^backtrack to #{_N}$")
-# step, pool, results ("marks": with "."), "results"' distance, label (goal | x | [h=h] #id).
+# Groups: step, pool, results (with "." marks in "marks"), distance ("results"), label
+# (goal | x | [h=<h> ]#<id>), plain h, id.
 _EDGE_RE = re.compile(
     rf"^  ({_STEP}) -> {_POOL}(?: = ([\d. ]+?)(?: h=(\d+))?)? (goal|x|(?:h={_N} )?#{_N})$")
 _STEP_RE = re.compile(rf"^{_STEP}$")
@@ -382,7 +383,7 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   lines = _Lines(parent_text, "APR parent")
   target, _ = _header(lines)
   root = _expansion(lines, target)
-  spawned, outcomes = [], []
+  spawned, edges, outcomes = [], [], []
   if lines.peek() == SPAWN_OPEN:
     spawned = _spawn(lines)
     edges = _open_edges(root, spawned, "APR parent")
@@ -406,11 +407,11 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   if len(child_texts) != len(spawned):
     raise ValueError(f"APR: {len(child_texts)} child texts for {len(spawned)} spawned children")
   children = tuple(parse_search(t, f"APR child #{i}") for i, t in zip(spawned, child_texts))
-  pools = {e.node_id: e.pool for e in root.edges}
-  for node_id, child, outcome in zip(spawned, children, outcomes):
-    if child.start != pools[node_id] or child.target != target or child.solution != outcome:
-      raise ValueError(f"APR child #{node_id}: its search (from {list(child.start)}, target "
-                       f"{child.target}, solution {child.solution}) disagrees with the parent")
+  for edge, child, outcome in zip(edges, children, outcomes):
+    if child.start != edge.pool or child.target != target or child.solution != outcome:
+      raise ValueError(f"APR child #{edge.node_id}: its search (from {list(child.start)}, "
+                       f"target {child.target}, solution {child.solution}) disagrees with the "
+                       "parent")
   return AprTrace(target, root, tuple(spawned), tuple(outcomes), solution, children)
 
 
