@@ -95,7 +95,9 @@ class RowsTest(absltest.TestCase):
       heavy = [i - 1 for i, w in enumerate(weights) if w == 8.0]
       self.assertEqual(heavy, ct.decision_positions(text))
       self.assertEqual(set(weights) - {0.0, 1.0, 8.0}, set())
-    self.assertEqual(max(rows[0][1]), 1.0)  # the parent lists no two-number pool
+    # The parent lists no two-number pool: its spawned ids (#4, #1) and its answer's (#1).
+    self.assertEqual([parent[i - 1] for i, w in enumerate(rows[0][1]) if w == 8.0],
+                     ["4", "1", "1"])
     self.assertLen(ct.decision_positions(children[1]), 4)  # 3 results and the label
     batch = apr.sft_batch("apr", [FIXTURE], config)
     np.testing.assert_array_equal(batch.loss_mask[2, :len(rows[2][1])], rows[2][1])

@@ -26,10 +26,7 @@ spawn
 join
   #4 no solution
   #1 goal 1+1=2 2+1=3 4*3=12
-Answer:
-1+1=2
-2+1=3
-4*3=12"""
+Answer: #1"""
 FIXTURE_CHILDREN = ("""Goal 12 from [1 1 5]
 #0 [1 1 5] h=7
   1+1=2 -> [2 5] x
@@ -193,7 +190,10 @@ Answer:
     chars = [text[i] for i in ct.decision_positions(text)]
     # marks line: after 7, 1, 12 and the label; results line: after each result, h's digit, x.
     self.assertEqual(chars, [" ", " ", ".", "g", " ", " ", " ", " ", "4", "x"])
-    self.assertEqual(ct.decision_positions(FIXTURE_PARENT), [])  # plain grammar: none
+    # A plain parent decides its spawned ids (#4, #1) and the child its answer names (#1).
+    self.assertEqual([FIXTURE_PARENT[i] for i in ct.decision_positions(FIXTURE_PARENT)],
+                     ["4", "1", "1"])
+    self.assertEqual(ct.decision_positions("  #12\nAnswer: #10"), [3, 4, 15, 16])
 
   def test_matches_the_original_trace(self):
     # The trace of countdown_test's hand example, as search_trace wrote it before the refactor.
@@ -225,7 +225,8 @@ class AprTraceTest(parameterized.TestCase):
     self.assertEqual(ct.apr_texts(trace), (FIXTURE_PARENT, FIXTURE_CHILDREN))
     self.assertEqual(trace.spawned, (4, 1))
     self.assertEqual(trace.outcomes, (None, ("2+1=3", "4*3=12")))
-    self.assertEqual(cd.verify(FIXTURE_PROBLEM, FIXTURE_PARENT), (True, "ok"))
+    self.assertEqual(ct.answer_text(FIXTURE_PARENT), "Answer:\n1+1=2\n2+1=3\n4*3=12")
+    self.assertEqual(cd.verify(FIXTURE_PROBLEM, ct.answer_text(FIXTURE_PARENT)), (True, "ok"))
     self.assertEqual(ct.parse_apr(FIXTURE_PARENT, FIXTURE_CHILDREN), trace)
     self.assertEqual([ct.child_outcome(t) for t in FIXTURE_CHILDREN], list(trace.outcomes))
 
@@ -246,7 +247,7 @@ class AprTraceTest(parameterized.TestCase):
       self.assertEqual(ct.apr_texts(ct.parse_apr(parent, children)), (parent, children))
       self.assertLessEqual(set(parent + "".join(children)), set(cdd.TRACE_ALPHABET))
       self.assertLessEqual(len(trace.spawned), max_children)
-      self.assertEqual(cd.verify(p, parent)[0], trace.solution is not None)
+      self.assertEqual(cd.verify(p, ct.answer_text(parent))[0], trace.solution is not None)
       for child, text in zip(trace.children, children):
         self.assertTrue(text.startswith(ct.thread_prompt(p.target, child.start)))
         if child.solution is not None:
@@ -261,14 +262,14 @@ class AprTraceTest(parameterized.TestCase):
     # Every open child spawned, enough child budget: each child's search is exhaustive.
     for p in problems(count=15, seed=9):
       parent, _ = ct.apr_texts(ct.apr_trace(p, max_children=100, child_expansions=10_000))
-      self.assertEqual(cd.verify(p, parent), (True, "ok"), parent)
+      self.assertEqual(cd.verify(p, ct.answer_text(parent)), (True, "ok"), parent)
 
   def test_gives_up_when_children_fail(self):
     trace = ct.apr_trace(FIXTURE_PROBLEM, max_children=1, child_expansions=2)
     parent, _ = ct.apr_texts(trace)
     self.assertEqual(trace.outcomes, (None,))
     self.assertTrue(parent.endswith("  #4 no solution\nNo solution."))
-    self.assertFalse(cd.verify(FIXTURE_PROBLEM, parent)[0])
+    self.assertFalse(cd.verify(FIXTURE_PROBLEM, ct.answer_text(parent))[0])
 
   def test_two_numbers_answer_without_spawn(self):
     parent, children = ct.apr_texts(ct.apr_trace(cd.Problem((3, 4), 12)))
@@ -301,6 +302,25 @@ class AprTraceTest(parameterized.TestCase):
       ct.parse_apr(FIXTURE_PARENT, (FIXTURE_CHILDREN[0], "Goal 12 from [1 2 4]\n#1"))
     with self.assertRaisesRegex(ValueError, "APR parent, line 12: expected 'join'"):
       ct.parse_apr(FIXTURE_PARENT.replace("\njoin\n", "\nj\n"), FIXTURE_CHILDREN)
+    with self.assertRaisesRegex(ValueError, "line 15: answers with #4, which found no goal"):
+      ct.parse_apr(FIXTURE_PARENT.replace("Answer: #1", "Answer: #4"), FIXTURE_CHILDREN)
+    copied = FIXTURE_PARENT.replace("Answer: #1", "Answer:\n1+1=2\n2+1=3\n4*3=12")
+    with self.assertRaisesRegex(ValueError, "line 15: expected 'Answer: #<id>' or 'No solution.'"):
+      ct.parse_apr(copied, FIXTURE_CHILDREN)
+
+  def test_answer_text(self):
+    # A parent names the goal child whose path it takes; the verifier reads that path.
+    self.assertFalse(cd.verify(FIXTURE_PROBLEM, FIXTURE_PARENT)[0])
+    for name, want in (("#1", True), ("#4", False), ("#7", False)):
+      text = FIXTURE_PARENT.replace("Answer: #1", f"Answer: {name}")
+      self.assertEqual(cd.verify(FIXTURE_PROBLEM, ct.answer_text(text))[0], want, name)
+    self.assertEqual(ct.answer_text(FIXTURE_PARENT.replace("Answer: #1", "Answer: #4")),
+                     FIXTURE_PARENT.replace("Answer: #1", "Answer: #4"))  # no goal: as it is
+    own = "Goal 12 from [3 4]\n#0 [3 4] h=0\n  4*3=12 -> [12] goal\nAnswer:\n4*3=12"
+    self.assertEqual(ct.answer_text(own), own)  # no reference: its own answer
+    second = FIXTURE_PARENT.replace("#4 no solution", "#4 goal 4+1=5 5*1=5").replace(
+        "Answer: #1", "Answer: #4")
+    self.assertEqual(ct.answer_text(second), "Answer:\n4+1=5\n5*1=5")
 
   def test_join_context_checks(self):
     before = ct.parent_before_spawn(ct.apr_trace(FIXTURE_PROBLEM, 2, 2))

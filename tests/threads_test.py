@@ -45,16 +45,16 @@ class ScriptedTest(absltest.TestCase):
     # Characters are tokens. Parent prompt "Goal 12 from [1 1 1 4]\n" = 23. Segment 1, "#0 ..."
     # through "|": 17 + 5 edge lines * 26 + "spawn\n" 6 + 2 spawned lines * 5 + "|" 1 = 164.
     # Join block "\njoin\n  #4 no solution\n  #1 goal 1+1=2 2+1=3 4*3=12\n" = 1 + 5 + 17 + 29 = 52.
-    # Segment 2 "Answer:\n1+1=2\n2+1=3\n4*3=12" + eos = 8 + 3 * 6 + 1 = 27.
+    # Segment 2 "Answer: #1" + eos = 10 + 1 = 11.
     # Child #4: "#0 [1 1 5] h=7\n" 15 + 5 * 19 + "  dead end\n" 11 + 26 + eos = 148.
     # Child #1: 15 + 24 + 7 * 19 + 13 + 22 + "Answer:\n" 8 + 6 + 6 + eos = 228.
-    self.assertEqual(r.decoded_tokens, 164 + 148 + 228 + 27)
-    self.assertEqual(r.longest_thread, 1 + 23 + 164 + 52 + 27)  # the parent (bos first)
+    self.assertEqual(r.decoded_tokens, 164 + 148 + 228 + 11)
+    self.assertEqual(r.longest_thread, 1 + 23 + 164 + 52 + 11)  # the parent (bos first)
     self.assertEqual(r.rounds, 3)
-    self.assertEqual(r.sequential_tokens, 164 + 228 + 27)
+    self.assertEqual(r.sequential_tokens, 164 + 228 + 11)
     self.assertEqual(r.num_children, 2)
     self.assertEqual(script.calls, [1, 2, 1])
-    self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
+    self.assertEqual(cd.verify(FIXTURE, ct.answer_text(r.parent)), (True, "ok"))
     # Thread ids as decoded: bos + text + eos; the decoded mask drops bos, prompt and the join.
     for ids, decoded, text in zip(r.thread_ids, r.thread_decoded, (parent, *children)):
       self.assertEqual(list(ids), [TOK.bos_id] + TOK.encode(text) + [TOK.eos_id])
@@ -85,19 +85,19 @@ class ScriptedTest(absltest.TestCase):
       self.assertEqual(r.rounds, 3 if children else 1)
       self.assertEqual(r.num_children, len(trace.spawned))
       self.assertEqual(r.longest_thread, max(len(t) + 2 for t in (parent, *children)))
-      self.assertEqual(cd.verify(p, r.parent)[0], trace.solution is not None)
+      self.assertEqual(cd.verify(p, ct.answer_text(r.parent))[0], trace.solution is not None)
 
   def test_two_spawn_rounds(self):
     parent, (first,) = rollout_texts(FIXTURE, max_children=1)  # #4 fails: the parent gives up
     _, (_, second) = rollout_texts(FIXTURE, max_children=2)  # #1's search
     # A parent that spawns #1 after #4 failed, instead of giving up.
     before = parent[:parent.index(ct.GIVE_UP)] + "spawn\n  #1\n|"
-    full = ct.join_context(before, [("2+1=3", "4*3=12")]) + "Answer:\n1+1=2\n2+1=3\n4*3=12"
+    full = ct.join_context(before, [("2+1=3", "4*3=12")]) + "Answer: #1"
     script = Script([full, first, second])
     [r] = run([FIXTURE], script)
     self.assertEqual((r.parent, r.children, r.stop), (full, (first, second), "eos"))
     self.assertEqual((r.rounds, r.num_children, script.calls), (5, 2, [1, 1, 1, 1, 1]))
-    self.assertEqual(cd.verify(FIXTURE, r.parent), (True, "ok"))
+    self.assertEqual(cd.verify(FIXTURE, ct.answer_text(r.parent)), (True, "ok"))
     [r] = run([FIXTURE], script, max_rounds=4)  # the second spawn no longer fits
     self.assertEqual((r.parent, r.stop, r.rounds), (before, "rounds", 3))
 
@@ -121,8 +121,8 @@ class BudgetTest(absltest.TestCase):
     [r] = run([FIXTURE], self.script, max_thread_tokens=100)
     self.assertEqual((r.stop, r.longest_thread, r.rounds, r.children), ("context", 100, 1, ()))
     self.assertEqual(r.parent, self.parent[:99])  # bos + 99 characters
-    # Room for the spawn (188 tokens) and both children (170 and 250 tokens), for the 46-token
-    # join block (234), not for the whole 27-token answer: the parent is cut at 250.
+    # Room for the spawn (188 tokens) and both children (170 and 250 tokens), for the 52-token
+    # join block (240), not for the whole 11-token answer (251): the parent is cut at 250.
     [r] = run([FIXTURE], self.script, max_thread_tokens=250)
     self.assertEqual((r.stop, r.parent, r.rounds), ("context", self.parent[:249], 3))
     self.assertEqual(r.children, self.children)

@@ -234,7 +234,8 @@ def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
   rollouts = threads.run(decode, tokenizer(), traces.APR_THREADS,
                          [_prompt(p) for p in problems], budget, jax.random.key(seed))
   mean = lambda f: float(np.mean([f(r) for r in rollouts]))
-  solved = [float(countdown.verify(p, r.parent)[0]) for p, r in zip(problems, rollouts)]
+  solved = [float(countdown.verify(p, traces.answer_text(r.parent))[0])
+            for p, r in zip(problems, rollouts)]
   return {"accuracy": float(np.mean(solved)),
           "mean_total_tokens": mean(lambda r: r.decoded_tokens),
           "mean_longest_thread": mean(lambda r: r.longest_thread),
@@ -303,7 +304,8 @@ def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Prob
   tok = tokenizer()
   splits = {"train": list(train), "eval": list(val)}
   encode = lambda ps: [[tok.bos_id] + tok.encode(_prompt(p)) for p in ps]
-  reward = lambda split, i, ids: float(countdown.verify(splits[split][i], tok.decode(ids))[0])
+  reward = lambda split, i, ids: float(countdown.verify(
+      splits[split][i], traces.answer_text(tok.decode(ids)))[0])
   return envs_base.PromptTask(train_prompts=encode(train), eval_prompts=encode(val),
                               reward=reward, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 

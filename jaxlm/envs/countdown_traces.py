@@ -27,12 +27,14 @@ on two trace formats of the same best-first search. Ours (own grammar, structure
 * APR (parent + children): the parent expands the root (node #0), spawns one child search per
   kept open child (the best ``max_children`` by (h, pool size, id)), reads only each child's
   outcome in a join block (a goal outcome is the full path: the spawned edge's step, then the
-  child's), then answers with the first goal path or gives up::
+  child's), then answers by naming the first child that reached the goal (the answer is that
+  child's path, ``answer_text``) or gives up::
 
       parent   := header NL expansion (NL spawn join | NL) ending
       spawn    := "spawn" (NL "  #" id)+ NL "|"                   ("|" ends the spawn block)
       join     := NL "join" (NL "  #" id (" goal" (" " step)+ | " no solution"))+ NL
-      ending   := "Answer:" (NL step)+  |  "No solution."
+      ending   := "Answer: #" id  |  "No solution."          (a root that reaches the goal
+                                                              itself: "Answer:" (NL step)+)
 
   A child is a SoS+ search from its node with its own ids and budget; its prompt is its header
   line, ``thread_prompt(target, pool)``, with the pool of the open edge the spawn line names in
@@ -57,9 +59,7 @@ four of the root's nine edges shown)::
     join                                  <- join_context appends from here
       #1 goal 3*2=6 6*4=24
       #2 goal 4*2=8 8*3=24
-    Answer:                               <- the parent resumes here
-    3*2=6
-    6*4=24
+    Answer: #1                            <- the parent resumes here
 
 Every character is in ``countdown_data.TRACE_ALPHABET``.
 """
@@ -92,6 +92,7 @@ _STEP_RE = re.compile(rf"^{_STEP}$")
 _GIVE_UP_RE = re.compile(rf"^No solution after {_N} nodes\.$")
 _SPAWNED_RE = re.compile(rf"^  #{_N}$")
 _OUTCOME_RE = re.compile(rf"^  #{_N} (?:goal((?: {_STEP})+)|{NO_SOLUTION})$")
+_ANSWER_REF_RE = re.compile(rf"^{countdown.ANSWER_MARKER} #{_N}$")
 _DEAD_END = "  dead end"
 
 
@@ -152,8 +153,14 @@ def apr_trace(problem: countdown.Problem, max_children: int = 4, child_expansion
                   children)
 
 
-def _ending(solution: tuple[str, ...] | None) -> str:
-  return GIVE_UP if solution is None else "\n".join((countdown.ANSWER_MARKER,) + solution)
+def _ending(trace: AprTrace) -> str:
+  """The parent's last line: it names its first goal child, or gives up."""
+  if trace.solution is None:
+    return GIVE_UP
+  if not trace.spawned:  # two numbers: the root's own answer
+    return "\n".join((countdown.ANSWER_MARKER,) + trace.solution)
+  first = next(i for i, o in zip(trace.spawned, trace.outcomes) if o is not None)
+  return f"{countdown.ANSWER_MARKER} #{first}"
 
 
 def spawn_block(trace: AprTrace) -> str:
@@ -177,7 +184,7 @@ def apr_texts(trace: AprTrace, grammar: str = "plain") -> tuple[str, tuple[str, 
   text = parent_before_spawn(trace, grammar)
   text = join_context(text, trace.outcomes) if trace.spawned else text + "\n"
   children = tuple(countdown_search.format_search(c, grammar) for c in trace.children)
-  return text + _ending(trace.solution), children
+  return text + _ending(trace), children
 
 
 def join_context(parent_text: str, outcomes: Sequence[Outcome]) -> str:
@@ -345,7 +352,8 @@ def decision_positions(text: str) -> list[int]:
   """Offsets in a thread ``text`` of the characters that decide its search: on each edge line
   to a two-number pool that lists its results ("results" and "marks" grammars), the character
   after each result (a space or a mark), the distance's digits and the label's first
-  character. Everything else on such a line is copying or arithmetic."""
+  character (everything else on such a line is copying or arithmetic); in a parent, the ids
+  it spawns and the id its answer names."""
   positions, offset = [], 0
   for line in text.split("\n"):
     m = _EDGE_RE.match(line)
@@ -353,8 +361,25 @@ def decision_positions(text: str) -> list[int]:
       positions += [offset + m.start(3) + r.end() for r in re.finditer(r"\d+", m[3])]
       positions += [] if m[4] is None else [offset + i for i in range(*m.span(4))]
       positions.append(offset + m.start(5))
+    m = _SPAWNED_RE.match(line) or _ANSWER_REF_RE.match(line)
+    if m:
+      positions += [offset + i for i in range(*m.span(1))]
     offset += len(line) + 1
   return positions
+
+
+def answer_text(parent_text: str) -> str:
+  """What ``countdown.verify`` reads of a parent: a parent whose last line names a goal child
+  ("Answer: #6") answers with the goal path of that child's (last) join line; any other text
+  is its own answer. A parent never copies a path: it names the child whose path it takes."""
+  ref = _ANSWER_REF_RE.match(parent_text.rstrip("\n").rsplit("\n", 1)[-1])
+  if ref is None:
+    return parent_text
+  for line in reversed(parent_text.split("\n")):
+    outcome = _OUTCOME_RE.match(line)
+    if outcome and outcome[1] == ref[1] and outcome[2]:
+      return "\n".join((countdown.ANSWER_MARKER,) + tuple(outcome[2].split()))
+  return parent_text
 
 
 def child_prompts(parent_text: str) -> list[str]:
@@ -402,6 +427,13 @@ def parse_apr(parent_text: str, child_texts: Sequence[str]) -> AprTrace:
   if lines.peek() == GIVE_UP:
     lines.take_literal(GIVE_UP)
     lines.end()
+  elif spawned:
+    m = lines.take(_ANSWER_REF_RE, f"'{countdown.ANSWER_MARKER} #<id>' or {GIVE_UP!r}")
+    lines.end()
+    goals = {e.node_id: (e.step,) + o for e, o in zip(edges, outcomes) if o is not None}
+    if int(m[1]) not in goals:
+      raise ValueError(f"APR parent, line {lines.i}: answers with #{m[1]}, which found no goal")
+    solution = goals[int(m[1])]
   else:
     solution = _answer(lines)
   if len(child_texts) != len(spawned):
