@@ -119,6 +119,20 @@ class RowsTest(absltest.TestCase):
   def test_unknown_format(self):
     with self.assertRaisesRegex(ValueError, "format must be one of"):
       apr.sft_batch("serial", PROBLEMS[:1], apr.Config())
+    with self.assertRaisesRegex(ValueError, "child_sft_steps=-1"):
+      apr.Config(child_sft_steps=-1)
+
+  def test_child_rows_are_the_apr_rows_without_parents(self):
+    config = apr.Config(parent_repeats=3)
+    rows = apr.apr_rows(FIXTURE, config)
+    child_rows = apr.apr_rows(FIXTURE, config, parent=False)
+    self.assertEqual(child_rows, rows[3:])
+    _, children = ct.apr_texts(ct.apr_trace(FIXTURE, config.max_children,
+                                            config.child_expansions))
+    self.assertEqual([TOK.decode(ids[1:-1]) for ids, _ in child_rows], list(children))
+    batch = apr.sft_batch("child", PROBLEMS[:2], config)
+    self.assertEqual(batch.tokens.shape[0],
+                     sum(len(apr.apr_rows(p, config, parent=False)) for p in PROBLEMS[:2]))
 
 
 class EvaluateTest(absltest.TestCase):
@@ -356,8 +370,11 @@ class SmokeTest(absltest.TestCase):
         self.assertBetween(row["accuracy"], 0.0, 1.0)
         self.assertLessEqual(row["mean_longest_thread"], 96)
       self.assertTrue(os.path.exists(os.path.join(d, "accuracy_vs_tokens.png")))
-      # trace_init="policy": both formats started from the direct-answer policy run.
+      # trace_init="policy", then child_sft_steps: the direct-answer policy, then the child rows.
       self.assertTrue(os.path.isdir(os.path.join(d, "policy")))
+      with open(os.path.join(d, "child", "metrics.jsonl")) as f:
+        steps = [json.loads(line)["step"] for line in f]
+      self.assertEqual(steps[-1], config.child_sft_steps)
       with open(os.path.join(d, "apr_rl", "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
       self.assertIn("eval/accuracy", rows[0])  # the RL run's own step-0 evaluation

@@ -309,7 +309,7 @@ def get_config(arg: str | None = None):
     c.rl.train.update(num_steps=2, batch_size=8, log_every=1, checkpoint_every=100)
     c.rl.update(group_size=2, eval_every=0)
     c.update(context=96, caps=(64, 96), total_budgets=(128,), max_rounds=3, eval_problems=4,
-             child_expansions=2, max_children=2, sos_expansions=3)
+             child_expansions=2, max_children=2, sos_expansions=3, child_sft_steps=2)
   else:
     raise ValueError(f"unknown APR preset {arg!r}; expected one of {PRESETS}")
   return c

@@ -12,7 +12,8 @@ parameters, 4k context, SoS+ 57.3% vs APR 75.5%), and RL on the APR model raises
    "<header>" -> "<search trace>" <eos> (``countdown_search.search_trace``'s search, cut at the
    context cap when longer: the model then learns its first cap tokens); APR rows are the
    parent ("<header>" -> its trace, loss off on the join blocks the orchestrator writes) and
-   each child ("<child header>" -> its search).
+   each child ("<child header>" -> its search). With `child_sft_steps`, both start from a
+   model trained on the child rows alone (the smaller searches first).
 2. Evaluation with the spawn / join orchestrator (`jaxlm.search.threads.run`, both models: a
    SoS+ model never spawns) on the validation problems: accuracy at each per-thread context
    cap in `caps` and, for APR, at each total-token budget in `total_budgets` (the matched total
@@ -63,6 +64,7 @@ from jaxlm.search import decoding
 from jaxlm.search import threads
 
 FORMATS = ("sos", "apr")
+ROWS = FORMATS + ("child",)  # "child": the APR children's rows alone (`child_sft_steps`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +109,13 @@ class Config:
       89 solvable pools; experiments/configs/apr.py).
     decision_weight: SFT loss weight of the characters that decide a search
       (`traces.decision_positions`: after each result of a two-number pool, its distance and
-      label), 1 elsewhere; such characters are ~5% of a child row.
+      label; a parent's spawned ids and the id its answer names), 1 elsewhere; such characters
+      are ~5% of a child row.
+    child_sft_steps: when > 0, SFT on the APR children's rows alone (best-first searches of
+      the pools one operation below the start, so SoS+ searches of the smaller problems) for
+      this many steps first, and both formats start from that model: a shared curriculum
+      stage (the child's comparison with the target took ~12000 steps to learn in long rows;
+      experiments/configs/apr.py).
   """
   countdown: test_time.Config = test_time.Config(strategies=(), num_numbers=(4,),
                                                  max_number=6, min_target=10, max_target=24)
@@ -127,6 +135,7 @@ class Config:
   grammar: str = "plain"
   pair_goals: bool = False
   decision_weight: float = 1.0
+  child_sft_steps: int = 0
 
   def __post_init__(self):
     if max(self.caps) > self.context:
@@ -139,6 +148,8 @@ class Config:
     if self.grammar not in countdown_search.GRAMMARS:
       raise ValueError(f"apr.Config.grammar must be one of {countdown_search.GRAMMARS}, got "
                        f"{self.grammar!r}")
+    if self.child_sft_steps < 0:
+      raise ValueError(f"apr.Config.child_sft_steps={self.child_sft_steps} must be >= 0")
     if self.decision_weight <= 0:
       raise ValueError(f"apr.Config.decision_weight={self.decision_weight} must be > 0")
     if self.rl.estimator == "gae":
@@ -189,28 +200,29 @@ def sos_rows(problem: countdown.Problem, config: Config) -> list[Row]:
                      decision_weight=config.decision_weight)]
 
 
-def apr_rows(problem: countdown.Problem, config: Config) -> list[Row]:
+def apr_rows(problem: countdown.Problem, config: Config, *, parent: bool = True) -> list[Row]:
   """The APR rows of a problem: the parent (its join block untrained; `parent_repeats`
-  copies), then each child; every thread in `config.grammar`."""
+  copies; none when not `parent`), then each child; every thread in `config.grammar`."""
   trace = traces.apr_trace(problem, config.max_children, config.child_expansions,
                            config.pair_goals)
-  parent, children = traces.apr_texts(trace, config.grammar)
+  text, children = traces.apr_texts(trace, config.grammar)
   untrained = []
   if trace.spawned:
     before = traces.parent_before_spawn(trace, config.grammar)
     untrained = [(len(before), len(traces.join_context(before, trace.outcomes)))]
   row = lambda text, spans=(): thread_row(text, spans, config.decision_weight)
-  return [row(parent, untrained)] * config.parent_repeats + [row(c) for c in children]
+  parents = [row(text, untrained)] * config.parent_repeats if parent else []
+  return parents + [row(c) for c in children]
 
 
 def sft_batch(fmt: str, problems: Sequence[countdown.Problem], config: Config) -> RLBatch:
-  """Every row of `problems` in format `fmt` ("sos" or "apr")."""
+  """Every row of `problems` of kind `fmt` (`ROWS`: "sos", "apr" or "child")."""
   if fmt == "sos":
     rows = [r for p in problems for r in sos_rows(p, config)]
-  elif fmt == "apr":
-    rows = [r for p in problems for r in apr_rows(p, config)]
+  elif fmt in ("apr", "child"):
+    rows = [r for p in problems for r in apr_rows(p, config, parent=fmt == "apr")]
   else:
-    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    raise ValueError(f"format must be one of {ROWS}, got {fmt!r}")
   cut = sum(len(ids) > config.context for ids, _ in rows)
   logging.info("APR SFT %s: %d rows from %d problems, %d cut at context=%d", fmt, len(rows),
                len(problems), cut, config.context)
@@ -362,7 +374,8 @@ def reinforce(config: Config, params: Any, train_problems: Sequence[countdown.Pr
 
 def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
                        ) -> dict[str, dict[str, Any]]:
-  """SFT on both formats -> evaluation sweeps -> RL on the APR model -> its sweep."""
+  """[SFT on child rows ->] SFT on both formats -> evaluation sweeps -> RL on the APR model ->
+  its sweep."""
   if config.context not in config.caps:
     raise ValueError(f"apr.Config.caps {config.caps} must include context={config.context}")
   cd = config.countdown
@@ -371,6 +384,12 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   model_cfg = _model_config(config)
   model = pg.networks(dataclasses.replace(config.rl, model=model_cfg))[0]
   pretrained = test_time_models.trace_start(cd, train_problems, workdir, resume=resume)
+  if config.child_sft_steps:
+    pretrained = test_time_models.fit_lm(
+        os.path.join(workdir, "child"), model_cfg,
+        dataclasses.replace(cd.trace_policy, num_steps=config.child_sft_steps),
+        sft_batch("child", train_problems, config), resume=resume, pretrained=pretrained,
+        length_buckets=config.length_buckets)
   params, curves = {}, {}
   for fmt in FORMATS:
     steps = (config.apr_sft_steps if fmt == "apr" and config.apr_sft_steps
