@@ -239,13 +239,34 @@ to copy its goal line. Next: weight the parent's decisions (its spawn ids, its a
 `decision_weight` does the child's, or 4 heads for the copy; then GRPO (`apr.reinforce`) once the
 greedy accuracy leaves 0: 20 GRPO steps on this model (4 prompts x 4 rollouts at temperature 1,
 lr 1e-4; 8 min, /tmp/s15/rl2.py) saw reward 0 at every logged step (grad_norm 0).
+Why the parent scored 0 (2026-12-06; /tmp/s16/tf.py, teacher-forced argmax accuracy per
+character of the parent rows of 64 training and 64 validation problems under that 34000-step
+model): root steps 99.6%, root pools 99.6%, h 95%, spawned ids 86%, and its answer 85% (the
+same on training and validation problems: nothing memorised), so 0 of 49 validation answers
+right in full even under teacher forcing. In the answer, the first character (which goal line)
+is 82% right, a character after a line break 53%, the others 80%: the model recomputes steps
+("7+7=2" for the join's "7/7=1") instead of copying them. So a parent now names the child whose
+path it takes ("Answer: #6"; `countdown_traces.answer_text` gives the verifier that child's
+join line) and the spawned ids and that id weigh `decision_weight` too (library since
+2026-12-06). The child writes its own answer as before; SoS+ writes its whole path (the steps
+of its path's expansions, fetched by id): an asymmetry of the formats, kept in the reading
+below.
+3000 more steps on these rows (/tmp/s15/cont.py /tmp/s15/G2 /tmp/s16/R1 37000; 16.5 min, loss
+0.01-0.17): the child solves 43 of 89 (48%; false goals 17.6%) and APR leaves 0 for the first
+time: 4 / 3 / 1 of 64 validation problems at caps 768 / 640 / 512 (6.2% / 4.7% / 1.6%; 3.9
+children and 2.9 rounds per rollout at 768, 63 of 64 end on <eos>), 10 of 128 (7.8%) at 768.
+GRPO on it (/tmp/s16/rl3.py: 4 prompts x 4 rollouts kept of 16 x 4 drawn (`oversample=4`),
+temperature 1, lr 3e-4; ~55 s per step): reward in the kept groups 0.125 at step 5, 0 at steps
+10-25 (every group zero-variance), held-out accuracy 0.078 -> 0.000 at step 15 (128 problems):
+the rare successes did not hold the policy, it drifted off its SFT behaviour (entropy 0.07 ->
+0.10). Stopped at step 27.
 """
 
 from jaxlm import config as config_lib
 from jaxlm.algos import apr
 from jaxlm.models import transformer
 
-PRESETS = (None, "long", "policy", "paper", "smoke")
+PRESETS = (None, "long", "policy", "staged", "paper", "smoke")
 
 # The APR paper's model (Pan et al. 2025, App. A.2 and the authors' "200m" training config):
 # LLaMA-2 architecture from scratch, 18 layers, width 1024, 16 heads, SwiGLU width 2752;
@@ -287,6 +308,14 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
     c.update(parent_repeats=4, apr_sft_steps=2400)  # APR on SoS+'s SFT compute, see above
+  elif arg == "staged":  # the path that first scored; measured in pieces, never as one run
+    c = get_config(None)
+    c.countdown.update(trace_init="scratch")
+    c.countdown.trace_policy.update(num_steps=13_000, log_every=100, checkpoint_every=500)
+    c.update(grammar="marks", pair_goals=True, decision_weight=8.0, child_sft_steps=24_000,
+             apr_sft_steps=13_000, eval_problems=128)
+    c.rl.update(oversample=4, eval_every=10)
+    c.rl.train.update(num_steps=20, lr=5e-5)
   elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's scale, see below
     c.countdown.update(max_number=99, min_target=10, max_target=100, train_problems=500_000,
                        eval_problems=1000, trace_init="scratch")
