@@ -260,6 +260,17 @@ temperature 1, lr 3e-4; ~55 s per step): reward in the kept groups 0.125 at step
 10-25 (every group zero-variance), held-out accuracy 0.078 -> 0.000 at step 15 (128 problems):
 the rare successes did not hold the policy, it drifted off its SFT behaviour (entropy 0.07 ->
 0.10). Stopped at step 27.
+SoS+ from the same 24000-step marks child, 4000 steps on the SoS+ rows of this format (one row
+per problem, median 1012 characters, cut at 768; /tmp/s16/sos.py /tmp/s14/fL S1 28000; 30 min,
+loss 0.07): 0 of 128 at caps 768 / 640 / 512 (96 / 111 / 119 of 128 rollouts cut by the cap).
+Read greedily (/tmp/s16/readS.py, 32 problems): 22 cut by the cap, 10 end on a goal line with
+an answer, but their searches already hold wrong pools ("#10 [6 7 16]" from [2 6 7 9]) and
+their answers do not copy the path (the fetch by id the APR parent no longer needs). So at cap
+768 on the same 128 validation problems: APR-SFT 10 (7.8%) vs SoS+-SFT 0, paired gain +0.078
++- 0.047 (95%). Not matched: after the shared child, APR had 13000 steps (~73M characters; its
+first 10000 in the copied-answer format), SoS+ 4000 (~45M); and SoS+ still writes its path
+where APR's parent names a child (a named SoS+ answer, read off its trace, is the symmetric
+next step).
 """
 
 from jaxlm import config as config_lib
