@@ -109,6 +109,16 @@ and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] f
 reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
 d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
 (several hours of SFT here).
+Preset "staged" (NEVER RUN AS ONE PIECE; ~5 h on 2 cores by its pieces' rates): the path on
+which APR first scored, measured in pieces with probe scripts (2026-12-05/06, all below): the
+default's 2-layer d=64 one-head model from scratch, the "marks" grammar with pair goals and 8x
+decision weight; 24000 steps on the children's rows alone (`child_sft_steps`; ~4.5 steps/s),
+then 13000 steps per format (APR ~3 steps/s, SoS+ ~2.3), 128 validation problems; GRPO with
+`oversample=4` at lr 5e-5. How the pieces differ from one run: the child stage ran before pair
+goals existed (its rows then opened the winning pool as a node), each piece restarted the
+learning-rate schedule (3e-3, 50 warmup steps, cosine), the APR stage's first 10000 steps were
+in the copied-answer format, and SoS+ had 4000 steps, not 13000. Measured on those pieces: APR
+7.8% vs SoS+ 0.0% at cap 768 (128 problems); RL below.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
