@@ -281,6 +281,13 @@ their answers do not copy the path (the fetch by id the APR parent no longer nee
 first 10000 in the copied-answer format), SoS+ 4000 (~45M); and SoS+ still writes its path
 where APR's parent names a child (a named SoS+ answer, read off its trace, is the symmetric
 next step).
+GRPO again at lr 5e-5 (/tmp/s16/rl3.py /tmp/s16/R1 37000 20 5e-5; 20 steps, 24 min): reward in
+the kept groups 0.06 / 0.06 / 0.125 / 0 at steps 5 / 10 / 15 / 20 (half to all of the groups
+zero-variance), held-out accuracy 0.078 -> 0.055 -> 0.039 at steps 0 / 10 / 20 (128 problems):
+RL does not raise it yet. What limits it: one success in ~16 rollouts (7.8% greedy, entropy
+0.05), so few groups carry a gradient and the ones that do are dominated by negative
+advantages on near-greedy rollouts. Not tried: a KL to the SFT model (`kl_coef`), positive-only
+advantages, more SFT first.
 """
 
 from jaxlm import config as config_lib
