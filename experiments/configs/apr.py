@@ -23,7 +23,8 @@ training step on 16 x 768 characters takes 0.68 s with one head, 1.96 s with fou
 attention probabilities dominate at d=64), direct-answer policy 1500 steps x 64, SFT 500 steps
 (SoS+) and 800 (APR; parent rows x4) of 16 rows in the "results" grammar, 64
 validation problems, 10 GRPO steps.
-Measured (2026-12-05, jax 0.10.2, 2 cores alone, with 20 GRPO steps): 29:02 wall (policy 2.7
+Measured (2026-12-05, jax 0.10.2, 2 cores alone, with 20 GRPO steps; before the parent's
+named answer of 2026-12-06, which changes only its last line): 29:02 wall (policy 2.7
 min, SoS+ SFT and sweep 6.3, APR SFT 6.0, its sweep 3.5, GRPO 4.3, the RL model's sweep 3.5,
 child searches 2.2; peak RSS 2.4 GB); 10 GRPO steps save ~2.2 min. SFT loss 0.37 (APR); SoS+
 rows: 2708 of 3000 cut at 768 (the results grammar is longer). Accuracy 0.000 for both formats
