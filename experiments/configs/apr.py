@@ -287,8 +287,10 @@ the kept groups 0.06 / 0.06 / 0.125 / 0 at steps 5 / 10 / 15 / 20 (half to all o
 zero-variance), held-out accuracy 0.078 -> 0.055 -> 0.039 at steps 0 / 10 / 20 (128 problems):
 RL does not raise it yet. What limits it: one success in ~16 rollouts (7.8% greedy, entropy
 0.05), so few groups carry a gradient and the ones that do are dominated by negative
-advantages on near-greedy rollouts. Not tried: a KL to the SFT model (`kl_coef`), positive-only
-advantages, more SFT first.
+advantages on near-greedy rollouts. Positive-only advantages (`advantage_mode="positive_only"`,
+same settings, /tmp/s16/rl5.py; 24 min): reward 0.125 / 0.125 / 0.06 / 0 at steps 5 / 10 / 15 /
+20, held-out 0.078 -> 0.055 -> 0.070 (10 / 7 / 9 of 128): no gain either, within noise. Not
+tried: a KL to the SFT model (`kl_coef`), more SFT first, many more RL steps.
 """
 
 from jaxlm import config as config_lib
