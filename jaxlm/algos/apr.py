@@ -164,6 +164,12 @@ def _prompt(problem: countdown.Problem) -> str:
   return traces.thread_prompt(problem.target, problem.numbers)
 
 
+def parent_score(problem: countdown.Problem, parent_text: str) -> float:
+  """1.0 when a rollout's parent answers `problem` right (a named child's path counts:
+  `traces.answer_text`), else 0.0: the evaluation's score and the RL reward."""
+  return float(countdown.verify(problem, traces.answer_text(parent_text))[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # SFT rows.
 
@@ -246,15 +252,14 @@ def evaluate(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
   rollouts = threads.run(decode, tokenizer(), traces.APR_THREADS,
                          [_prompt(p) for p in problems], budget, jax.random.key(seed))
   mean = lambda f: float(np.mean([f(r) for r in rollouts]))
-  solved = [float(countdown.verify(p, traces.answer_text(r.parent))[0])
-            for p, r in zip(problems, rollouts)]
-  return {"accuracy": float(np.mean(solved)),
+  scores = [parent_score(p, r.parent) for p, r in zip(problems, rollouts)]
+  return {"accuracy": float(np.mean(scores)),
           "mean_total_tokens": mean(lambda r: r.decoded_tokens),
           "mean_longest_thread": mean(lambda r: r.longest_thread),
           "mean_rounds": mean(lambda r: r.rounds),
           "mean_sequential_tokens": mean(lambda r: r.sequential_tokens),
           "mean_children": mean(lambda r: r.num_children),
-          "stops": dict(collections.Counter(r.stop for r in rollouts)), "solved": solved}
+          "stops": dict(collections.Counter(r.stop for r in rollouts)), "solved": scores}
 
 
 def child_accuracy(decode: threads.DecodeFn, problems: Sequence[countdown.Problem],
@@ -316,8 +321,7 @@ def thread_task(train: Sequence[countdown.Problem], val: Sequence[countdown.Prob
   tok = tokenizer()
   splits = {"train": list(train), "eval": list(val)}
   encode = lambda ps: [[tok.bos_id] + tok.encode(_prompt(p)) for p in ps]
-  reward = lambda split, i, ids: float(countdown.verify(
-      splits[split][i], traces.answer_text(tok.decode(ids)))[0])
+  reward = lambda split, i, ids: parent_score(splits[split][i], tok.decode(ids))
   return envs_base.PromptTask(train_prompts=encode(train), eval_prompts=encode(val),
                               reward=reward, stop_tokens=(tok.eos_id,), pad_id=tok.pad_id)
 
