@@ -56,6 +56,14 @@ runs each: before 1.40x, 1.39x (ours 136, 126 vs HF 96, 90 new tokens/s); after 
 collapse described above, not a result.
 Quiet machine (`python -m benchmarks.run`, 2026-12-04 21:05 UTC, load average ~1, no other job,
 2 threads each side): ours 536 vs HF 236 new tokens/s, 2.28x: the >= 2x target is met.
+2026-12-06, another machine of the same kind (jax 0.10.2, torch 2.13.0, transformers as `pip
+install -e ".[test]"` resolves it), beside nothing: HF ran at 533-579 new tokens/s (2.3x the
+earlier 236), ours at 336 / 341 (0.64x / 0.63x). Every fresh `generate` call had been padding
+its KV cache to the model's `max_len` *plus* the prompt and decode lengths (`init_cache(cfg, b,
+0)` read 0 as "default"), so each step attended over and copied 1119 slots instead of 95; with
+the cache at P - 1 + N slots, in the same runs (the old cache restored by a patch, processes
+alternated, 5 repeats each, /tmp/s17/genab.py): ours 768 / 745 vs HF 574 / 579, 1.33x / 1.30x
+(2.2x our old rate). The 2x target is not met against this HF.
 """
 
 from __future__ import annotations

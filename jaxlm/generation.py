@@ -24,9 +24,11 @@
   token and its log-prob come from one max/argmax pass and one exp-sum pass (`argmax_logprob`).
   When, in addition, there is no processor and no `extra_outputs` and the model is a
   `Transformer` with tied embeddings, the step projects the final hidden state itself,
-  vocabulary-major (`_ModuleApply.logits_VxB`: the same logits to the bit, a faster dot on CPU),
-  and the model's own [B, V] projection is dead code. Tokens are unchanged; the log-probs may
-  differ from the general path in the last bit (the order of the 50k-term sum). About half of
+  vocabulary-major (`_ModuleApply.logits_VxB`: the same products, a faster dot on CPU),
+  and the model's own [B, V] projection is dead code. A logit may differ from the general
+  path's in the last bit (the order of its D-term sum, which depends on the CPU), so tokens are
+  the same unless two logits tie to that bit, and the log-probs may differ in the last bit
+  (also the order of the 50k-term sum). About half of
   a small GPT-2's decode step is that projection; benchmarks/generate_bench.py has the measured
   breakdown.
 * Temperature: a scalar or one per row [B]. A row whose temperature is 0 decodes greedily
@@ -322,8 +324,9 @@ class _ModuleApply:
   def logits_VxB(self, params, hidden_BxD):
     """The tied output projection of one position, computed vocabulary-major.
 
-    The same products and sums as the model's `embed.attend`, operands cast to the compute
-    dtype, so the logits are equal to the bit (tested); but XLA's CPU dot is ~25% faster with
+    The same products as the model's `embed.attend`, operands cast to the compute dtype, summed
+    in the order XLA's CPU dot picks for this layout (equal to the bit on some CPUs, a last-bit
+    difference on others; tested within the reordering bound); XLA's CPU dot is ~25% faster with
     the [V, D] embedding as the left operand, and the reductions over V then run down the
     columns of a [V, B] array. (The untied `lm_head` swapped this way differs in the last bit,
     so untied models keep the model's projection.)

@@ -419,8 +419,9 @@ def cache_rows(cache: Cache, rows_R) -> Cache:
 
 def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = None,
                dtype: Dtype | None = None) -> Cache:
-  """An empty KV cache for `batch_size` rows of up to `max_len` tokens."""
-  s = max_len or cfg.max_len
+  """An empty KV cache for `batch_size` rows of up to `max_len` tokens (`cfg.max_len` when None;
+  0 is an empty cache, which `jaxlm.generate` grows to the prompt and decode lengths)."""
+  s = cfg.max_len if max_len is None else max_len
   shape = (cfg.n_layers, batch_size, cfg.kv_heads, s, cfg.dh)
   dt = jnp.dtype(dtype or cfg.dtype)
   return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
