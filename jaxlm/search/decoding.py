@@ -37,10 +37,10 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
   copy the first prompt and decode one token) and stop ids padded to 4, each row limited by
   its own budget, so rounds of different sizes and lengths share few compilations. Prompts
   are decoded at most `max_batch` at a time (one key per call), and fewer when long: the
-  prefill's attention holds rows x heads x prompt x (prompt + decode) scores, so a call takes
-  the largest power of two of rows that keeps rows x prompt x (prompt + decode) (padded)
-  within `max_attention` (2^26 entries: a few GB; an e3 evaluation with 128 rows of prompts
-  padded to 2048 tokens in one call asked for 33 GB at once).
+  prefill's attention holds rows x heads x prompt x prompt scores (and each step reads a cache
+  of prompt + decode slots), so a call takes the largest power of two of rows that keeps
+  rows x prompt x (prompt + decode) (padded) within `max_attention` (2^26 entries; 64 rows of
+  768-token prompts in the e3 default's 4-head model peak at 1.4 GB).
 
   With `chunk`, a call decodes at most `chunk` tokens per row; rows that neither stopped nor
   used their budget continue from their prompt and what they decoded (re-prefilled) with the
