@@ -33,6 +33,13 @@ spawns 2.1 children per rollout (24 of 64 spawn blocks malformed), its children 
 89 solvable pools the symbolic parent would spawn (false goals 0.4%); GRPO reward 0 in every
 group (grad_norm 0), so apr_rl = apr. The pipeline is what the default shows; the comparison
 needs the longer runs below.
+Re-measured 2026-12-06 (named answers; after the KV-cache fix in `jaxlm.generate`; another
+machine of the same kind, 2 cores alone, 10 GRPO steps): 13:27 wall end to end (policy 1.7
+min, SoS+ SFT and sweep 3.0, APR SFT and sweep 4.7, GRPO and the RL sweep 3.2, child searches
+1.1; peak RSS 3.0 GB). SFT loss 0.32 (APR); accuracy 0.000 for both formats at every cap and
+total budget (SoS+ 719 tokens at cap 768; APR 2.4 children and 2.2 rounds per rollout, 1942
+tokens over all threads); children from exact pools 0 of 89 solvable (false goals 6.6%);
+GRPO reward 0 at every logged step (grad_norm 0), so apr_rl = apr.
 
 The symbolic-search figures above were computed from the serialised traces of 300 training
 problems (a rollout counts as solved when its search reaches the goal and every thread, bos and
