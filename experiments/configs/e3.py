@@ -13,9 +13,22 @@ stages, 3 numbers for 15 rollout batches then 4 for 8 (8 prompts x 8 traces, lr 
 environment-written verdicts, DAPO's overlong filtering `rl.mask_truncated`: a trace the budget
 cuts gets no loss), the budget of each stage the smallest of 128..384 tokens that truncates at
 most 20% of 32 probe traces (2x the largest, 768, is the SFT rows' length: positions the
-policy was trained at); evaluation on 64 validation problems x 2 samples at the last stage's
+policy was trained at); evaluation on 128 validation problems x 6 samples at the last stage's
 budget (1x) and at twice it (2x), paired draws. The smoke preset runs the whole pipeline in
 about a minute.
+
+Measured (2026-12-06, jax 0.10.2, seed 0 from scratch, 2 cores, the first 6 minutes beside a
+niced 1-core probe): 12:26 wall end to end, peak RSS 3.7 GB. The probe chose 256 then 384.
+128 validation problems x 6 samples, 1x = 384 / 2x = 768 tokens, 2x - 1x with its 95% interval:
+  sft            0.102 / 0.103  +0.001 +- 0.003  attempts 3.40  tokens 202  give-up 0.70
+  full           0.158 / 0.163  +0.005 +- 0.006  attempts 5.24  tokens 296  give-up 0.19
+  positive_only  0.129 / 0.135  +0.007 +- 0.006  attempts 4.79  tokens 269  give-up 0.33
+  during RL (128 x 1): stage 0 attempts 2.96 -> 3.85 (full) vs 2.96 -> 3.61 (positive_only),
+  tokens 170 -> 211 vs 170 -> 200; stage 1 4.95 -> 5.06 vs 4.49 -> 4.67.
+RL raises pass@1 by 3-6 points; the 2x gain is half a point, its interval excluding 0 for
+positive_only only: at this size the extrapolation is real but small (the "policy" preset below
+has the clearer one). Until 2026-12-06 the default evaluated 64 problems x 2 samples (the
+figures below that say 64 x 2); 128 x 6 fits in the budget since the KV-cache fix.
 
 Measured (2026-12-05, jax 0.10.2, 2 cores, RL seeds `--config.rl.train.seed` 0 / 1 / 2 from one
 SFT policy, its workdir copied and --resume; `jaxlm.algos.e3.across_runs` of the 3 workdirs
@@ -36,6 +49,12 @@ x 1 sample at the stage's budget:
     2x = 768 tokens      0.216 (0.025)           0.167 (0.020)
   per seed 2x - 1x: full +0.000 / +0.016 / +0.023, positive_only +0.016 / +0.008 / +0.000
   (95% intervals +-0.02 to 0.03: none excludes 0); sft +0.000.
+Re-measured 2026-12-06 after the KV-cache fix (`jaxlm.generate` had padded every fresh call's
+cache to the model's max_len plus the prompt and decode lengths), with this 64 x 2 evaluation,
+seed 0 from scratch, 2 cores alone, another machine of the same kind: 9:22 wall end to end (was
+~26.5 min), peak RSS 3.2 GB (was 6.6); sft 0.117, full 0.211 / 0.219 (+0.008 +- 0.016), positive_only 0.172 / 0.188
+(+0.016 +- 0.022), attempts 4.80 / 4.39, tokens 277 / 250: inside the seed spread above but
+for full's attempts (2.6 sd's low). The same seed samples differently on this CPU.
 So with negative gradients the attempts and the trace length grow more than without them (by
 0.35 attempts and 17 tokens after stage 0, 0.54 attempts and 24 tokens at the end: many
 seed sd's apart), give-ups fall further (0.10 vs 0.25) and pass@1 ends higher (0.20 vs 0.16).
@@ -62,6 +81,22 @@ evaluations (64 x 2 at 384) do not differ: full 0.211 pass@1, 6.05 attempts, 326
 positive_only 0.250, 5.99, 322; SFT 0.227, 5.93, 332 (+-0.035 on pass@1); 2x - 1x +0.000 /
 +0.008 / +0.023, none significant. One seed, with the budget as a ceiling (66-74% of the final
 traces cut): the stage-0 contrast is the issue's "grow with, not without"; the end is not.
+Three RL seeds of it (MEASURED 2026-12-06, after the KV-cache fix, on another machine of the
+same kind: one give_up=0 SFT policy from the default's direct-answer policy, `--config.give_up=
+0.0 [--config.rl.train.seed=S] --resume`; 11:42 wall for seed 0 with its SFT, 6:18 per further
+seed, peak RSS 3.3 GB; /tmp/s17/g.sh). The probe chose 384 for both stages in every run.
+Mean (sd over seeds) of the evaluations during RL (64 x 1 at 384):
+                          full                       positive_only
+  stage 0 attempts        6.02 -> 5.99 (0.22)        6.02 -> 5.64 (0.20)
+  stage 0 tokens          327 -> 325 (8)             327 -> 312 (9)
+  end of stage 1          6.04 (0.07) / 328 (2)      5.66 (0.02) / 314 (3)
+  final 1x / 2x (64 x 2)  0.208 / 0.242              0.214 / 0.227    (sft 0.180 / 0.211)
+  2x - 1x per seed        +0.039 / +0.023 / +0.039   +0.008 / +0.016 / +0.016   (sft +0.031)
+  (95% intervals +-0.016 to 0.034: full's seeds 0 and 2 and the SFT's exclude 0 or touch it)
+Without negative gradients attempts and length fall (-0.36 attempts, -14 tokens by the end),
+with them they hold: the contrast (+0.38 attempts, +14 tokens) is many seed sd's; "grow with"
+is not what we see at a 384-token budget that 70% of the traces already hit. Full keeps the
+SFT policy's extrapolation gain (+0.034 mean), positive_only loses most of it (+0.013).
 
 Preset "extrapolate" (MEASURED 2026-12-05, seed 0, one run): the default with the "long"
 preset's attempt chains (k <= 20 attempts at retry 0.9; rows still cut at 768 tokens: 3302 of
@@ -213,10 +248,10 @@ def get_config(arg: str | None = None):
     c.update(max_attempts=12, retry=0.6, give_up=0.3, miscount=0.3, sft_max_len=768,
              length_buckets=(256, 512), budgets=(128, 192, 256, 320, 384, 448, 512))
   if arg in (None, "", "default"):  # "policy" scaled to <= 30 min on 2 cores, see above
-    c.countdown.update(eval_problems=64)
+    c.countdown.update(eval_problems=128)
     c.countdown.policy.update(num_steps=1500)
     c.countdown.trace_policy.update(num_steps=500, log_every=100)
-    c.update(stages=((3, 15), (4, 8)), probe_problems=32, eval_samples=2,
+    c.update(stages=((3, 15), (4, 8)), probe_problems=32, eval_samples=6,
              budget_multiples=(1.0, 2.0), budgets=(128, 192, 256, 320, 384))
     c.rl.train.update(batch_size=64, lr=1e-4)  # 8 prompts x 8 traces
     c.rl.update(mask_truncated=True)  # DAPO's overlong filtering, see above
