@@ -28,9 +28,8 @@
   and the model's own [B, V] projection is dead code. A logit may differ from the general
   path's in the last bit (the order of its D-term sum, which depends on the CPU), so tokens are
   the same unless two logits tie to that bit, and the log-probs may differ in the last bit
-  (also the order of the 50k-term sum). About half of
-  a small GPT-2's decode step is that projection; benchmarks/generate_bench.py has the measured
-  breakdown.
+  (also the order of the 50k-term sum). About half of a small GPT-2's decode step is that
+  projection; benchmarks/generate_bench.py has the measured breakdown.
 * Temperature: a scalar or one per row [B]. A row whose temperature is 0 decodes greedily
   (exactly the argmax of its processed logits, as with `temperature=0` for the whole batch). A
   concrete temperature < 0 or NaN is an error; a traced one (e.g. under an outer `jax.jit`)
