@@ -127,6 +127,13 @@ goals existed (its rows then opened the winning pool as a node), each piece rest
 learning-rate schedule (3e-3, 50 warmup steps, cosine), the APR stage's first 10000 steps were
 in the copied-answer format, and SoS+ had 4000 steps, not 13000. Measured on those pieces: APR
 7.8% vs SoS+ 0.0% at cap 768 (128 problems); RL below.
+Its child stage in today's format, from scratch, as one run (MEASURED 2026-12-06, another
+machine of the same kind, 2 cores alone; /tmp/s17/child.py: the preset's child rows, 10000
+steps with their own schedule, 21.7 min at ~7.7 steps/s): loss 0.029; greedy on the children
+of 128 validation problems (`apr.child_accuracy`, 512 children, 32% of their pools solvable):
+27.7% of the solvable pools solved, false goals 4.3%. The older-format child solved 1 / 6 / 10
+of 89 (1-11%) at 12000 / 18000 / 24000 steps: with pair goals a child is one expansion and
+learns in well under half the steps, so the preset's 24000 child steps are more than it needs.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
