@@ -134,6 +134,12 @@ of 128 validation problems (`apr.child_accuracy`, 512 children, 32% of their poo
 27.7% of the solvable pools solved, false goals 4.3%. The older-format child solved 1 / 6 / 10
 of 89 (1-11%) at 12000 / 18000 / 24000 steps: with pair goals a child is one expansion and
 learns in well under half the steps, so the preset's 24000 child steps are more than it needs.
+Then 8000 steps of APR rows from that child (/tmp/s17/aprstage.py: parent rows x4, named
+answers, their own schedule; 25.7 min at ~5.2 steps/s, loss ~0.05-0.08): APR 14 of 128
+validation problems (10.9%) at cap 768, greedy (3.75 children, 2.85 rounds, 1624 tokens over
+all threads, 871 sequential; 119 end on <eos>, 7 cut by the cap, 2 malformed); its children
+from exact pools solve 49.4% of the solvable ones (false goals 7.6%). So ~48 min of SFT as one
+path beats the pieced 37000-step model (7.8%); SoS+ and GRPO were not run on it (no time left).
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
