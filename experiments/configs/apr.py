@@ -117,7 +117,9 @@ and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] f
 reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
 d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
 (several hours of SFT here).
-Preset "staged" (NEVER RUN AS ONE PIECE; ~5 h on 2 cores by its pieces' rates): the path on
+Preset "staged" (child 10000 and APR 8000 steps MEASURED as one path 2026-12-06, below; SoS+
+8000, the sweeps and GRPO not yet; ~1.5 h on 2 cores by these rates). Until 2026-12-06 it was
+24000 child and 13000 steps per format, the path on
 which APR first scored, measured in pieces with probe scripts (2026-12-05/06, all below): the
 default's 2-layer d=64 one-head model from scratch, the "marks" grammar with pair goals and 8x
 decision weight; 24000 steps on the children's rows alone (`child_sft_steps`; ~4.5 steps/s),
@@ -362,9 +364,9 @@ def get_config(arg: str | None = None):
   elif arg == "staged":  # the path that first scored; measured in pieces, never as one run
     c = get_config(None)
     c.countdown.update(trace_init="scratch")
-    c.countdown.trace_policy.update(num_steps=13_000, log_every=100, checkpoint_every=500)
-    c.update(grammar="marks", pair_goals=True, decision_weight=8.0, child_sft_steps=24_000,
-             apr_sft_steps=13_000, eval_problems=128)
+    c.countdown.trace_policy.update(num_steps=8_000, log_every=100, checkpoint_every=500)
+    c.update(grammar="marks", pair_goals=True, decision_weight=8.0, child_sft_steps=10_000,
+             apr_sft_steps=8_000, eval_problems=128)
     c.rl.update(oversample=4, eval_every=10)
     c.rl.train.update(num_steps=20, lr=5e-5)
   elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's scale, see below
