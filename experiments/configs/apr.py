@@ -117,8 +117,9 @@ and spawns the same id twice; a child given a solvable 3-number pool ([7 7 14] f
 reports no solution. What limits it: the child's own SoS+ search (arithmetic and h) at 2 layers
 d=64; the orchestration is exact. Next: a larger model (d=128, 4 layers) as a named preset
 (several hours of SFT here).
-Preset "staged" (child 10000 and APR 8000 steps MEASURED as one path 2026-12-06, below; SoS+
-8000, the sweeps and GRPO not yet; ~1.5 h on 2 cores by these rates). Until 2026-12-06 it was
+Preset "staged" (MEASURED 2026-12-06, below: child 10000, APR 8000 and SoS+ 8000 steps, the
+sweeps and GRPO; ~2 h on 2 cores alone by the measured rates; APR 10.9% vs SoS+ 1.6% at cap
+768, GRPO lowers APR's accuracy). Until 2026-12-06 it was
 24000 child and 13000 steps per format, the path on
 which APR first scored, measured in pieces with probe scripts (2026-12-05/06, all below): the
 default's 2-layer d=64 one-head model from scratch, the "marks" grammar with pair goals and 8x
@@ -141,7 +142,37 @@ answers, their own schedule; 25.7 min at ~5.2 steps/s, loss ~0.05-0.08): APR 14 
 validation problems (10.9%) at cap 768, greedy (3.75 children, 2.85 rounds, 1624 tokens over
 all threads, 871 sequential; 119 end on <eos>, 7 cut by the cap, 2 malformed); its children
 from exact pools solve 49.4% of the solvable ones (false goals 7.6%). So ~48 min of SFT as one
-path beats the pieced 37000-step model (7.8%); SoS+ and GRPO were not run on it (no time left).
+path beats the pieced 37000-step model (7.8%).
+The whole preset as one run (MEASURED 2026-12-06, `python -m experiments.apr --config
+experiments/configs/apr.py:staged --workdir W --resume` with W/child and W/apr copied from the
+two runs above, so it trained SoS+ 8000 steps from the same child (1:08 h at ~1.9 steps/s beside
+a GRPO probe; ~3.7 alone), then the sweeps, GRPO and its sweep; 2 cores shared with the probes
+below): 1866 of the 3000 SoS+ rows are cut at 768. Greedy, 128 validation problems, per-thread
+cap 512 / 640 / 768: SoS+ 0.000 / 0.008 / 0.016 (487 / 601 / 699 tokens), APR 0.008 / 0.070 /
+0.109 (903 / 1555 / 1624 tokens over all threads); APR at cap 768 under a total budget of 512 /
+768 / 1024 tokens: 0.000 / 0.008 / 0.094. So at the same per-thread cap APR-SFT beats SoS+-SFT
+(0.109 vs 0.016 at 768, same child, same steps); at matched total tokens (~700-750) both are
+near 0, and APR turns its extra total tokens into accuracy where SoS+ cannot spend them (its
+one thread is capped). GRPO (20 steps, 4 of 16 prompts x 4 rollouts kept, temperature 1, lr
+5e-5): held-out 0.109 -> 0.086 -> 0.078 at steps 0 / 10 / 20; after it 0.000 / 0.055 / 0.078 at caps
+512 / 640 / 768 and 0.000 / 0.000 / 0.055 at totals 512 / 768 / 1024; results.json: APR gain
+over SoS+ +0.094 +- 0.060 (95%, paired), apr_rl over APR -0.031 +- 0.038; children from exact
+pools 49.4% -> 48.8% of the solvable (false goals 7.6% -> 7.4%).
+Plots: W/accuracy_vs_tokens.png (accuracy vs total and vs sequential tokens, each model).
+GRPO probes from the same APR model (/tmp/s18/rl.py, rl2.py: 4 of 16 prompts x 4 rollouts
+kept per step, `eval_every=10`, 128 validation problems, greedy; ~55-90 s per step beside the
+run above): lr 1e-4, temperature 1: 0.109 / 0.055 / 0.102 / 0.055 at steps 0 / 10 / 20 / 30
+(stopped); lr 1e-4, temperature 0.5 (kept-group reward 0.31 -> 0.38, zero-variance share ~0.2
+against ~0.5 at temperature 1): 0.109 / 0.078 / 0.070 / 0.063 / 0.070 at steps 0-40. Sampled
+at temperature 1 the SFT model solves 2 / 3 of 128 validation problems (seeds 1 / 2; greedy 14):
+at temperature 1 the policy RL improves is far from the greedy one evaluated. At temperature
+0.5 the SFT model solves 11 of 128 (seed 1), and after those 40 steps again 11: the sampled
+policy RL trains did not improve on held-out problems either.
+The training rows reproduce the decode contexts: greedy rollouts of 16 validation problems,
+26322 decoded ids, the trainer's argmax equals the decoded id at every one (/tmp/s18/gap.py).
+So every RL setting tried lowers the greedy held-out accuracy; what limits it, as far as
+measured: ~5 groups with varied rewards per step (16 rollouts kept of 64 drawn) against the
+paper's 64 x 5 per step, on a 2-layer d=64 model whose greedy path is fragile.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
@@ -361,7 +392,7 @@ def get_config(arg: str | None = None):
     c.countdown.policy.update(num_steps=3000)
     c.countdown.trace_policy.update(num_steps=1500, log_every=100, checkpoint_every=250)
     c.update(parent_repeats=4, apr_sft_steps=2400)  # APR on SoS+'s SFT compute, see above
-  elif arg == "staged":  # the path that first scored; measured in pieces, never as one run
+  elif arg == "staged":  # child, APR and SoS+ SFT, sweeps and GRPO (measured, see above)
     c = get_config(None)
     c.countdown.update(trace_init="scratch")
     c.countdown.trace_policy.update(num_steps=8_000, log_every=100, checkpoint_every=500)

@@ -415,17 +415,24 @@ def train_and_evaluate(config: Config, workdir: str, *, resume: bool = False
   files.write_json(os.path.join(workdir, "results.json"), results)
   files.write_json(os.path.join(workdir, "curves.json"), curves)
   if jax.process_index() == 0:
-    _plot(curves, os.path.join(workdir, "accuracy_vs_tokens.png"))
+    _plot(curves, config.max_rounds, os.path.join(workdir, "accuracy_vs_tokens.png"))
   return results
 
 
-def _plot(curves: dict[str, list[dict[str, Any]]], path: str) -> None:
+def _plot(curves: dict[str, list[dict[str, Any]]], max_rounds: int, path: str) -> None:
+  """Accuracy vs tokens, one line per model and sweep: the per-thread caps (solid) and, for
+  APR, the total budgets at the context cap (dashed)."""
   plt = plots.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for name, rows in curves.items():
-    for ax, key in zip(axes, ("mean_total_tokens", "mean_sequential_tokens")):
-      pts = sorted((r[key], r["accuracy"]) for r in rows)
-      ax.plot(*zip(*pts), "o-", label=name)
+  for i, (name, rows) in enumerate(curves.items()):
+    by_cap = [r for r in rows if r["total"] == max_rounds * r["cap"]]
+    sweeps = (("per-thread cap", "o-", by_cap),
+              ("total budget", "s--", [r for r in rows if r not in by_cap]))
+    for what, style, sweep_rows in sweeps:
+      for ax, key in zip(axes, ("mean_total_tokens", "mean_sequential_tokens")):
+        if sweep_rows:
+          pts = sorted((r[key], r["accuracy"]) for r in sweep_rows)
+          ax.plot(*zip(*pts), style, color=f"C{i}", label=f"{name}, {what}")
   axes[0].set(xlabel="mean decoded tokens, all threads", ylabel="accuracy",
               title="APR vs SoS+: total compute")
   axes[1].set(xlabel="mean sequential tokens (latency)", title="latency")
