@@ -171,8 +171,8 @@ policy RL trains did not improve on held-out problems either.
 The training rows reproduce the decode contexts: greedy rollouts of 16 validation problems,
 26322 decoded ids, the trainer's argmax equals the decoded id at every one (/tmp/s18/gap.py).
 So every RL setting tried lowers the greedy held-out accuracy; what limits it, as far as
-measured: ~5 groups with varied rewards per step (16 rollouts kept of 64 drawn) against the
-paper's 64 x 5 per step, on a 2-layer d=64 model whose greedy path is fragile.
+measured: at most 4 groups with varied rewards per step (16 rollouts kept of 64 drawn), the
+paper 64 x 5 rollouts per step, on a 2-layer d=64 model whose greedy path is fragile.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
