@@ -7,6 +7,7 @@ from absl.testing import absltest
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxlm import testing
 from jaxlm.envs import countdown as cd
@@ -303,6 +304,38 @@ class TransformerTest(absltest.TestCase):
       self.assertTrue(child.startswith(child_prompt))
       child_tokens -= len(child) - len(child_prompt)  # at most: specials decode to no text
     self.assertGreaterEqual(child_tokens, 0)
+
+  def test_thread_ids_replay_the_decode_contexts(self):
+    """RL trains on `Rollout.thread_ids` (`pg_threads.rollout_rows`): the trainer's forward on
+    them must read the contexts the model decoded in, children after a join included. Greedy,
+    every id the model decoded is then the forward's argmax at the position before it."""
+    cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=128)
+    model = Transformer(cfg)
+    params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
+    decode = decoding.make_decode(model, params, temperature=0.0)
+    prompts = [ct.thread_prompt(p.target, p.numbers) for p in (FIXTURE, cd.Problem((2, 3, 4), 24))]
+    budget = threads.Budget(max_rounds=3, max_total_tokens=60, max_thread_tokens=48)
+    alone = threads.run(decode, TOK, ct.APR_THREADS, prompts, budget, KEY)
+    parent, _ = rollout_texts(FIXTURE)  # a scripted spawn of two children, then a give-up
+    before = parent[:parent.index("\njoin\n")]
+    script = Script([ct.join_context(before, [None, None]) + ct.GIVE_UP])
+    mixed = lambda p, n, stop, key: (script if len(stop) == 2 else decode)(p, n, stop, key)
+    [spawned] = threads.run(mixed, TOK, ct.APR_THREADS, prompts[:1],
+                            threads.Budget(max_total_tokens=240, max_thread_tokens=300), KEY)
+    self.assertLen(spawned.thread_ids, 3)
+    checked = decoded = 0
+    for ids, flags in [(r.thread_ids[0], r.thread_decoded[0]) for r in alone] + list(
+        zip(spawned.thread_ids[1:], spawned.thread_decoded[1:])):
+      x = jnp.asarray(ids)[None]
+      logits = model.apply({"params": params}, x, attention_mask_BxT=jnp.ones_like(x)).logits[0]
+      top2 = jnp.sort(logits, -1)[:, -2:]
+      for t in np.flatnonzero(flags):
+        decoded += 1
+        if top2[t - 1, 1] - top2[t - 1, 0] > 1e-4:  # no near-tie the summation order could flip
+          checked += 1
+          self.assertEqual(int(jnp.argmax(logits[t - 1])), ids[t], (t, TOK.decode(ids)))
+    self.assertGreater(decoded, 60)
+    self.assertGreaterEqual(checked, 0.9 * decoded)
 
 
 if __name__ == "__main__":
