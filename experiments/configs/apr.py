@@ -170,7 +170,10 @@ at temperature 1 the policy RL improves is far from the greedy one evaluated. At
 policy RL trains did not improve on held-out problems either.
 The training rows reproduce the decode contexts: greedy rollouts of 16 validation problems,
 26322 decoded ids, the trainer's argmax equals the decoded id at every one (/tmp/s18/gap.py).
-So every RL setting tried lowers the greedy held-out accuracy; what limits it, as far as
+The same SFT run's step-7000 checkpoint scores 0.055 greedily (7 of 128; /tmp/s18/nb.py): models
+a few hundred updates apart differ by as much as RL moved this one, so 0.109 is likely a high
+draw of the neighbourhood and the RL drops partly a return to it; either way RL does not raise
+it. So every RL setting tried lowers the greedy held-out accuracy; what limits it, as far as
 measured: at most 4 groups with varied rewards per step (16 rollouts kept of 64 drawn), the
 paper 64 x 5 rollouts per step, on a 2-layer d=64 model whose greedy path is fragile.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
