@@ -31,6 +31,23 @@ def rollout_texts(problem, max_children=2, child_expansions=2):
   return ct.apr_texts(ct.apr_trace(problem, max_children, child_expansions))
 
 
+def tiny_decoder(max_len, temperature):
+  """(model, params, decode) of a random tiny transformer over the trace vocabulary."""
+  model = Transformer(testing.tiny_model(vocab_size=TOK.vocab_size, max_len=max_len))
+  params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
+  return model, params, decoding.make_decode(model, params, temperature=temperature)
+
+
+def spawn_then_give_up(decode):
+  """A decode whose parent is scripted (the fixture's spawn of two children, then a give-up
+  after their join) and whose children `decode` writes: (decode, script, text before join)."""
+  parent, _ = rollout_texts(FIXTURE)
+  before = parent[:parent.index("\njoin\n")]
+  script = Script([ct.join_context(before, [None, None]) + ct.GIVE_UP])
+  mixed = lambda p, n, stop, key: (script if len(stop) == 2 else decode)(p, n, stop, key)
+  return mixed, script, before
+
+
 def run(problems, script, **budget):
   prompts = [ct.thread_prompt(p.target, p.numbers) for p in problems]
   return threads.run(script, TOK, ct.APR_THREADS, prompts, threads.Budget(**budget), KEY)
@@ -250,10 +267,7 @@ class TransformerTest(absltest.TestCase):
       decoding.make_decode(model, params, chunk=0)
 
   def test_decode_and_smoke(self):
-    cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=64)
-    model = Transformer(cfg)
-    params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
-    decode = decoding.make_decode(model, params, temperature=1.0)
+    model, params, decode = tiny_decoder(64, 1.0)
     prompts = [ct.thread_prompt(p.target, p.numbers) for p in (FIXTURE, cd.Problem((2, 3, 4), 24))]
     ids = [[TOK.bos_id] + TOK.encode(p) for p in prompts]
     stop_ids = [TOK.eos_id] + TOK.encode(ct.SPAWN_END)
@@ -288,11 +302,8 @@ class TransformerTest(absltest.TestCase):
         self.assertEqual(r.longest_thread, 1 + len(TOK.encode(prompt)) + r.decoded_tokens)
     # Children through the transformer (same compiled shapes), the parent replayed: the
     # fixture's spawn, then a give-up after the (random, so unsolved) children's join.
-    parent, _ = rollout_texts(FIXTURE)
-    before = parent[:parent.index("\njoin\n")]
-    gave_up = ct.join_context(before, [None, None]) + ct.GIVE_UP
-    script = Script([gave_up])
-    mixed = lambda p, n, stop, key: (script if len(stop) == 2 else decode)(p, n, stop, key)
+    mixed, script, before = spawn_then_give_up(decode)
+    gave_up = script.texts[0]
     budget = threads.Budget(max_total_tokens=240, max_thread_tokens=300)
     [r] = threads.run(mixed, TOK, ct.APR_THREADS, [prompts[0]], budget, KEY)
     # With this key both children end (<eos>) within their 30 tokens: the parent resumes.
@@ -309,17 +320,11 @@ class TransformerTest(absltest.TestCase):
     """RL trains on `Rollout.thread_ids` (`pg_threads.rollout_rows`): the trainer's forward on
     them must read the contexts the model decoded in, children after a join included. Greedy,
     every id the model decoded is then the forward's argmax at the position before it."""
-    cfg = testing.tiny_model(vocab_size=TOK.vocab_size, max_len=128)
-    model = Transformer(cfg)
-    params = nn.meta.unbox(model.init(KEY, jnp.zeros((1, 8), jnp.int32))["params"])
-    decode = decoding.make_decode(model, params, temperature=0.0)
+    model, params, decode = tiny_decoder(128, 0.0)
     prompts = [ct.thread_prompt(p.target, p.numbers) for p in (FIXTURE, cd.Problem((2, 3, 4), 24))]
     budget = threads.Budget(max_rounds=3, max_total_tokens=60, max_thread_tokens=48)
     alone = threads.run(decode, TOK, ct.APR_THREADS, prompts, budget, KEY)
-    parent, _ = rollout_texts(FIXTURE)  # a scripted spawn of two children, then a give-up
-    before = parent[:parent.index("\njoin\n")]
-    script = Script([ct.join_context(before, [None, None]) + ct.GIVE_UP])
-    mixed = lambda p, n, stop, key: (script if len(stop) == 2 else decode)(p, n, stop, key)
+    mixed, _, _ = spawn_then_give_up(decode)
     [spawned] = threads.run(mixed, TOK, ct.APR_THREADS, prompts[:1],
                             threads.Budget(max_total_tokens=240, max_thread_tokens=300), KEY)
     self.assertLen(spawned.thread_ids, 3)
@@ -327,13 +332,14 @@ class TransformerTest(absltest.TestCase):
     for ids, flags in [(r.thread_ids[0], r.thread_decoded[0]) for r in alone] + list(
         zip(spawned.thread_ids[1:], spawned.thread_decoded[1:])):
       x = jnp.asarray(ids)[None]
-      logits = model.apply({"params": params}, x, attention_mask_BxT=jnp.ones_like(x)).logits[0]
-      top2 = jnp.sort(logits, -1)[:, -2:]
-      for t in np.flatnonzero(flags):
-        decoded += 1
-        if top2[t - 1, 1] - top2[t - 1, 0] > 1e-4:  # no near-tie the summation order could flip
-          checked += 1
-          self.assertEqual(int(jnp.argmax(logits[t - 1])), ids[t], (t, TOK.decode(ids)))
+      logits = np.asarray(model.apply({"params": params}, x,
+                                      attention_mask_BxT=jnp.ones_like(x)).logits[0])
+      at = np.flatnonzero(flags)  # decoded ids, each predicted at the position before it
+      top2 = np.sort(logits[at - 1], -1)[:, -2:]
+      clear = top2[:, 1] - top2[:, 0] > 1e-4  # no near-tie the summation order could flip
+      np.testing.assert_array_equal(logits[at - 1].argmax(-1)[clear], np.asarray(ids)[at][clear],
+                                    TOK.decode(ids))
+      decoded, checked = decoded + at.size, checked + clear.sum()
     self.assertGreater(decoded, 60)
     self.assertGreaterEqual(checked, 0.9 * decoded)
 
