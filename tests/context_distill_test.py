@@ -14,6 +14,7 @@ import numpy as np
 from jaxlm import config as config_lib
 from jaxlm import testing
 from jaxlm.algos import context_distill as cd
+from jaxlm.algos import context_distill_experiments as cde
 from jaxlm.losses import distill
 from jaxlm.models import lm_networks
 from experiments.configs import context_distill as cd_configs
@@ -243,11 +244,11 @@ class GeneratorTest(absltest.TestCase):
 class DistillTest(absltest.TestCase):
 
   def test_smoke_preset_composes_and_writes_results(self):
-    config = config_lib.from_dict(cd.Config, cd_configs.get_config("smoke").to_dict())
+    config = config_lib.from_dict(cde.Config, cd_configs.get_config("smoke").to_dict())
     self.assertEqual(config.experiments, ("instruction",))
     self.assertGreater(config.replay_share, 0.0)  # replay is on (its rows: kl_rows test)
     with tempfile.TemporaryDirectory() as workdir:
-      results = cd.train_and_evaluate(config, workdir)
+      results = cde.train_and_evaluate(config, workdir)
       for name in ("results.json", "accuracy.png", "meta/metrics.jsonl",
                    "instruction_rule1/metrics.jsonl", "instruction_rule2/metrics.jsonl"):
         self.assertTrue(os.path.exists(os.path.join(workdir, name)), msg=name)
@@ -265,13 +266,14 @@ class DistillTest(absltest.TestCase):
 
   def test_config_errors(self):
     with self.assertRaisesRegex(ValueError, "unknown names \\['bogus'\\]"):
-      cd.Config(experiments=("bogus",))
+      cde.Config(experiments=("bogus",))
     with self.assertRaisesRegex(ValueError, "replay_share=1.5"):
-      cd.Config(replay_share=1.5)
+      cde.Config(replay_share=1.5)
     with self.assertRaisesRegex(ValueError, "unknown context_distill preset 'huge'"):
       cd_configs.get_config("huge")
     with self.assertRaisesRegex(ValueError, "variant='soft'"):
-      cd.distill_context("/nonexistent", cd.Config().model, None, "", [], cd.Config().distill_train,
+      default = cde.Config()
+      cd.distill_context("/nonexistent", default.model, None, "", [], default.distill_train,
                          variant="soft", max_new_tokens=1)
 
 

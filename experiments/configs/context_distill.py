@@ -87,14 +87,14 @@ one-layer model; numbers meaningless).
 """
 
 from jaxlm import config as config_lib
-from jaxlm.algos import context_distill
+from jaxlm.algos import context_distill_experiments as context_distill
 
 PRESETS = (None, "examples", "full", "smoke")
 
 
 def get_config(arg: str | None = None):
-  """Every field of `jaxlm.algos.context_distill.Config`, then preset `arg` in {None/"default",
-  "examples", "full", "smoke"}."""
+  """Every field of `jaxlm.algos.context_distill_experiments.Config`, then preset `arg` in
+  {None/"default", "examples", "full", "smoke"}."""
   c = config_lib.config_dict(context_distill.Config())
   if arg in (None, "", "default"):
     pass

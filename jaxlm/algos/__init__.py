@@ -5,13 +5,14 @@ ones (bc, mc, ilql) share their config fields and data through `offline`; `test_
 the Countdown policy and PRM and runs the search strategies of `jaxlm.search` on them; `pg` is
 online policy-gradient RL (PPO, GRPO and relatives) and `online` its experiments; `e3` trains
 in-context exploration on Countdown; `ktiw` reproduces single-head attention dynamics;
-`context_distill` and `calm` learn from context (distillation, CALM's relabeling and auxiliary
-head).
+`context_distill` (with the paper's experiments in `context_distill_experiments`) and `calm`
+learn from context (distillation, CALM's relabeling and auxiliary head).
 """
 
 from jaxlm.algos import bc
 from jaxlm.algos import calm
 from jaxlm.algos import context_distill
+from jaxlm.algos import context_distill_experiments
 from jaxlm.algos import e3
 from jaxlm.algos import ilql
 from jaxlm.algos import ktiw
@@ -23,6 +24,6 @@ from jaxlm.algos import sft
 from jaxlm.algos import test_time
 
 __all__ = [
-    "bc", "calm", "context_distill", "e3", "ilql", "ktiw", "mc", "offline", "online", "pg", "sft",
-    "test_time",
+    "bc", "calm", "context_distill", "context_distill_experiments", "e3", "ilql", "ktiw", "mc",
+    "offline", "online", "pg", "sft", "test_time",
 ]

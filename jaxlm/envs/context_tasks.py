@@ -1,5 +1,5 @@
 """Synthetic tasks for context distillation (Snell, Klein & Zhong 2022, "Learning by Distilling
-Context"; used by `jaxlm.algos.context_distill`).
+Context"; used by `jaxlm.algos.context_distill` and its experiments).
 
 Both are character level (`SimpleTokenizer.chars(ALPHABET)`) with deterministic generators:
 
