@@ -17,7 +17,8 @@ CONFIG_FILES = {"ilql": "jaxlm.algos.ilql", "bc": "jaxlm.algos.bc", "mc": "jaxlm
                 "sft": "jaxlm.algos.sft", "search": "jaxlm.algos.test_time",
                 "grpo": "jaxlm.algos.online", "ppo": "jaxlm.algos.online",
                 "apr": "jaxlm.algos.apr", "e3": "jaxlm.algos.e3", "calm": "jaxlm.algos.calm",
-                "context_distill": "jaxlm.algos.context_distill", "ktiw": "jaxlm.algos.ktiw"}
+                "context_distill": "jaxlm.algos.context_distill_experiments",
+                "ktiw": "jaxlm.algos.ktiw"}
 
 
 def _presets():
