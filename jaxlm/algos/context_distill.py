@@ -20,7 +20,7 @@ that came out of distilling c1 uses those params both as the student's start and
 That needs replay: a student trained only on context-free rows forgets how to read a context
 (measured: with-context accuracy 1.00 -> 0.00 after one distillation), and is then a useless
 teacher for the next context. `distill_context(replay=...)` mixes pretraining rows, kept WITH
-their contexts, into the training set (`Config.replay_share` of each batch in expectation).
+their contexts, into the training set (a share of each batch in expectation: `replay_sample`).
 
 Tasks: `jaxlm.envs.context_tasks` (a cipher with a rule or worked examples as its context,
 addition with a scratchpad).
