@@ -189,7 +189,8 @@ rollouts per step, all kept (`oversample=1`), temperature 0.5 (sampled at 1 the 
 SFT model at 0.001, `accum_steps=4` (the ~600 thread rows of a step, padded to 1024 x 768, need
 ~44 GB in one pass at 2048 rows); 30 steps, ~108 s per step on 2 cores alone, 70 min with the
 evaluations. Held-out greedy accuracy at cap 768 (512 problems): 0.105 / 0.107 / 0.100 / 0.098
-at steps 0 / 10 / 20 / 30 (54 / 55 / 51 / 50 solved); training reward 0.091 / 0.093 / 0.091 over
+at steps 0 / 10 / 20 / 30 (54 / 55 / 51 / 50 solved; step 30 against 0, paired: -0.008 +-
+0.021, /tmp/s19/paired.py); training reward 0.091 / 0.093 / 0.091 over
 steps 1-10 / 11-20 / 21-30; KL to the SFT model at most 1.1e-5 per token; 3.6 children, 2.8
 rounds and ~1530 tokens per rollout throughout. With lr 2e-5 (same batch, stopped at step 16):
 0.105 -> 0.102 at step 10, KL 3e-7. So with enough rollouts per step RL no longer lowers the
