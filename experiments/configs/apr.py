@@ -177,26 +177,25 @@ draw of the neighbourhood and the RL drops partly a return to it; either way RL 
 it. So every RL setting tried lowers the greedy held-out accuracy; what limits it, as far as
 measured: at most 4 groups with varied rewards per step (16 rollouts kept of 64 drawn), the
 paper 64 x 5 rollouts per step, on a 2-layer d=64 model whose greedy path is fragile.
-Preset "rl" (RL MEASURED 2026-12-06; TARGET NOT REACHED): the staged preset's SFT, then GRPO
-with 8x the rollouts kept per step, 512 validation problems (the preset's 128 give +- ~0.05 on a
-paired difference). Run: `python -m experiments.apr --config experiments/configs/apr.py:rl
---workdir W --resume` (W/child, W/apr, W/sos of a staged run are reused; its RL is what was
-measured, through `apr.reinforce` with these settings from the staged APR model, /tmp/s19/rl3.py;
-the sweeps at 512 problems were not run: ~4 min per budget and model here, so ~2.5 h after the
-staged SFT, ~4.5 h from scratch). GRPO: 16 prompts x 8
-rollouts per step, all kept (`oversample=1`), temperature 0.5 (sampled at 1 the SFT model solves
-2% against 10.5% greedy; at 0.5 the training reward is 0.09), lr 1e-4 (cosine to 0), k3 KL to the
-SFT model at 0.001, `accum_steps=4` (the ~600 thread rows of a step, padded to 1024 x 768, need
-~44 GB in one pass at 2048 rows); 30 steps, ~108 s per step on 2 cores alone, 70 min with the
-evaluations. Held-out greedy accuracy at cap 768 (512 problems): 0.105 / 0.107 / 0.100 / 0.098
-at steps 0 / 10 / 20 / 30 (54 / 55 / 51 / 50 solved; step 30 against 0, paired: -0.008 +-
-0.021, /tmp/s19/paired.py); training reward 0.091 / 0.093 / 0.091 over
-steps 1-10 / 11-20 / 21-30; KL to the SFT model at most 1.1e-5 per token; 3.6 children, 2.8
-rounds and ~1530 tokens per rollout throughout. With lr 2e-5 (same batch, stopped at step 16):
-0.105 -> 0.102 at step 10, KL 3e-7. So with enough rollouts per step RL no longer lowers the
-accuracy (the smaller-batch probes above fell to 0.055-0.078 on 128 problems), but it does not
-raise it: the policy hardly moves (the SFT model's entropy is ~0.02 per token, and a rollout's
-advantage is spread over ~1500 tokens of 4-5 threads), and the reward it sees stays flat.
+Preset "rl" (RL MEASURED 2026-12-06; TARGET NOT REACHED): the staged preset's SFT, then GRPO with 8x
+the rollouts kept per step, 512 validation problems (the preset's 128 give +- ~0.05 on a paired
+difference). Run: `python -m experiments.apr --config experiments/configs/apr.py:rl --workdir W
+--resume` (W/child, W/apr, W/sos of a staged run are reused; its RL is what was measured, through
+`apr.reinforce` with these settings from the staged APR model, /tmp/s19/rl3.py; the sweeps at 512
+problems were not run: ~4 min per budget and model here, so ~2.5 h after the staged SFT, ~4.5 h from
+scratch). GRPO: 16 prompts x 8 rollouts per step, all kept (`oversample=1`), temperature 0.5
+(sampled at 1 the SFT model solves 2% against 10.5% greedy; at 0.5 the training reward is 0.09), lr
+1e-4 (cosine to 0), k3 KL to the SFT model at 0.001, `accum_steps=4` (a step's ~600 thread rows are
+padded to 1024 x 768; one pass over the 2048 rows of 32 prompts x 8 asked for 44 GB); 30 steps, ~108
+s per step on 2 cores alone, 70 min with the evaluations. Held-out greedy accuracy at cap 768 (512
+problems): 0.105 / 0.107 / 0.100 / 0.098 at steps 0 / 10 / 20 / 30 (54 / 55 / 51 / 50 solved; step
+30 against 0, paired: -0.008 +- 0.021, /tmp/s19/paired.py); training reward 0.091 / 0.093 / 0.091
+over steps 1-10 / 11-20 / 21-30; KL to the SFT model at most 1.1e-5 per token; 3.6 children, 2.8
+rounds and ~1530 tokens per rollout throughout. With lr 2e-5 (same batch, stopped at step 16): 0.105
+-> 0.102 at step 10, KL 3e-7. So with enough rollouts per step RL no longer lowers the accuracy (the
+smaller-batch probes above fell to 0.055-0.078 on 128 problems), but it does not raise it: the
+policy hardly moves (the SFT model's entropy is ~0.02 per token, and a rollout's advantage is spread
+over ~1500 tokens of 4-5 threads), and the reward it sees stays flat.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
