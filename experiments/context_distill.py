@@ -6,8 +6,8 @@ See experiments/configs/context_distill.py for presets, runtime and measured res
 """
 
 from experiments import launch
-from jaxlm.algos import context_distill_experiments as context_distill
+from jaxlm.algos import context_distill_experiments
 
 if __name__ == "__main__":
-  launch.run(context_distill, "context_distill", "/tmp/jaxlm_context_distill",
-             context_distill.summary)
+  launch.run(context_distill_experiments, "context_distill", "/tmp/jaxlm_context_distill",
+             context_distill_experiments.summary)

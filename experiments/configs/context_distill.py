@@ -87,7 +87,7 @@ one-layer model; numbers meaningless).
 """
 
 from jaxlm import config as config_lib
-from jaxlm.algos import context_distill_experiments as context_distill
+from jaxlm.algos import context_distill_experiments
 
 PRESETS = (None, "examples", "full", "smoke")
 
@@ -95,14 +95,14 @@ PRESETS = (None, "examples", "full", "smoke")
 def get_config(arg: str | None = None):
   """Every field of `jaxlm.algos.context_distill_experiments.Config`, then preset `arg` in
   {None/"default", "examples", "full", "smoke"}."""
-  c = config_lib.config_dict(context_distill.Config())
+  c = config_lib.config_dict(context_distill_experiments.Config())
   if arg in (None, "", "default"):
     pass
   elif arg == "examples":  # experiment (3) alone: its own meta-model (example contexts)
     c.update(experiments=("examples",), context_mix=(0.4, 0.4, 0.2))
     c.meta_train.update(num_steps=3000)
   elif arg == "full":
-    c.update(experiments=context_distill.EXPERIMENTS, context_mix=(0.4, 0.4, 0.2))
+    c.update(experiments=context_distill_experiments.EXPERIMENTS, context_mix=(0.4, 0.4, 0.2))
     c.meta_train.update(num_steps=3000)
   elif arg == "smoke":  # the fewest compilations: one experiment, one step per run
     c.model.update(d_model=16, n_layers=1, n_heads=2, d_ff=32)
