@@ -213,12 +213,16 @@ class RolloutRowsTest(absltest.TestCase):
                                 jax.random.key(0))
     self.adv = np.array([0.5, -0.5, 1.0, -1.0], np.float32)
     self.batch, self.adv_B, self.zv_B = pg_threads.rollout_rows(
-        self.rollouts, self.adv, np.array([False, True, False, True]), 4096, TOK.pad_id, min_rows=2)
+        self.rollouts, self.adv, np.array([False, True, False, True]), 4096, TOK.pad_id, multiple=4)
 
   def test_rows_and_padding(self):
     n = sum(len(r.thread_ids) for r in self.rollouts)
     rows = self.batch.tokens.shape[0]
-    self.assertEqual(rows, 1 << (n - 1).bit_length())  # a power of two
+    self.assertEqual((n, rows), (10, 12))  # 3/4 of 16, a multiple of 4
+    for multiple, want in ((1, 12), (5, 15), (16, 16)):
+      batch, _, _ = pg_threads.rollout_rows(self.rollouts, self.adv, np.zeros(4, bool), 4096,
+                                            TOK.pad_id, multiple=multiple)
+      self.assertEqual(batch.tokens.shape[0], want)
     longest = max(len(ids) for r in self.rollouts for ids in r.thread_ids)
     self.assertEqual(self.batch.tokens.shape[1], decoding.bucket(longest, fine=True))
     owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])

@@ -50,13 +50,14 @@ def row_batch(rows: Sequence[tuple[Sequence[int], Sequence[float]]], max_len: in
 
 
 def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
-                 zero_var: np.ndarray, max_len: int, pad_id: int, *, min_rows: int = 1,
+                 zero_var: np.ndarray, max_len: int, pad_id: int, *, multiple: int = 1,
                  per_rollout: bool = True) -> tuple[RLBatch, np.ndarray, np.ndarray]:
   """Every thread of every rollout as a row, with its rollout's advantage and weights
-  1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); rows padded
-  to a power of two (at least `min_rows`) and the length to a power of two or three quarters
-  of one (`decoding.bucket(fine=True)`, at most max_len: e3's 530-token rows take 768, not
-  1024), so few shapes compile.
+  1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); the rows and
+  the length padded to a power of two or three quarters of one (`decoding.bucket(fine=True)`,
+  so few shapes compile; at most a third of padding: APR's ~1200 thread rows take 1536, not
+  2048), the rows then to a multiple of `multiple` (minibatches x microbatches x devices
+  split them) and the length to at most max_len (e3's 530-token rows take 768, not 1024).
 
   Returns:
     (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
@@ -69,7 +70,7 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
       weights.append(1.0 / total)
       adv.append(a)
       zv.append(z)
-  n = decoding.bucket(max(len(rows), min_rows))
+  n = -(-decoding.bucket(len(rows), fine=True) // multiple) * multiple
   length = min(decoding.bucket(max(len(ids) for ids, _ in rows), fine=True), max_len)
   pad = n - len(rows)
   batch = row_batch(rows + [([], [])] * pad, length, pad_id, weights + [0.0] * pad)
@@ -116,7 +117,8 @@ class ThreadRollouts(IndexedBatches):
     zero_var = np.repeat(np.asarray(adv_lib.zero_variance_groups(rewards_PxG)), g)
     batch, adv_B, zv_B = rollout_rows(rollouts, np.asarray(adv).reshape(-1), zero_var,
                                       config.model.max_len, self.task.pad_id,
-                                      min_rows=config.minibatches * jax.device_count(),
+                                      multiple=(config.minibatches * config.train.accum_steps
+                                                * jax.device_count()),
                                       per_rollout=self.per_rollout)
     rows = batch.tokens.shape[0]
     cut = np.repeat([r.stop in threads.BUDGET_STOPS for r in rollouts],
