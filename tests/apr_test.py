@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import jax
@@ -197,6 +198,26 @@ class EvaluateTest(absltest.TestCase):
       self.assertEqual(row["stops"].get("context", 0), int(np.sum(~fits)))
       self.assertAlmostEqual(row["mean_rounds"], 1.0)
       self.assertLessEqual(row["mean_longest_thread"], cap)
+
+  def test_chunked_decoding_evaluates_as_one_call(self):
+    c = apr_configs.get_config("smoke")
+    config = config_lib.from_dict(apr.Config, c.to_dict())
+    model_cfg = apr._model_config(config)  # pylint: disable=protected-access
+    model, init = apr.pg.networks(dataclasses.replace(config.rl, model=model_cfg))[:2]
+    params = init(jax.random.key(0))["policy"]
+    budget = threads.Budget(config.max_rounds, 1000, config.context)
+    calls, original = [], decoding.make_decode
+    def make_decode(*args, **kwargs):  # records each decode call's chunk
+      decode = original(*args, **kwargs)
+      return lambda *a: calls.append(kwargs["chunk"]) or decode(*a)
+    rows = []
+    with mock.patch.object(apr.decoding, "make_decode", make_decode):
+      for chunk in (None, 7):
+        rows.append(apr.evaluate(apr.model_decode(model, params, dataclasses.replace(
+            config, decode_chunk=chunk)), PROBLEMS, budget))
+    self.assertEqual(rows[0], rows[1])
+    self.assertEqual(set(calls), {None, 7})
+    self.assertGreater(rows[0]["mean_longest_thread"], 7 + 20)  # threads span several chunks
 
 
 class RolloutRowsTest(absltest.TestCase):
