@@ -185,9 +185,10 @@ difference). Run: `python -m experiments.apr --config experiments/configs/apr.py
 problems were not run: ~4 min per budget and model here, so ~2.5 h after the staged SFT, ~4.5 h from
 scratch). GRPO: 16 prompts x 8 rollouts per step, all kept (`oversample=1`), temperature 0.5
 (sampled at 1 the SFT model solves 2% against 10.5% greedy; at 0.5 the training reward is 0.09), lr
-1e-4 (cosine to 0), k3 KL to the SFT model at 0.001, `accum_steps=4` (a step's ~600 thread rows are
-padded to 1024 x 768; one pass over the 2048 rows of 32 prompts x 8 asked for 44 GB); 30 steps, ~108
-s per step on 2 cores alone, 70 min with the evaluations. Held-out greedy accuracy at cap 768 (512
+1e-4 (cosine to 0), k3 KL to the SFT model at 0.001, `accum_steps=4` (a step's ~600 thread rows were
+then padded to 1024 x 768, now to 768 x 768; one pass over the 2048 rows of 32 prompts x 8 asked
+for 44 GB); 30 steps, ~108 s per step on 2 cores alone, 70 min with the evaluations (before
+`decode_chunk`, below). Held-out greedy accuracy at cap 768 (512
 problems): 0.105 / 0.107 / 0.100 / 0.098 at steps 0 / 10 / 20 / 30 (54 / 55 / 51 / 50 solved; step
 30 against 0, paired: -0.008 +- 0.021, /tmp/s19/paired.py); training reward 0.091 / 0.093 / 0.091
 over steps 1-10 / 11-20 / 21-30; KL to the SFT model at most 1.1e-5 per token; 3.6 children, 2.8
