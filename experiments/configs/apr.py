@@ -197,6 +197,25 @@ rounds and ~1530 tokens per rollout throughout. With lr 2e-5 (same batch, stoppe
 smaller-batch probes above fell to 0.055-0.078 on 128 problems), but it does not raise it: the
 policy hardly moves (the SFT model's entropy is ~0.02 per token, and a rollout's advantage is spread
 over ~1500 tokens of 4-5 threads), and the reward it sees stays flat.
+Since then (2026-12-06, /tmp/s20): with `decode_chunk=256` (`apr.Config`; 256 new tokens per
+decode call, the few threads still running re-prefilled) the 128 rollouts of an RL step decode
+in 23.7 s instead of 62.3 s (2.6x; staged APR model, 128 training problems, the second of two
+runs each, /tmp/s20/prof.py) and the greedy evaluation of 512 problems takes 86.5 s instead of
+265 s (3.1x) with the same outcome on every problem (/tmp/s20/evalchunk.py); a GRPO step of
+the preset now takes ~60 s. Three more settings from the same SFT model, each as the preset
+but: (a) positive-only advantages at lr 3e-4: training reward 0.023 / 0.156 / 0.016 / 0.008 /
+0.008 at steps 4-8, where the preset's run drew 0.086 / 0.172 / 0.047 / 0.063 / 0.086 on the
+same prompts with the same keys (the two agree at steps 1-3, before the policies part;
+stopped at step 8); (b) 60 steps (cosine over 60): reward 0.102 / 0.081 over steps 1-10 /
+11-20, held-out 0.105 -> 0.086 at step 20 (stopped at step 22); (c) dynamic sampling, 64
+prompts x 8 drawn and the 16 groups whose rewards vary kept (`oversample=4`: zero-variance
+share 0, against ~0.7 in the preset's batches; ~2 min per step), 24 steps: kept-group
+reward 0.301 / 0.293 / 0.299 over steps 1-8 / 9-16 / 17-24, KL at most 4.8e-6 per token,
+held-out 0.105 / 0.100 / 0.104 / 0.104 at steps 0 / 8 / 16 / 24 (54 / 51 / 53 / 53 of 512; step
+24 against 0, paired: -0.002 +- 0.025; 55 min). So neither more steps, nor every kept group
+informative, nor positive-only advantages raise it: at lr 1e-4 the policy barely moves (Adam's
+update norm falls from 0.032 to ~0.005 per step as its second moments fill) and at 3e-4 (a) it
+moves the wrong way within five steps.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
