@@ -41,6 +41,8 @@ min, SoS+ SFT and sweep 3.0, APR SFT and sweep 4.7, GRPO and the RL sweep 3.2, c
 total budget (SoS+ 719 tokens at cap 768; APR 2.4 children and 2.2 rounds per rollout, 1942
 tokens over all threads); children from exact pools 0 of 89 solvable (false goals 6.6%);
 GRPO reward 0 at every logged step (grad_norm 0), so apr_rl = apr.
+With `decode_chunk=256` (2026-12-06, 2 cores alone): 11:27 wall (the evaluations and GRPO
+decode in 256-token calls), peak RSS 2.6 GB, the same accuracies and token counts.
 
 The symbolic-search figures above were computed from the serialised traces of 300 training
 problems (a rollout counts as solved when its search reaches the goal and every thread, bos and
