@@ -218,6 +218,8 @@ class EvaluateTest(absltest.TestCase):
     self.assertEqual(rows[0], rows[1])
     self.assertEqual(set(calls), {None, 7})
     self.assertGreater(rows[0]["mean_longest_thread"], 7 + 20)  # threads span several chunks
+    with self.assertRaisesRegex(ValueError, "decode_chunk=0 must be >= 1"):
+      apr.Config(decode_chunk=0)
 
 
 class RolloutRowsTest(absltest.TestCase):

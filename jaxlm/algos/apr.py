@@ -151,6 +151,8 @@ class Config:
                        f"make it a mean over rollouts; got {self.rl.aggregation!r}")
     if self.parent_repeats < 1:
       raise ValueError(f"apr.Config.parent_repeats={self.parent_repeats} must be >= 1")
+    if self.decode_chunk is not None and self.decode_chunk < 1:  # before hours of SFT
+      raise ValueError(f"apr.Config.decode_chunk={self.decode_chunk} must be >= 1 (or None)")
     if self.grammar not in countdown_search.GRAMMARS:
       raise ValueError(f"apr.Config.grammar must be one of {countdown_search.GRAMMARS}, got "
                        f"{self.grammar!r}")

@@ -55,9 +55,9 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
   """Every thread of every rollout as a row, with its rollout's advantage and weights
   1 / (tokens the rollout decoded) on its decoded ids (1 without `per_rollout`); the rows and
   the length padded to a power of two or three quarters of one (`decoding.bucket(fine=True)`,
-  so few shapes compile; at most a third of padding: APR's ~1200 thread rows take 1536, not
-  2048), the rows then to a multiple of `multiple` (minibatches x microbatches x devices
-  split them) and the length to at most max_len (e3's 530-token rows take 768, not 1024).
+  so few shapes compile; APR's ~1200 thread rows take 1536, not 2048), the rows then up to a
+  multiple of `multiple` (minibatches x microbatches x devices split them) and the length to
+  at most max_len (e3's 530-token rows take 768, not 1024).
 
   Returns:
     (batch, per-row advantages, per-row zero-variance flags); padding rows have no tokens.
