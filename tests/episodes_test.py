@@ -13,6 +13,7 @@ from jaxlm import config as config_lib
 from jaxlm import testing
 from jaxlm.algos import online
 from jaxlm.algos import pg
+from jaxlm.algos import pg_episodes
 from jaxlm.data.batch import RLBatch
 from jaxlm.envs import base as envs_base
 from jaxlm.envs import tasks
@@ -87,7 +88,7 @@ class TurnSamplerTest(absltest.TestCase):
     cfg = pg.Config(model=testing.tiny_model(vocab_size=task.tokenizer.vocab_size, max_len=24),
                     group_size=1, estimator="gae", critic="head",
                     sampling=rollout.Sampling(max_new_tokens=3, temperature=1.3, top_k=40))
-    sampling = pg.episode_sampling(cfg, task)
+    sampling = pg_episodes.episode_sampling(cfg, task)
     self.assertIn(task.tokenizer.encode("move up\n")[0], sampling.stop_tokens)
     model, init_lm, logits_fn = lm_networks(cfg.model)
     params = init_lm(jax.random.key(0))
@@ -143,7 +144,15 @@ class PPOMazeSmokeTest(absltest.TestCase):
     cfg = pg.Config(model=testing.tiny_model(vocab_size=task.tokenizer.vocab_size), group_size=1)
     model, _, forward, logits = pg.networks(cfg)
     with self.assertRaisesRegex(ValueError, 'multi-turn.*estimator "gae"'):
-      pg.EpisodeRollouts(cfg, task, model, forward, logits)
+      pg_episodes.EpisodeRollouts(cfg, task, model, forward, logits)
+
+  def test_prompt_trainer_names_the_episode_trainer(self):
+    task = tasks.make_task("maze_fo")
+    cfg = pg.Config(model=testing.tiny_model(vocab_size=task.tokenizer.vocab_size),
+                    group_size=1, estimator="gae", critic="head")
+    with tempfile.TemporaryDirectory() as d:
+      with self.assertRaisesRegex(TypeError, "not a PromptTask.*pg_episodes.train"):
+        pg.train(cfg, task, d)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Tasks:
   "env"        a multi-turn text game of `jaxlm.envs.tasks` (`bc.env`: FO / PO Maze, Wordle):
                the start is the offline pipeline's BC policy (`jaxlm.algos.bc`, trained here
                on `bc`'s offline episodes, or loaded with --resume), RL plays fresh episodes
-               (`pg.EpisodeRollouts`, estimator "gae"), and both policies are evaluated by
+               (`pg_episodes`, estimator "gae"), and both policies are evaluated by
                `offline.evaluate` with `bc`'s settings: the same episode seeds, temperature
                and context, the ILQL job's table (return, normalized, success, episodes).
 
@@ -35,6 +35,7 @@ from jaxlm import evaluation
 from jaxlm.algos import bc as bc_lib
 from jaxlm.algos import offline
 from jaxlm.algos import pg
+from jaxlm.algos import pg_episodes
 from jaxlm.algos import test_time
 from jaxlm.algos.test_time import models as test_time_models
 from jaxlm.envs import bandit
@@ -147,8 +148,8 @@ def _train_and_evaluate_env(config: Config, workdir: str, *, resume: bool
   policy = policy_lib.lm_policy(model, policy_logits)
   evaluate_fn = lambda p: offline.evaluate(policy, p, data.task, bc, betas=(0.0,),
                                            name=config.name)[0]
-  state, _ = pg.train(rl, data.task, os.path.join(workdir, config.name), pretrained=params,
-                      resume=resume, evaluate_fn=evaluate_fn)
+  state, _ = pg_episodes.train(rl, data.task, os.path.join(workdir, config.name),
+                               pretrained=params, resume=resume, evaluate_fn=evaluate_fn)
   return _results(workdir, config.name, "bc", params, state, evaluate_fn)
 
 

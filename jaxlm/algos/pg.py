@@ -11,9 +11,9 @@ DAPO (Yu et al. 2025) is "grpo" with clip_high > clip_low (clip-higher), aggrega
 "token_mean", and dynamic sampling: oversample > 1 draws more prompts and keeps the groups
 whose rewards vary, drop_zero_variance masks any zero-variance group left (its share is logged).
 
-Multi-turn text games (`jaxlm.envs.tasks.Task`: Maze, Wordle) run "gae" on per-turn rows
-(`EpisodeRollouts`, `jaxlm.rl.episodes`): each rollout batch plays train.batch_size fresh
-episodes with the current policy, one row per turn, GAE across the turns of each episode.
+Multi-turn text games (Maze, Wordle) train through `jaxlm.algos.pg_episodes` (per-turn rows,
+"gae"), orchestrated threads through `jaxlm.algos.pg_threads` (APR, e3): each passes its own
+rollouts to `train`.
 
 Each `fit` step is one rollout batch: `Rollouts` samples G completions for each of P prompts
 from the current policy, scores them (task reward), recomputes their log-probs with the
@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlm import evaluation
 from jaxlm import generation
 from jaxlm import metrics as metrics_lib
 from jaxlm import plots
@@ -46,14 +45,11 @@ from jaxlm import train as train_lib
 from jaxlm.config import TrainConfig
 from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import IndexedBatches
-from jaxlm.envs import base as envs_base
-from jaxlm.envs import tasks as tasks_lib
 from jaxlm.envs.base import PromptTask
 from jaxlm.losses import pg as pg_losses
 from jaxlm.losses import xent
 from jaxlm.losses.lm import masked_mean
 from jaxlm.models import TransformerConfig, lm_networks
-from jaxlm.models import policy as policy_lib
 from jaxlm.models.heads import MLPHead
 from jaxlm.models.transformer import output_matrix
 from jaxlm.rl import advantages as adv_lib
@@ -478,68 +474,6 @@ class Rollouts(IndexedBatches):
     return int(jnp.sum(batch.rl.attention_mask))
 
 
-def episode_sampling(config: Config, task: tasks_lib.Task) -> rollout_lib.Sampling:
-  """The config's sampling for a multi-turn task: an action ends at any token whose text ends
-  with `task.action_end`, and has at most `task.max_action_tokens` tokens when the task sets
-  a cap (else sampling.max_new_tokens)."""
-  cap = min(config.sampling.max_new_tokens, task.max_action_tokens or 1 << 30)
-  return dataclasses.replace(
-      config.sampling, max_new_tokens=cap, pad_id=task.tokenizer.pad_id,
-      stop_tokens=episodes_lib.stop_ids(task.tokenizer, task.action_end,
-                                        config.model.vocab_size))
-
-
-class EpisodeRollouts(IndexedBatches):
-  """`fit`'s data for a multi-turn task (`jaxlm.envs.tasks.Task`): each call plays
-  `train.batch_size` episodes from fresh seeds with the current policy and returns their
-  per-turn rows scored as an `OnlineBatch` (`jaxlm.rl.episodes`; "gae" only). The episode seeds
-  and the sampling key are functions of (train.seed, rollout index), so resume is exact."""
-
-  def __init__(self, config: Config, task: tasks_lib.Task, model: Any, forward: Callable,
-               policy_logits: Callable):
-    if config.estimator != "gae":
-      raise ValueError(f'{task.name} is multi-turn: its advantages need estimator "gae" (a '
-                       f'critic), not "{config.estimator}"')
-    super().__init__(config.train.seed)
-    self.config, self.task = config, task
-    sampling = episode_sampling(config, task)
-    self.prompt_width = config.model.max_len - sampling.max_new_tokens
-    self._sample = jax.jit(functools.partial(rollout_lib.sample, model, sampling=sampling,
-                                             group_size=1))
-    self._score = jax.jit(functools.partial(score_rows, config, forward, policy_logits))
-
-  def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
-    rng, key = self.next_seeds()
-    e = self.config.train.batch_size
-    sampler = episodes_lib.TurnSampler(self._sample, state.params["policy"],
-                                       self.task.tokenizer, e, self.prompt_width,
-                                       self.config.transitions, key)
-    trajectories = envs_base.rollout(self.task.make_env, sampler, rng.integers(2**31 - 1, size=e),
-                                     self.task.max_steps, env_tags=np.arange(e))
-    eb = episodes_lib.episode_rows(sampler, trajectories, self.config.model.max_len, e)
-    rows = eb.rl.tokens.shape[0]
-    return self._score(state.params, state.extra, jax.tree.map(jnp.asarray, eb.rl),
-                       jnp.asarray(eb.sampler_logp), bootstrap_B=jnp.asarray(eb.bootstrap),
-                       outcome_B=None, reward=jnp.full((rows,), eb.returns.mean()),
-                       length=jnp.full((rows,), eb.action_tokens.mean()))
-
-  def num_tokens(self, batch: OnlineBatch) -> int:
-    return int(jnp.sum(batch.rl.attention_mask))
-
-
-def evaluate_episodes(model: Any, policy_logits: Callable, policy_params: Any,
-                      task: tasks_lib.Task, config: Config, *, name: str = "policy"
-                      ) -> dict[str, float]:
-  """A multi-turn policy in its environment, as the offline algorithms are evaluated
-  (`jaxlm.evaluation.evaluate_policy`: `eval_episodes` episodes on the seeds of train.seed,
-  sampled at the rollout temperature): return, normalised score (95% CIs), success."""
-  return evaluation.evaluate_policy(
-      policy_lib.lm_policy(model, policy_logits), policy_params, task, betas=(0.0,),
-      episodes=config.eval_episodes, temperature=config.sampling.temperature,
-      transitions=config.transitions, max_len=config.model.max_len, seed=config.train.seed,
-      name=name)[0]
-
-
 def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *,
              split: str = "eval", seed: int = 0) -> dict[str, float]:
   """Held-out pass@1 (mean success of `eval_samples` sampled completions per prompt, at the
@@ -563,35 +497,31 @@ def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *
 SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
-def train(config: Config, task: PromptTask | tasks_lib.Task, workdir: str, *,
-          pretrained: Any = None, resume: bool = False,
-          evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
-          rollouts: Callable[..., IndexedBatches] | None = None
+def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = None,
+          resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
+          rollouts: Callable[..., IndexedBatches] | None = None,
+          curves: tuple[tuple[str, ...], str] = (
+              ("reward", "eval/reward", "eval/pass@1", "eval/greedy"), "reward / pass@1")
           ) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
-  checkpoints, learning_curve.png (reward and eval pass@1, or episode return) and
-  length_curve.png. `task` is a single-turn `PromptTask` or a multi-turn text game
-  (`jaxlm.envs.tasks.Task`; `train.batch_size` then counts episodes per rollout).
-  `evaluate_fn(policy_params) -> scalars` replaces the default evaluation (`evaluate` or
-  `evaluate_episodes`), run at step 0 of a fresh run, every `eval_every` steps and at the end;
-  its rows are the `eval/` scalars of metrics.jsonl (`eval_rows` reads them back).
-  `rollouts(config, task, model, forward, policy_logits)` replaces the prompt task's
-  `Rollouts` (e.g. `jaxlm.algos.apr.ThreadRollouts`)."""
+  checkpoints, learning_curve.png (`curves`: the keys and the y label) and length_curve.png.
+  `evaluate_fn(policy_params) -> scalars` replaces the default evaluation (`evaluate`), run at
+  step 0 of a fresh run, every `eval_every` steps and at the end; its rows are the `eval/`
+  scalars of metrics.jsonl (`eval_rows` reads them back). `rollouts(config, task, model,
+  forward, policy_logits)` replaces the prompt task's `Rollouts`
+  (`pg_threads.ThreadRollouts`, `pg_episodes.EpisodeRollouts` for a multi-turn game)."""
   model, init_fn, forward, policy_logits = networks(config, pretrained)
-  if isinstance(task, PromptTask):
-    rollouts = (rollouts or Rollouts)(config, task, model, forward, policy_logits)
-    default = lambda p: evaluate(model, p, task, config)
-    curves = ("reward", "eval/reward", "eval/pass@1", "eval/greedy"), "reward / pass@1"
-  else:
-    rollouts = EpisodeRollouts(config, task, model, forward, policy_logits)
-    default = lambda p: evaluate_episodes(model, policy_logits, p, task, config)
-    curves = ("reward", "eval/return"), "episode return"
-  eval_fn = lambda s: (evaluate_fn or default)(s.params["policy"])
+  if rollouts is None and not isinstance(task, PromptTask):
+    raise TypeError(f"pg.train: {type(task).__name__} is not a PromptTask; a multi-turn game "
+                    "trains with jaxlm.algos.pg_episodes.train")
+  data = (rollouts or Rollouts)(config, task, model, forward, policy_logits)
+  eval_fn = lambda s: (evaluate_fn or (lambda p: evaluate(model, p, task, config)))(
+      s.params["policy"])
   reference = None
   if config.kl_coef > 0:
     reference = lambda params: jax.tree.map(jnp.copy, params["policy"])
   state, history = train_lib.fit(
-      workdir, config.train, init_fn, make_loss(config, forward), rollouts, resume=resume,
+      workdir, config.train, init_fn, make_loss(config, forward), data, resume=resume,
       extra_fn=reference, saved_config=config, epochs=config.epochs,
       minibatches=config.minibatches, prepare_batch=functools.partial(prepare_batch, config),
       eval_fn=eval_fn, eval_every=config.eval_every, show=SHOWN)
