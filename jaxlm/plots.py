@@ -37,7 +37,8 @@ def plot_learning_curve(rows: list[Mapping[str, float]], path: str,
   ax.set_xlabel("step")
   ax.set_ylabel(ylabel)
   ax.grid(alpha=0.3)
-  ax.legend()
+  if ax.lines:
+    ax.legend()
   save(fig, path)
 
 

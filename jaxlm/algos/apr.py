@@ -383,7 +383,8 @@ def reinforce(config: Config, params: Any, train_problems: Sequence[countdown.Pr
   rollouts = functools.partial(pg_threads.ThreadRollouts, run=run, tok=tokenizer(),
                                chunk=config.decode_chunk)
   state, _ = pg.train(rl, thread_task(train_problems, val), run_dir, pretrained=params,
-                      resume=resume, evaluate_fn=evaluate_fn, rollouts=rollouts)
+                      resume=resume, evaluate_fn=evaluate_fn, rollouts=rollouts,
+                      curves=(("reward", "eval/accuracy"), "reward / held-out accuracy"))
   return state.params["policy"]
 
 
