@@ -497,7 +497,7 @@ def evaluate(model: Any, policy_params: Any, task: PromptTask, config: Config, *
 SHOWN = ("reward", "kl", "entropy", "response_length", "clip_frac", "grad_norm")
 
 
-def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = None,
+def train(config: Config, task: Any, workdir: str, *, pretrained: Any = None,
           resume: bool = False, evaluate_fn: Callable[[Any], dict[str, float]] | None = None,
           rollouts: Callable[..., IndexedBatches] | None = None,
           curves: tuple[tuple[str, ...], str] = (
@@ -505,6 +505,7 @@ def train(config: Config, task: PromptTask, workdir: str, *, pretrained: Any = N
           ) -> tuple[train_lib.TrainState, list[dict[str, float]]]:
   """Online RL from `pretrained` policy params (or a fresh init) in `workdir`: metrics.jsonl,
   checkpoints, learning_curve.png (`curves`: the keys and the y label) and length_curve.png.
+  `task` is a `PromptTask`, or the task a custom `rollouts` reads (a multi-turn game).
   `evaluate_fn(policy_params) -> scalars` replaces the default evaluation (`evaluate`), run at
   step 0 of a fresh run, every `eval_every` steps and at the end; its rows are the `eval/`
   scalars of metrics.jsonl (`eval_rows` reads them back). `rollouts(config, task, model,
