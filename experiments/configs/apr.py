@@ -218,6 +218,18 @@ held-out 0.105 / 0.100 / 0.104 / 0.104 at steps 0 / 8 / 16 / 24 (54 / 51 / 53 / 
 informative, nor positive-only advantages raise it: at lr 1e-4 the policy barely moves (Adam's
 update norm falls from 0.032 to ~0.005 per step as its second moments fill) and at 3e-4 (a) it
 moves the wrong way within five steps.
+Then (2026-12-06, /tmp/s21): the rows are what the sampler saw (greedy rollouts of 32 training
+problems: the teacher-forced argmax equals the row's token at all 50869 trained positions,
+align.py); lr 2e-4 with 3 warmup steps, otherwise as (c): held-out 0.105 / 0.104 / 0.088 at
+steps 0 / 8 / 16 (stopped at 17). The policy does move, and not like a random step: (c)'s 24
+steps (parameter change 0.13 in norm, params 85) flip ~43 of the 512 held-out outcomes (from
+its paired +- 0.025), both ways, where random directions with the same per-tensor norms
+flip 5 (x1, two draws) and 9-13 (x2) (perturb.py); on the 1206 training problems those steps
+drew it is 0.116 -> 0.124 (+0.008 +- 0.014; 43 up, 33 down; trainset.py). So each run's change
+is mostly the noise of its policy gradient (~16 informative groups a step) on decision-relevant
+weights, not a gain the held-out problems miss. When noise dominates each step, Adam's step has
+a fixed size, so the signal-to-noise ratio of the total change grows as the square root of the
+rollouts trained, whatever the learning rate: our runs train ~3000 rollouts, the paper's 48000.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
