@@ -127,6 +127,27 @@ def _norm(tree) -> jax.Array:
   return optax.tree.norm(tree).astype(jnp.float32)
 
 
+def gradient_noise(micro_sq_A: jax.Array, mean_sq: jax.Array) -> dict[str, jax.Array]:
+  """Unbiased estimates of the true gradient's squared norm |G|^2 and of the noise of the
+  update's gradient, tr(Sigma) / B, from A microbatch gradients g_a (each from B / A rows) and
+  their mean g (McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", App. A.1:
+  E|g_a|^2 = |G|^2 + A tr(Sigma) / B and E|g|^2 = |G|^2 + tr(Sigma) / B, rows i.i.d.).
+
+  Their ratio is the noise scale in updates: B_simple / B = grad_noise_sq / grad_signal_sq, the
+  batch (in multiples of this one) at which the gradient's noise equals its signal. Each step's
+  estimates are noisy (the signal can come out negative): average numerator and denominator
+  over steps before dividing.
+
+  Args:
+    micro_sq_A: [A] squared norms |g_a|^2 of the microbatch gradients, A >= 2.
+    mean_sq: |g|^2 of their mean.
+  """
+  a = micro_sq_A.shape[0]
+  micro = jnp.mean(micro_sq_A)
+  return {"grad_signal_sq": (a * mean_sq - micro) / (a - 1),
+          "grad_noise_sq": (micro - mean_sq) / (a - 1)}
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
                     schedule: optax.Schedule | None = None, mesh: Mesh | None = None,
                     state_shardings: Any = None, batch_sharding: Any = None,
@@ -163,7 +184,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
   Returns:
     The jitted step. Metrics (replicated): loss, grad_norm (before clipping), param_norm,
-    update_norm, learning_rate (if `schedule`) and the loss's aux metrics; with several
+    update_norm, learning_rate (if `schedule`), with accum_steps > 1 grad_signal_sq and
+    grad_noise_sq (`gradient_noise`), and the loss's aux metrics; with several
     updates per call, loss, grad_norm, update_norm and aux are means over the updates and
     param_norm is the final one.
   """
@@ -181,13 +203,15 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     def body(grads_acc, xs):
       i, micro = xs
       (loss, aux), grads = grad_fn(state.params, micro, jax.random.fold_in(rng, i), state=state)
-      return jax.tree.map(jnp.add, grads_acc, grads), (loss, aux)
+      return jax.tree.map(jnp.add, grads_acc, grads), (loss, aux, _norm(grads) ** 2)
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     micro = _split_microbatches(batch, accum_steps, mesh)
-    grads, (losses, auxes) = jax.lax.scan(body, zeros, (jnp.arange(accum_steps), micro))
+    grads, (losses, auxes, micro_sq) = jax.lax.scan(body, zeros,
+                                                    (jnp.arange(accum_steps), micro))
     aux = jax.tree.map(lambda x: x.mean(0), auxes)
-    return losses.mean(), aux, jax.tree.map(lambda g: g / accum_steps, grads)
+    grads = jax.tree.map(lambda g: g / accum_steps, grads)
+    return losses.mean(), {**aux, **gradient_noise(micro_sq, _norm(grads) ** 2)}, grads
 
   if epochs < 1 or minibatches < 1:
     raise ValueError(f"epochs={epochs} and minibatches={minibatches} must be >= 1")
