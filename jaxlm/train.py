@@ -130,7 +130,7 @@ def _norm(tree) -> jax.Array:
 def gradient_noise(micro_sq_A: jax.Array, mean_sq: jax.Array) -> dict[str, jax.Array]:
   """Unbiased estimates of the true gradient's squared norm |G|^2 and of the noise of the
   update's gradient, tr(Sigma) / B, from A microbatch gradients g_a (each from B / A rows) and
-  their mean g (McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", App. A.1:
+  their mean g (McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", App. A:
   E|g_a|^2 = |G|^2 + A tr(Sigma) / B and E|g|^2 = |G|^2 + tr(Sigma) / B, rows i.i.d.).
 
   Their ratio is the noise scale in updates: B_simple / B = grad_noise_sq / grad_signal_sq, the
