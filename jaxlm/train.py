@@ -133,8 +133,8 @@ def gradient_noise(micro_sq_A: jax.Array, mean_sq: jax.Array) -> dict[str, jax.A
   their mean g (McCandlish et al. 2018, "An Empirical Model of Large-Batch Training", App. A:
   E|g_a|^2 = |G|^2 + A tr(Sigma) / B and E|g|^2 = |G|^2 + tr(Sigma) / B, rows i.i.d.).
 
-  Their ratio is the noise scale in updates: B_simple / B = grad_noise_sq / grad_signal_sq, the
-  batch (in multiples of this one) at which the gradient's noise equals its signal. Each step's
+  Their ratio is the noise scale in units of this batch: B_simple / B = grad_noise_sq /
+  grad_signal_sq, the batch at which the gradient's noise would equal its signal. Each step's
   estimates are noisy (the signal can come out negative): average numerator and denominator
   over steps before dividing.
 
