@@ -233,10 +233,12 @@ rollouts trained, whatever the learning rate: our runs train ~3000 rollouts, the
 How noisy: the gradients of four independent batches of (c) at the SFT model (64 prompts x 8
 drawn, 16 varying groups kept; /tmp/s21/gradcos.py) have norms 0.047-0.086 and pairwise cosines
 -0.11 to +0.10, mean 0.012 (+- 0.063 at two standard errors of the six pairs, which share
-batches): the signal is ~1% of a step's squared gradient (under 7.5%), a per-step signal-to-
-noise ratio of ~0.1, so 24 steps reach ~0.5 and even 150 steps only ~1.3; a step would need
-~1300 varying groups (at least ~200) for a ratio of 1, where the paper's steps hold 64 groups of
-a 75% accurate model.
+batches): the signal is ~1% of a step's squared gradient (under 7.5%), a per-step
+signal-to-noise ratio of ~0.1, so 24 steps reach ~0.5 and even 150 steps only ~1.3; a step would
+need ~1300 varying groups (at least ~200) for a ratio of 1, where the paper's steps hold 64
+groups of a 75% accurate model. Runs since log the same per step: with accum_steps > 1 the
+trainer writes grad_signal_sq and grad_noise_sq (`jaxlm.train.gradient_noise`; average each over
+steps, then divide for the noise scale in batches).
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
