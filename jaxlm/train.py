@@ -196,9 +196,10 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def loss_and_grads(state, batch, rng):
+    """(loss, aux, grads, the microbatch gradients' squared norms or None)."""
     if accum_steps == 1:
       (loss, aux), grads = grad_fn(state.params, batch, rng, state=state)
-      return loss, aux, grads
+      return loss, aux, grads, None
 
     def body(grads_acc, xs):
       i, micro = xs
@@ -210,8 +211,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
     grads, (losses, auxes, micro_sq) = jax.lax.scan(body, zeros,
                                                     (jnp.arange(accum_steps), micro))
     aux = jax.tree.map(lambda x: x.mean(0), auxes)
-    grads = jax.tree.map(lambda g: g / accum_steps, grads)
-    return losses.mean(), {**aux, **gradient_noise(micro_sq, _norm(grads) ** 2)}, grads
+    return losses.mean(), aux, jax.tree.map(lambda g: g / accum_steps, grads), micro_sq
 
   if epochs < 1 or minibatches < 1:
     raise ValueError(f"epochs={epochs} and minibatches={minibatches} must be >= 1")
@@ -219,14 +219,17 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
 
   def update(state, batch, rng):
     """One optimizer update; returns the state with new params (step unchanged)."""
-    loss, aux, grads = loss_and_grads(state, prepare(batch), rng)
+    loss, aux, grads, micro_sq = loss_and_grads(state, prepare(batch), rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     target = state.target_params
     if target_update is not None and target is not None:
       target = polyak_update(target, params, target_update)
-    metrics = {"loss": loss.astype(jnp.float32), "grad_norm": _norm(grads),
+    grad_norm = _norm(grads)
+    metrics = {"loss": loss.astype(jnp.float32), "grad_norm": grad_norm,
                "update_norm": _norm(updates), **aux}
+    if micro_sq is not None:
+      metrics.update(gradient_noise(micro_sq, grad_norm ** 2))
     return state.replace(params=params, opt_state=opt_state, target_params=target), metrics
 
   def several_updates(state, batch, rng):

@@ -516,8 +516,7 @@ def train(config: Config, task: Any, workdir: str, *, pretrained: Any = None,
     raise TypeError(f"pg.train: {type(task).__name__} is not a PromptTask; a multi-turn game "
                     "trains with jaxlm.algos.pg_episodes.train")
   data = (rollouts or Rollouts)(config, task, model, forward, policy_logits)
-  eval_fn = lambda s: (evaluate_fn or (lambda p: evaluate(model, p, task, config)))(
-      s.params["policy"])
+  evaluate_fn = evaluate_fn or (lambda p: evaluate(model, p, task, config))
   reference = None
   if config.kl_coef > 0:
     reference = lambda params: jax.tree.map(jnp.copy, params["policy"])
@@ -525,7 +524,7 @@ def train(config: Config, task: Any, workdir: str, *, pretrained: Any = None,
       workdir, config.train, init_fn, make_loss(config, forward), data, resume=resume,
       extra_fn=reference, saved_config=config, epochs=config.epochs,
       minibatches=config.minibatches, prepare_batch=functools.partial(prepare_batch, config),
-      eval_fn=eval_fn, eval_every=config.eval_every, show=SHOWN)
+      eval_fn=lambda s: evaluate_fn(s.params["policy"]), eval_every=config.eval_every, show=SHOWN)
   if jax.process_index() == 0 and history:
     plots.plot_learning_curve(history, f"{workdir}/learning_curve.png",
                               keys=curves[0], ylabel=curves[1])
