@@ -299,7 +299,9 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     step_fn: from `make_train_step`.
     data: iterator of host batches, or a callable `data(state) -> batch` (online RL: rollouts
       of the current policy); if it has `get_state() -> dict` its position is saved with each
-      checkpoint (restore it with `set_state` before calling `train` to resume).
+      checkpoint (restore it with `set_state` before calling `train` to resume); if it has
+      `pop_stats() -> dict`, those host-side scalars (e.g. a rollout's wall time) join each
+      logged row.
     num_steps: total number of updates (the loop stops when `state.step == num_steps`).
     workdir: where metrics.jsonl, tb/ and learning_curve.png go (None: nothing written).
     log_every: steps between metric fetches (the only host syncs in the loop).
@@ -388,6 +390,8 @@ def train(state: TrainState, step_fn: Callable[[TrainState, Batch], tuple[TrainS
     if logged:
       elapsed = time.perf_counter() - t0
       scalars["tokens_per_s"] = tokens / max(elapsed, 1e-9)
+      if hasattr(data, "pop_stats"):
+        scalars.update(data.pop_stats())
       log(step, scalars)
       bar.set_postfix({**{k: f"{scalars[k]:.4g}" for k in show if k in scalars},
                        "tok_s": f"{scalars['tokens_per_s']:.0f}"},

@@ -18,6 +18,7 @@ from jaxlm import testing
 from jaxlm import train as train_lib
 from jaxlm.algos import apr
 from jaxlm.algos import pg_threads
+from jaxlm.envs import bandit
 from jaxlm.envs import countdown as cd
 from jaxlm.envs import countdown_search as cs
 from jaxlm.envs import countdown_traces as ct
@@ -408,9 +409,20 @@ class SmokeTest(absltest.TestCase):
       self.assertEqual(rows[-1]["step"], config.rl.train.num_steps)
     with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
       apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
-    with self.assertRaisesRegex(ValueError, "prompt_order='epochs' is not supported"):
-      pg_threads.ThreadRollouts(apr.pg.Config(prompt_order="epochs"), None, None, None, None,
-                                run=None, tok=TOK)
+
+  def test_thread_rollouts_draw_prompts_in_epochs(self):
+    # ThreadRollouts draws its prompts as pg's rollouts do: "epochs" visits each of the 5
+    # training prompts once per pass (P = 2 a step, 3 steps = 6 draws over passes 0 and 1).
+    config = apr.pg.Config(prompt_order="epochs", group_size=4,
+                           train=testing.tiny_train(batch_size=8))
+    task = bandit.task(num_prompts=5)
+    rollouts = pg_threads.ThreadRollouts(config, task, None, None, None, run=None, tok=TOK)
+    drawn = []
+    for i in range(1, 6):
+      rollouts.index = i
+      drawn.extend(rollouts._prompts(None))
+    self.assertEqual(sorted(drawn[:5]), [0, 1, 2, 3, 4])
+    self.assertEqual(sorted(drawn[5:10]), [0, 1, 2, 3, 4])
 
 
 if __name__ == "__main__":

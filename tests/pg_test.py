@@ -245,6 +245,63 @@ class LossTest(parameterized.TestCase):
       _config(estimator="ppo2")
 
 
+class PromptFilterTest(absltest.TestCase):
+  """GRESO's pre-rollout filter (`prompt_filter="greso"`) in pg's rollouts."""
+
+  # 12 prompts: 0-3 always solved, 4-7 never, 8-11 solved when the first completion token is
+  # even (a random policy's group of 8 varies w.p. ~0.99). A third of uniform draws vary.
+  TASK = dataclasses.replace(
+      bandit.task(num_prompts=12),
+      reward=lambda split, i, ids: 1.0 if i < 4 else 0.0 if i < 8 else float(ids[0] % 2 == 0))
+
+  def _rollouts(self, **kw):
+    config = _config(train={"batch_size": 32}, **kw)  # P = 4 prompts a step
+    model, init, forward, policy_logits = pg.networks(config)
+    state = train_lib.TrainState(step=0, params=init(jax.random.key(0)), opt_state=None,
+                                 rng=None, extra=None)
+    return pg.Rollouts(config, self.TASK, model, forward, policy_logits), state
+
+  def test_greso_draws_more_varying_groups(self):
+    varying = {}
+    for name in ("none", "greso"):
+      rollouts, state = self._rollouts(prompt_filter=name)
+      stats = []
+      for _ in range(40):
+        batch = rollouts(state)
+        stats.append(rollouts.pop_stats())
+      # drawn_* describe the draw: here (oversample 1) the batch itself.
+      np.testing.assert_allclose(stats[-1]["drawn_reward"], np.mean(batch.reward), rtol=1e-6)
+      zero = np.asarray(batch.zero_var).reshape(-1, 8)[:, 0]
+      self.assertAlmostEqual(stats[-1]["drawn_zero_variance_share"], zero.mean())
+      self.assertGreater(stats[-1]["rollout_s"], 0)
+      varying[name] = 1 - np.mean([r["drawn_zero_variance_share"] for r in stats[20:]])
+      if name == "greso":
+        # ~half the candidates skipped (measured 0.2-0.56 a step), the rest mostly varying.
+        self.assertGreater(np.mean([r["skipped_share"] for r in stats[20:]]), 0.3)
+    self.assertAlmostEqual(varying["none"], 1 / 3, delta=0.12)  # measured 0.30
+    self.assertGreater(varying["greso"], 0.7)  # measured 0.85
+
+  def test_filter_state_resumes_the_same_draws(self):
+    rollouts, state = self._rollouts(prompt_filter="greso")
+    for _ in range(6):
+      rollouts(state)
+    saved = json.loads(json.dumps(rollouts.get_state()))  # as the checkpoint stores it
+    after = [np.asarray(rollouts(state).rl.tokens) for _ in range(3)]
+    fresh, _ = self._rollouts(prompt_filter="greso")
+    fresh.set_state(saved)
+    for want in after:
+      np.testing.assert_array_equal(np.asarray(fresh(state).rl.tokens), want)
+    plain, _ = self._rollouts()
+    with self.assertRaisesRegex(ValueError, "no 'filter'"):
+      fresh.set_state(plain.get_state())
+
+  def test_config_errors(self):
+    with self.assertRaisesRegex(ValueError, 'greso.*"uniform"'):
+      _config(prompt_filter="greso", prompt_order="epochs")
+    with self.assertRaisesRegex(ValueError, "filter_target"):
+      _config(prompt_filter="greso", filter_target=1.5)
+
+
 class TrainTest(parameterized.TestCase):
 
   def test_twenty_steps_twice_give_bit_identical_metrics(self):
@@ -254,7 +311,8 @@ class TrainTest(parameterized.TestCase):
     for _ in range(2):
       with tempfile.TemporaryDirectory() as d:
         runs.append(pg.train(config, TASK, d)[1])
-    strip = lambda h: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in h]
+    timing = ("tokens_per_s", "rollout_s")
+    strip = lambda h: [{k: v for k, v in r.items() if k not in timing} for r in h]
     self.assertEqual(strip(runs[0]), strip(runs[1]))
     self.assertGreater(len([r for r in runs[0] if "kl" in r]), 3)
 

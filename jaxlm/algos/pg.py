@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import time
 from typing import Any, Callable, Literal, Sequence
 
 import flax.struct
@@ -55,6 +56,7 @@ from jaxlm.models.transformer import output_matrix
 from jaxlm.rl import advantages as adv_lib
 from jaxlm.rl import episodes as episodes_lib
 from jaxlm.rl import rollout as rollout_lib
+from jaxlm.rl import selection
 from jaxlm.rl.returns import decision_view
 
 ESTIMATORS = ("grpo", "dr_grpo", "rloo", "gae")
@@ -86,6 +88,10 @@ class Config:
     oversample: draw oversample x P prompts per rollout and keep the P groups whose rewards
       vary first (`jaxlm.rl.advantages.fill_groups`: DAPO's sample-until-full at a fixed
       cost); 1 keeps every drawn group.
+    prompt_filter: "greso" skips, before rollout, prompts whose latest groups all had zero
+      reward variance (`jaxlm.rl.selection`: GRESO, Zheng et al. 2025), so more of the drawn
+      groups vary; needs prompt_order "uniform" and group_size >= 2. "none" draws them all.
+    filter_target: GRESO's target share of zero-variance groups among those drawn.
     critic: "none", "head" (value head on the policy trunk) or "separate" (its own transformer
       initialised from the policy); "gae" needs one.
     gamma, gae_lambda: discount and GAE lambda (per action token).
@@ -128,6 +134,8 @@ class Config:
   drop_zero_variance: bool = False
   mask_truncated: bool = False
   oversample: int = 1
+  prompt_filter: Literal["none", "greso"] = "none"
+  filter_target: float = 0.25
   critic: Literal["none", "head", "separate"] = "none"
   gamma: float = 1.0
   gae_lambda: float = 0.95
@@ -161,6 +169,12 @@ class Config:
               (self.oversample == 1 or self.estimator != "gae",
                'oversample selects groups by reward variance: it needs a group estimator, '
                'not "gae"'),
+              (self.prompt_filter in ("none", "greso"), 'prompt_filter must be "none" or "greso"'),
+              (self.prompt_filter == "none" or (self.prompt_order == "uniform"
+                                                and self.group_size >= 2),
+               'prompt_filter "greso" needs prompt_order "uniform" and group_size >= 2'),
+              (0.0 < self.filter_target < 1.0, f"filter_target={self.filter_target} must be in "
+               "(0, 1)"),
               (self.estimator != "gae" or self.critic != "none",
                'estimator "gae" needs a critic ("head" or "separate")'),
               (self.advantage_mode in adv_lib.ADVANTAGE_MODES,
@@ -433,35 +447,28 @@ def dynamic_sampling_rows(config: Config, rewards_B) -> np.ndarray:
   return (keep[:, None] * g + np.arange(g)).reshape(-1)
 
 
-class Rollouts(IndexedBatches):
-  """`fit`'s data: `rollouts(state)` samples, scores and returns the next `OnlineBatch` from
-  the current policy; its position (the rollout index) is checkpointed."""
+class PromptDraws(IndexedBatches):
+  """The prompt side of a rollout source: which training prompts rollout `index` draws
+  (`Config.prompt_order`, through GRESO's filter with `prompt_filter="greso"`), the checkpointed
+  position (and filter), and per-rollout statistics the trainer logs (`pop_stats`): the drawn
+  groups' mean reward and zero-variance share (before dynamic sampling keeps P of them), the
+  rollout's wall time, and the filter's shares and probabilities."""
 
-  def __init__(self, config: Config, task: PromptTask, model: Any, forward: Callable,
-               policy_logits: Callable):
+  def __init__(self, config: Config, num_prompts: int):
     super().__init__(config.train.seed)
-    self.config, self.task = config, task
-    self._sample = jax.jit(functools.partial(rollout_lib.sample, model,
-                                             sampling=task_sampling(config, task),
-                                             group_size=config.group_size))
-    self._score = jax.jit(functools.partial(score, config, forward, policy_logits))
-
-  def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
-    rng, key = self.next_seeds()
-    prompts = self._prompts(rng)
-    tokens, mask = self.task.encode("train", prompts)
-    c = self._sample(state.params["policy"], tokens, mask, key)
-    g = self.config.group_size
-    rewards = task_rewards(self.task, "train", np.repeat(prompts, g), c)
-    if self.config.oversample > 1:
-      rows = dynamic_sampling_rows(self.config, rewards)
-      c, rewards = jax.tree.map(lambda x: x[rows], c), rewards[rows]
-    return self._score(state.params, state.extra, c, jnp.asarray(rewards))
+    self.config, self.num_prompts = config, num_prompts
+    self.filter = (selection.Filter.create(num_prompts) if config.prompt_filter == "greso"
+                   else None)
+    self._stats: list[dict[str, float]] = []
+    self._draw_stats: dict[str, float] = {}
 
   def _prompts(self, rng: np.random.Generator) -> np.ndarray:
-    """The prompt indices of rollout `self.index - 1` (a function of seed and index only):
-    prompts_per_step x oversample of them."""
-    n, p = len(self.task.train_prompts), self.config.prompts_per_step * self.config.oversample
+    """The prompt indices of rollout `self.index - 1` (a function of seed, index and the
+    filter): prompts_per_step x oversample of them."""
+    n, p = self.num_prompts, self.config.prompts_per_step * self.config.oversample
+    if self.filter is not None:
+      out, self._draw_stats = selection.draw(self.filter, rng, p)
+      return out
     if self.config.prompt_order == "uniform":
       return rng.integers(0, n, p)
     start = (self.index - 1) * p
@@ -469,6 +476,65 @@ class Rollouts(IndexedBatches):
     order = np.concatenate([np.random.default_rng((self.seed, 1 << 30, e)).permutation(n)
                             for e in passes])
     return order[start - passes[0] * n:][:p]
+
+  def _record(self, prompts: np.ndarray, rewards_B: np.ndarray, seconds: float) -> None:
+    """Notes the drawn groups' rewards (one group of G per prompt, in draw order): the
+    statistics, and the filter's update."""
+    r = np.asarray(rewards_B, np.float64).reshape(len(prompts), -1)
+    stats = {"drawn_reward": float(r.mean()), "rollout_s": seconds,
+             "drawn_zero_variance_share": float(np.mean(r.max(axis=1) == r.min(axis=1)))}
+    if self.filter is not None:
+      active = self._draw_stats.get("filter_active", 0.0) > 0
+      self.filter, filter_stats = selection.update(self.filter, prompts, r, adapt=active,
+                                                   target=self.config.filter_target)
+      stats.update(filter_stats, skipped_share=self._draw_stats["skipped_share"])
+    self._stats.append(stats)
+
+  def pop_stats(self) -> dict[str, float]:
+    """Means of the statistics of the rollouts since the last call."""
+    rows, self._stats = self._stats, []
+    return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
+
+  def get_state(self) -> dict:
+    state = super().get_state()
+    return state if self.filter is None else {**state, "filter": self.filter.to_json()}
+
+  def set_state(self, state: dict) -> None:
+    super().set_state(state)
+    if self.filter is not None:
+      if "filter" not in state:
+        raise ValueError("data state has no 'filter': the checkpoint was written without "
+                         'prompt_filter="greso"')
+      self.filter = selection.Filter.from_json(state["filter"], self.num_prompts)
+
+
+class Rollouts(PromptDraws):
+  """`fit`'s data: `rollouts(state)` samples, scores and returns the next `OnlineBatch` from
+  the current policy; its position (the rollout index) is checkpointed."""
+
+  def __init__(self, config: Config, task: PromptTask, model: Any, forward: Callable,
+               policy_logits: Callable):
+    super().__init__(config, len(task.train_prompts))
+    self.task = task
+    self._sample = jax.jit(functools.partial(rollout_lib.sample, model,
+                                             sampling=task_sampling(config, task),
+                                             group_size=config.group_size))
+    self._score = jax.jit(functools.partial(score, config, forward, policy_logits))
+
+  def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
+    jax.block_until_ready(state.params)  # the previous update: rollout_s times the rollout
+    t = time.perf_counter()
+    rng, key = self.next_seeds()
+    prompts = self._prompts(rng)
+    tokens, mask = self.task.encode("train", prompts)
+    c = self._sample(state.params["policy"], tokens, mask, key)
+    g = self.config.group_size
+    rewards = task_rewards(self.task, "train", np.repeat(prompts, g), c)
+    self._record(prompts, rewards, time.perf_counter() - t)
+    if self.config.oversample > 1:
+      rows = dynamic_sampling_rows(self.config, rewards)
+      c, rewards = jax.tree.map(lambda x: x[rows], c), rewards[rows]
+    return self._score(state.params, state.extra, c, jnp.asarray(rewards))
 
   def num_tokens(self, batch: OnlineBatch) -> int:
     return int(jnp.sum(batch.rl.attention_mask))

@@ -14,6 +14,7 @@ alone decides.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -22,7 +23,6 @@ import numpy as np
 
 from jaxlm.algos import pg
 from jaxlm.data.batch import RLBatch
-from jaxlm.data.iterators import IndexedBatches
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import advantages as adv_lib
 from jaxlm.search import decoding
@@ -78,9 +78,10 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
           np.asarray(zv + [True] * pad, bool))
 
 
-class ThreadRollouts(IndexedBatches):
+class ThreadRollouts(pg.PromptDraws):
   """`pg.train`'s data (module docstring): each call runs `run(decode, indices, key)` on
-  P x G training prompt indices (each prompt G times in a row) with the current policy at
+  P x G training prompt indices (each prompt G times in a row; the prompts drawn as
+  `pg.PromptDraws` draws them, GRESO's filter included) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
   `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts and keeps P
   groups, those whose rewards vary first (`pg.dynamic_sampling_rows`).
@@ -91,24 +92,25 @@ class ThreadRollouts(IndexedBatches):
   def __init__(self, config: pg.Config, task: PromptTask, model: Any, forward: Any,
                policy_logits: Any, *, run: RunFn, tok: threads.Tokenizer,
                per_rollout: bool = True, chunk: int | None = None):
-    if config.prompt_order != "uniform":
-      raise ValueError("ThreadRollouts draws prompts uniformly: pg.Config "
-                       f"prompt_order={config.prompt_order!r} is not supported")
-    super().__init__(config.train.seed)
-    self.config, self.task, self.model, self.run, self.tok = config, task, model, run, tok
+    super().__init__(config, len(task.train_prompts))
+    self.task, self.model, self.run, self.tok = task, model, run, tok
     self.per_rollout, self.chunk = per_rollout, chunk
     self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
 
   def __call__(self, state) -> pg.OnlineBatch:
+    jax.block_until_ready(state.params)  # the previous update: rollout_s times the rollout
+    t = time.perf_counter()
     rng, key = self.next_seeds()
-    config, g, p = self.config, self.config.group_size, self.config.prompts_per_step
-    indices = np.repeat(rng.integers(0, len(self.task.train_prompts), p * config.oversample), g)
+    config, g = self.config, self.config.group_size
+    prompts = self._prompts(rng)
+    indices = np.repeat(prompts, g)
     decode = decoding.make_decode(self.model, state.params["policy"],
                                   temperature=config.sampling.temperature,
                                   pad_id=self.task.pad_id, chunk=self.chunk)
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
+    self._record(prompts, rewards, time.perf_counter() - t)
     if config.oversample > 1:
       rows = pg.dynamic_sampling_rows(config, rewards)
       rollouts, rewards = [rollouts[i] for i in rows], rewards[rows]

@@ -1,0 +1,127 @@
+"""Which prompts to roll out: GRESO's pre-rollout filter.
+
+Zheng et al. 2025, "Act Only When It Pays: Efficient Reinforcement Learning for LLM Reasoning
+via Selective Rollouts" (GRESO). DAPO's dynamic sampling (`advantages.fill_groups`) throws a
+zero-variance group away after paying for its G rollouts; GRESO observes that a prompt whose
+group had zero variance at one visit mostly has zero variance at the next, and skips it before
+rollout. Per prompt it keeps the streak s of consecutive latest visits whose group was all
+solved ("easy") or all failed ("hard") and skips the prompt with probability
+
+    P(skip) = 1 - max(p ** s, 0.01)                                (Sec. 4.1)
+
+(s = 0: never skipped; the 0.01 floor lets every prompt come back). The base keep-probability
+p is adapted per type after each batch (Sec. 4.2): when the batch's share of easy (hard)
+groups is at least the target, p_easy (p_hard) falls by 0.01, else it rises by 0.01, within
+[0.05, 0.95]; of a total zero-variance target t, easy gets t / 3 and hard 2t / 3 (hard prompts
+are likelier to turn solvable as the policy improves). Prompts are drawn uniformly with
+replacement here; skipped candidates are replaced by further draws, so a batch always has its
+size and its share of varying groups rises instead of its cost falling (static shapes).
+
+State is plain numpy (checkpointed as JSON with the rollout position); the functions are pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+FLOOR = 0.01  # the smallest keep-probability of a prompt (GRESO's 0.01)
+P_STEP, P_MIN, P_MAX = 0.01, 0.05, 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+  """GRESO state over N training prompts.
+
+  Attributes:
+    easy, hard: [N] int: consecutive latest visits whose group was all solved / all unsolved
+      (at most one of the two is nonzero).
+    p_easy, p_hard: base keep-probabilities of the two kinds.
+  """
+  easy: np.ndarray
+  hard: np.ndarray
+  p_easy: float = 0.5
+  p_hard: float = 0.5
+
+  @classmethod
+  def create(cls, num_prompts: int, p: float = 0.5) -> "Filter":
+    zeros = np.zeros(num_prompts, np.int64)
+    return cls(zeros, zeros.copy(), p, p)
+
+  def to_json(self) -> dict:
+    return {"easy": self.easy.tolist(), "hard": self.hard.tolist(), "p_easy": self.p_easy,
+            "p_hard": self.p_hard}
+
+  @classmethod
+  def from_json(cls, d: dict, num_prompts: int) -> "Filter":
+    missing = {"easy", "hard", "p_easy", "p_hard"} - set(d)
+    if missing:
+      raise ValueError(f"GRESO filter state lacks {sorted(missing)}")
+    if len(d["easy"]) != num_prompts or len(d["hard"]) != num_prompts:
+      raise ValueError(f"GRESO filter state is for {len(d['easy'])} prompts, the task has "
+                       f"{num_prompts}")
+    return cls(np.asarray(d["easy"], np.int64), np.asarray(d["hard"], np.int64),
+               float(d["p_easy"]), float(d["p_hard"]))
+
+
+def skip_probability(streak: np.ndarray, p: float) -> np.ndarray:
+  """1 - max(p ** streak, FLOOR), and 0 where the streak is 0."""
+  streak = np.asarray(streak)
+  return np.where(streak > 0, 1.0 - np.maximum(p ** streak, FLOOR), 0.0)
+
+
+def draw(state: Filter, rng: np.random.Generator, num: int, *, chunk: int | None = None
+         ) -> tuple[np.ndarray, dict[str, float]]:
+  """`num` prompt indices drawn uniformly with replacement, each candidate kept with
+  probability 1 - P(skip) (module docstring).
+
+  Returns:
+    (indices [num] in draw order, stats): "skipped_share" of the candidates considered and
+    "filter_active" (1.0 when a candidate had a streak, i.e. the filter could act).
+  """
+  n = len(state.easy)
+  chunk = chunk or max(2 * num, 16)
+  skip = skip_probability(state.easy, state.p_easy) + skip_probability(state.hard,
+                                                                       state.p_hard)
+  kept, seen, active = [], 0, False
+  while (need := num - sum(map(len, kept))) > 0:
+    cand = rng.integers(0, n, chunk)
+    active |= bool(np.any(skip[cand] > 0))
+    take = np.flatnonzero(rng.random(chunk) >= skip[cand])[:need]
+    # Candidates after the one that completed the batch were not considered.
+    seen += take[-1] + 1 if len(take) == need else chunk
+    kept.append(cand[take])
+  out = np.concatenate(kept)
+  return out, {"skipped_share": 1.0 - num / seen, "filter_active": float(active)}
+
+
+def update(state: Filter, prompts: np.ndarray, rewards_KxG: np.ndarray, *, target: float = 0.25,
+           solved: float = 1.0, adapt: bool = True) -> tuple[Filter, dict[str, float]]:
+  """The state after the K groups of `prompts` (in draw order) got `rewards_KxG`.
+
+  A group is easy when every reward is >= `solved` (the binary verifier's 1), hard when its
+  rewards are all equal and below it; easy and hard streaks reset each other and a varying
+  group resets both. With `adapt`, p_easy and p_hard move by 0.01 towards the target shares
+  t / 3 and 2t / 3 of easy and hard groups (pass `adapt=False` while no candidate had a
+  streak: GRESO adapts from its second epoch on).
+
+  Returns:
+    (new state, stats): "easy_share" and "hard_share" of the K groups, "p_easy", "p_hard".
+  """
+  r = np.asarray(rewards_KxG, np.float64)
+  zero = r.max(axis=1) == r.min(axis=1)
+  is_easy = zero & (r.min(axis=1) >= solved)
+  is_hard = zero & ~is_easy
+  easy, hard = state.easy.copy(), state.hard.copy()
+  for i, e, h in zip(np.asarray(prompts), is_easy, is_hard):  # in order: repeats accumulate
+    easy[i], hard[i] = (easy[i] + 1) * e, (hard[i] + 1) * h
+  p_easy, p_hard = state.p_easy, state.p_hard
+  if adapt:
+    step = lambda p, share, goal: (max(p - P_STEP, P_MIN) if share >= goal
+                                   else min(p + P_STEP, P_MAX))
+    p_easy = step(p_easy, is_easy.mean(), target / 3)
+    p_hard = step(p_hard, is_hard.mean(), 2 * target / 3)
+  new = Filter(easy, hard, p_easy, p_hard)
+  return new, {"easy_share": float(is_easy.mean()), "hard_share": float(is_hard.mean()),
+               "p_easy": p_easy, "p_hard": p_hard}
