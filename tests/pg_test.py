@@ -281,6 +281,39 @@ class PromptFilterTest(absltest.TestCase):
     self.assertAlmostEqual(varying["none"], 1 / 3, delta=0.12)  # measured 0.30
     self.assertGreater(varying["greso"], 0.7)  # measured 0.85
 
+  def test_adaptive_oversample_draws_for_the_last_zero_variance_share(self):
+    rollouts, _ = self._rollouts(oversample=3, adaptive_oversample=True)  # P = 4, at most 12
+    for share, want in ((None, 12), (0.5, 10), (0.0, 5), (0.6, 12), (0.9, 12), (1.0, 12)):
+      rollouts._zero_share = share  # 1.25 P / (1 - z), rounded up, within [4, 12]
+      self.assertEqual(rollouts.draw_count(), want, share)
+    big = pg.PromptDraws(_config(oversample=4, adaptive_oversample=True,
+                                 train={"batch_size": 128}), 12)  # P = 16: multiples of 4
+    big._zero_share = 0.3  # 28.6 -> 32
+    self.assertEqual(big.draw_count(), 32)
+    with self.assertRaisesRegex(ValueError, "adaptive_oversample needs oversample > 1"):
+      _config(adaptive_oversample=True)
+
+  def test_greso_with_adaptive_oversample_draws_fewer_prompts(self):
+    drawn, kept_varying = {}, {}
+    for name in ("none", "greso"):
+      rollouts, state = self._rollouts(prompt_filter=name, oversample=3,
+                                       adaptive_oversample=True)
+      stats, varying = [], []
+      for _ in range(30):
+        batch = rollouts(state)
+        stats.append(rollouts.pop_stats())
+        self.assertEqual(batch.rl.tokens.shape[0], 32)  # always P x G rows
+        varying.append(1 - np.asarray(batch.zero_var).reshape(-1, 8)[:, 0].mean())
+      self.assertEqual(stats[0]["drawn_prompts"], 12)
+      drawn[name] = np.mean([r["drawn_prompts"] for r in stats[15:]])
+      kept_varying[name] = np.mean(varying[15:])
+    # Two thirds of unfiltered draws are zero-variance: the draw stays near its cap of 12
+    # (measured 11.2). The filter's draws mostly vary, so the draw shrinks towards 1.25 P = 5
+    # (measured 5.6) and the kept groups still vary (measured: all of them).
+    self.assertGreater(drawn["none"], 10)
+    self.assertLess(drawn["greso"], 8)
+    self.assertGreaterEqual(kept_varying["greso"], 0.9)
+
   def test_filter_state_resumes_the_same_draws(self):
     rollouts, state = self._rollouts(prompt_filter="greso")
     for _ in range(6):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import time
 from typing import Any, Callable, Literal, Sequence
@@ -92,6 +93,11 @@ class Config:
       reward variance (`jaxlm.rl.selection`: GRESO, Zheng et al. 2025), so more of the drawn
       groups vary; needs prompt_order "uniform" and group_size >= 2. "none" draws them all.
     filter_target: GRESO's target share of zero-variance groups among those drawn.
+    adaptive_oversample: draw K = 1.25 P / (1 - z) prompts instead of oversample x P, z the
+      previous draw's share of zero-variance groups (K rounded up to a multiple of P / 4,
+      within [P, oversample x P]; the first draw takes the most): GRESO's adaptive batch size
+      (Zheng et al. 2025, Sec. 4.2), which turns a filter's higher yield of varying groups
+      into fewer rollouts. Needs oversample > 1.
     critic: "none", "head" (value head on the policy trunk) or "separate" (its own transformer
       initialised from the policy); "gae" needs one.
     gamma, gae_lambda: discount and GAE lambda (per action token).
@@ -136,6 +142,7 @@ class Config:
   oversample: int = 1
   prompt_filter: Literal["none", "greso"] = "none"
   filter_target: float = 0.25
+  adaptive_oversample: bool = False
   critic: Literal["none", "head", "separate"] = "none"
   gamma: float = 1.0
   gae_lambda: float = 0.95
@@ -175,6 +182,10 @@ class Config:
                'prompt_filter "greso" needs prompt_order "uniform" and group_size >= 2'),
               (0.0 < self.filter_target < 1.0, f"filter_target={self.filter_target} must be in "
                "(0, 1)"),
+              (not self.adaptive_oversample or (self.oversample > 1
+                                                and self.prompt_order == "uniform"),
+               'adaptive_oversample needs oversample > 1 (its largest draw) and prompt_order '
+               '"uniform" (epochs walk the prompts in fixed-size steps)'),
               (self.estimator != "gae" or self.critic != "none",
                'estimator "gae" needs a critic ("head" or "separate")'),
               (self.advantage_mode in adv_lib.ADVANTAGE_MODES,
@@ -440,7 +451,7 @@ def make_loss(config: Config, forward: Callable):
 
 def dynamic_sampling_rows(config: Config, rewards_B) -> np.ndarray:
   """DAPO dynamic sampling: the rows (G per group, in group order) of the `prompts_per_step`
-  groups `adv_lib.fill_groups` keeps of the oversample x P drawn, whose rewards vary first."""
+  groups `adv_lib.fill_groups` keeps of the K >= P drawn, whose rewards vary first."""
   g = config.group_size
   keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards_B).reshape(-1, g),
                                         config.prompts_per_step))
@@ -461,11 +472,23 @@ class PromptDraws(IndexedBatches):
                    else None)
     self._stats: list[dict[str, float]] = []
     self._draw_stats: dict[str, float] = {}
+    self._zero_share: float | None = None  # the previous draw's (adaptive_oversample)
+
+  def draw_count(self) -> int:
+    """Prompts rollout `self.index` draws: oversample x P, or with `adaptive_oversample`
+    1.25 P / (1 - z) for the previous draw's zero-variance share z (Config)."""
+    c = self.config
+    p, most = c.prompts_per_step, c.prompts_per_step * c.oversample
+    z = self._zero_share
+    if not c.adaptive_oversample or z is None or z >= 1.0:
+      return most
+    q = max(p // 4, 1)
+    return int(min(max(-(-math.ceil(1.25 * p / (1.0 - z) - 1e-9) // q) * q, p), most))
 
   def _prompts(self, rng: np.random.Generator) -> np.ndarray:
-    """The prompt indices of rollout `self.index - 1` (a function of seed, index and the
-    filter): prompts_per_step x oversample of them."""
-    n, p = self.num_prompts, self.config.prompts_per_step * self.config.oversample
+    """The prompt indices of rollout `self.index - 1` (a function of seed, index, the filter
+    and the previous draw): `draw_count()` of them."""
+    n, p = self.num_prompts, self.draw_count()
     if self.filter is not None:
       out, self._draw_stats = selection.draw(self.filter, rng, p)
       return out
@@ -481,8 +504,9 @@ class PromptDraws(IndexedBatches):
     """Notes the drawn groups' rewards (one group of G per prompt, in draw order): the
     statistics, and the filter's update."""
     r = np.asarray(rewards_B, np.float64).reshape(len(prompts), -1)
+    self._zero_share = float(np.mean(r.max(axis=1) == r.min(axis=1)))
     stats = {"drawn_reward": float(r.mean()), "rollout_s": seconds,
-             "drawn_zero_variance_share": float(np.mean(r.max(axis=1) == r.min(axis=1)))}
+             "drawn_zero_variance_share": self._zero_share, "drawn_prompts": len(prompts)}
     if self.filter is not None:
       active = self._draw_stats.get("filter_active", 0.0) > 0
       self.filter, filter_stats = selection.update(self.filter, prompts, r, adapt=active,
@@ -496,11 +520,12 @@ class PromptDraws(IndexedBatches):
     return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
 
   def get_state(self) -> dict:
-    state = super().get_state()
+    state = {**super().get_state(), "zero_share": self._zero_share}
     return state if self.filter is None else {**state, "filter": self.filter.to_json()}
 
   def set_state(self, state: dict) -> None:
     super().set_state(state)
+    self._zero_share = state.get("zero_share")
     if self.filter is not None:
       if "filter" not in state:
         raise ValueError("data state has no 'filter': the checkpoint was written without "

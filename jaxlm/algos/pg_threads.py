@@ -83,8 +83,9 @@ class ThreadRollouts(pg.PromptDraws):
   P x G training prompt indices (each prompt G times in a row; the prompts drawn as
   `pg.PromptDraws` draws them, GRESO's filter included) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
-  `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts and keeps P
-  groups, those whose rewards vary first (`pg.dynamic_sampling_rows`).
+  `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts (or
+  `draw_count()`'s, with `adaptive_oversample`) and keeps P groups, those whose rewards vary
+  first (`pg.dynamic_sampling_rows`).
   Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
   `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
   is `decoding.make_decode`'s."""
