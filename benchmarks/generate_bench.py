@@ -67,6 +67,18 @@ alternated, 5 repeats each, /tmp/s17/genab.py): ours 768 / 745 vs HF 574 / 579, 
 (`--profile`, beside an e3 run): logits projection 49%, MLP 17%, loop overhead 8%, q/k/v 7%,
 cache layer read 7%, prefill 3%, attention over the cache 3% (it was the cache's size that
 the fix cut; the projection reads the 77 MB embedding every step and bounds what is left).
+
+The second row is long-context decoding at APR's model size (`LONG`: 128 rows, 640-token
+prompts, +256, 2 layers, d=64, V=58), where the step is the attention over the cache. XLA on
+CPU had transposed each layer's cached values on every step (the probs @ values dot wants the
+contracted axis minor); the cache now holds values as [L, B, G, Dh, S]
+(`transformer._cache_write`). 2026-12-06, `taskset -c 0` beside an APR RL run, 3 repeats,
+new code vs a worktree of the commit before (/tmp/s22/long.py): ours 2611 -> 3886 new
+tokens/s against HF's 3020 / 2981: 0.85x -> 1.29x. Sampled decoding of the same model
+(`jaxlm.generate`, temperature 1, 2 threads, /tmp/s22/gb.py): 1.7x at 640 cached tokens and
+2.3x at 64, identical tokens. What is left per layer and step is a copy of the layer's keys
+and values out of the stacked [L, ...] buffers (a tuple of per-layer buffers was slower: XLA
+copied the loop-carried buffers instead).
 """
 
 from __future__ import annotations
@@ -85,12 +97,18 @@ import numpy as np
 BATCH, PROMPT, NEW = 8, 32, 64
 
 
-def _hf_model():
+# Long-context decoding at APR's size (experiments/configs/apr.py, "staged": 2 layers, d=64,
+# one head, a 58-symbol vocabulary): 128 threads with 640-token contexts decode 256 more, as
+# its RL rollouts do; there the step reads the KV cache, not the output projection.
+LONG = dict(batch=128, prompt=640, new=256, vocab=58, d=64, layers=2, heads=1)
+
+
+def _hf_model(vocab: int = 50257, d: int = 384, layers: int = 6, heads: int = 6):
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   torch.manual_seed(0)
-  hf_cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, n_embd=384, n_layer=6,
-                                   n_head=6)
+  hf_cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=1024, n_embd=d, n_layer=layers,
+                                   n_head=heads)
   return transformers.GPT2LMHeadModel(hf_cfg).eval()
 
 
@@ -100,39 +118,51 @@ def _timed(fn) -> float:
   return time.perf_counter() - start
 
 
-def run(repeats: int = 3) -> list[dict]:
-  """Returns [{name, ours, reference, ratio, unit}] for greedy generation new tokens/s."""
+def _compare(hf, batch: int, prompt_len: int, new: int, repeats: int) -> tuple[float, ...]:
+  """(ours, reference, ratio): median greedy new tokens/s of both on the same random model,
+  interleaved, and the median of per-repeat ratios."""
   import torch  # pylint: disable=g-import-not-at-top
   from jaxlm import generation  # pylint: disable=g-import-not-at-top
   from jaxlm.models import convert, transformer  # pylint: disable=g-import-not-at-top
-
-  threads = len(os.sched_getaffinity(0))  # XLA's CPU client uses every core it may run on.
-  torch.set_num_threads(threads)
-  hf = _hf_model()
   cfg, params = convert.from_hf(hf)
   model = transformer.Transformer(cfg)
-  prompt = np.random.RandomState(0).randint(0, cfg.vocab_size, (BATCH, PROMPT))
+  prompt = np.random.RandomState(0).randint(0, cfg.vocab_size, (batch, prompt_len))
   prompt_pt = torch.as_tensor(prompt)
 
   def ours():
-    out = generation.generate(model, params, prompt, max_new_tokens=NEW, temperature=0.0)
+    out = generation.generate(model, params, prompt, max_new_tokens=new, temperature=0.0)
     jax.block_until_ready(out.tokens_BxN)
     return np.asarray(out.tokens_BxN)
 
   def reference():
     with torch.no_grad():
       return hf.generate(prompt_pt, attention_mask=torch.ones_like(prompt_pt), do_sample=False,
-                         max_new_tokens=NEW, min_new_tokens=NEW, pad_token_id=0)[:, PROMPT:]
+                         max_new_tokens=new, min_new_tokens=new, pad_token_id=0)[:, prompt_len:]
 
   ours()  # Compile.
   reference()  # Warm up.
-  new_tokens = BATCH * NEW
-  rates = np.array([(new_tokens / _timed(ours), new_tokens / _timed(reference))
+  rates = np.array([(batch * new / _timed(ours), batch * new / _timed(reference))
                     for _ in range(repeats)])
-  ratio = float(np.median(rates[:, 0] / rates[:, 1]))
-  return [dict(name=f"greedy generate b{BATCH} p{PROMPT} +{NEW} (gpt2 6x384, {threads} threads)",
-               ours=float(np.median(rates[:, 0])), reference=float(np.median(rates[:, 1])),
-               ratio=ratio, unit="new tokens/s")]
+  return (float(np.median(rates[:, 0])), float(np.median(rates[:, 1])),
+          float(np.median(rates[:, 0] / rates[:, 1])))
+
+
+def run(repeats: int = 3) -> list[dict]:
+  """Returns [{name, ours, reference, ratio, unit}] for greedy generation new tokens/s: the
+  GPT-2-shaped model (the >= 2x target) and the long-context APR-size one."""
+  import torch  # pylint: disable=g-import-not-at-top
+  threads = len(os.sched_getaffinity(0))  # XLA's CPU client uses every core it may run on.
+  torch.set_num_threads(threads)
+  ours, ref, ratio = _compare(_hf_model(), BATCH, PROMPT, NEW, repeats)
+  rows = [dict(name=f"greedy generate b{BATCH} p{PROMPT} +{NEW} (gpt2 6x384, {threads} threads)",
+               ours=ours, reference=ref, ratio=ratio, unit="new tokens/s")]
+  c = LONG
+  ours, ref, ratio = _compare(_hf_model(c["vocab"], c["d"], c["layers"], c["heads"]),
+                              c["batch"], c["prompt"], c["new"], repeats)
+  rows.append(dict(name=f"greedy generate b{c['batch']} p{c['prompt']} +{c['new']} (apr "
+                        f"{c['layers']}x{c['d']}, V={c['vocab']}, {threads} threads)",
+                   ours=ours, reference=ref, ratio=ratio, unit="new tokens/s"))
+  return rows
 
 
 # Decode-step categories: the first pattern found in an instruction's op_name (or opcode) wins.
