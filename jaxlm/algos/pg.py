@@ -97,7 +97,8 @@ class Config:
       previous draw's share of zero-variance groups (K rounded up to a multiple of P / 4,
       within [P, oversample x P]; the first draw takes the most): GRESO's adaptive batch size
       (Zheng et al. 2025, Sec. 4.2), which turns a filter's higher yield of varying groups
-      into fewer rollouts. Needs oversample > 1.
+      into fewer rollouts; each distinct K compiles the sampler once (at most 4 x oversample
+      shapes). Needs oversample > 1.
     critic: "none", "head" (value head on the policy trunk) or "separate" (its own transformer
       initialised from the policy); "gae" needs one.
     gamma, gae_lambda: discount and GAE lambda (per action token).
