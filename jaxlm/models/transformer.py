@@ -443,7 +443,7 @@ def init_cache(cfg: TransformerConfig, batch_size: int, max_len: int | None = No
   """An empty KV cache for `batch_size` rows of up to `max_len` tokens (`cfg.max_len` when None;
   0 is an empty cache, which `jaxlm.generate` grows to the prompt and decode lengths)."""
   s = cfg.max_len if max_len is None else max_len
-  shape = (cfg.n_layers, batch_size, cfg.kv_heads, s, cfg.dh)
+  lead = (cfg.n_layers, batch_size, cfg.kv_heads)
   dt = jnp.dtype(dtype or cfg.dtype)
-  return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape[:3] + shape[:2:-1], dt),
+  return {"k": jnp.zeros(lead + (s, cfg.dh), dt), "v": jnp.zeros(lead + (cfg.dh, s), dt),
           "mask": jnp.zeros((batch_size, s), jnp.int32), "index": jnp.zeros((), jnp.int32)}
