@@ -239,22 +239,26 @@ need ~1300 varying groups (at least ~200) for a ratio of 1, where the paper's st
 groups of a 75% accurate model. Runs since log the same per step: with accum_steps > 1 the
 trainer writes grad_signal_sq and grad_noise_sq (`jaxlm.train.gradient_noise`; average each over
 steps, then divide for the noise scale in batches).
-Then (2026-12-06/07, /tmp/s21/L150, /tmp/s22): a longer run of (c) at lr 1e-4, 3 warmup steps,
-cosine over 150 steps (`rl4.py /tmp/s21/L150 steps=150 lr=1e-4 warmup=3 kl=0.001 batch=128
-group=8 over=4 mode=full every=25 temp=0.5 nval=512 accum=4`). Held-out accuracy (greedy, cap
-768, 512 problems): 0.105 / 0.115 / 0.131 / 0.135 at steps 0 / 25 / 50 / 75 (54 / 59 / 67 / 69
-solved). Paired against the SFT model on all 737 problems of the validation split (the split
-holds no more at this Countdown size; /tmp/s22/paired_n.py): step 75 0.098 -> 0.122, +0.024 +-
-0.023 (95%), the first RL gain here whose interval excludes 0; at step 50 on the 512, +0.025 +-
-0.030. It took ~1200 varying groups, as the noise measurements predicted: the run's own
-grad_signal_sq / grad_noise_sq over steps 36-72 average 9e-5 (+- 1.4e-4) / 4.9e-3, a signal
-share of ~2% a step. The training reward of the drawn groups (temperature 0.5, 512 rollouts a
-step, logged since the trainer's `drawn_reward`) stayed ~0.10 over steps 36-71 (0.102 / 0.094 /
-0.109 in blocks of 12). Steps ran ~80 s from step 36 on (~170 s before): rollouts decode ~2x
-faster since the KV cache holds values transposed (`jaxlm.models.transformer._cache_write`),
-and rollouts are ~75% of a step (`rollout_s`). For the next runs, `pg.Config.prompt_filter=
-"greso"` with `adaptive_oversample=True` skips prompts whose last groups had zero variance
-(~70% of this run's draws) and draws fewer: untried on APR.
+Preset "rl_long" (RL MEASURED TO STEP 75 OF 150, 2026-12-06/07; held-out gain +0.024 +- 0.023): "rl"
+with dynamic sampling as (c) (`oversample=4`: 64 prompts x 8 drawn, the 16 groups whose rewards vary
+first kept), 3 warmup steps, cosine over 150 steps, held-out every 25. Run: `python -m
+experiments.apr --config experiments/configs/apr.py:rl_long --workdir W --resume` (W/child, W/apr,
+W/sos of a staged run reused; what was measured is its RL, through `apr.reinforce` from the staged
+APR model: `rl4.py /tmp/s21/L150 steps=150 lr=1e-4 warmup=3 kl=0.001 batch=128 group=8 over=4
+mode=full every=25 temp=0.5 nval=512 accum=4`, /tmp/s21 and /tmp/s22); ~80 s a step alone, so ~3.5 h
+for the 150 steps and their evaluations. Held-out accuracy (greedy, cap 768, 512 problems): 0.105 /
+0.115 / 0.131 / 0.135 at steps 0 / 25 / 50 / 75 (54 / 59 / 67 / 69 solved). Paired against the SFT
+model on all 737 problems of the validation split (the split holds no more at this Countdown size;
+/tmp/s22/paired_n.py): step 75 0.098 -> 0.122, +0.024 +- 0.023 (95%), the first RL gain here whose
+interval excludes 0; at step 50 on the 512, +0.025 +- 0.030. It took ~1200 varying groups, as the
+noise measurements predicted: the run's own grad_signal_sq / grad_noise_sq over steps 36-72 average
+9e-5 (+- 1.4e-4) / 4.9e-3, a signal share of ~2% a step. The training reward of the drawn groups
+(temperature 0.5, 512 rollouts a step, logged since the trainer's `drawn_reward`) stayed ~0.10 over
+steps 36-71 (0.102 / 0.094 / 0.109 in blocks of 12). Steps ran ~80 s from step 36 on (~170 s
+before): rollouts decode ~2x faster since the KV cache holds values transposed
+(`jaxlm.models.transformer._cache_write`), and rollouts are ~75% of a step (`rollout_s`). For the
+next runs, `pg.Config.prompt_filter= "greso"` with `adaptive_oversample=True` skips prompts whose
+last groups had zero variance (~70% of this run's draws) and draws fewer: untried on APR.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
@@ -432,7 +436,7 @@ from jaxlm import config as config_lib
 from jaxlm.algos import apr
 from jaxlm.models import transformer
 
-PRESETS = (None, "long", "policy", "staged", "rl", "paper", "smoke")
+PRESETS = (None, "long", "policy", "staged", "rl", "rl_long", "paper", "smoke")
 
 # The APR paper's model (Pan et al. 2025, App. A.2 and the authors' "200m" training config):
 # LLaMA-2 architecture from scratch, 18 layers, width 1024, 16 heads, SwiGLU width 2752;
@@ -489,6 +493,10 @@ def get_config(arg: str | None = None):
     c.rl.sampling.update(temperature=0.5)
     c.rl.update(group_size=8, oversample=1, kl_coef=0.001, kl_estimator="k3", eval_every=10)
     c.rl.train.update(num_steps=30, batch_size=128, accum_steps=4, lr=1e-4, checkpoint_every=5)
+  elif arg == "rl_long":  # staged's SFT, then 150 GRPO steps keeping 16 varying groups (below)
+    c = get_config("rl")
+    c.rl.update(oversample=4, eval_every=25)
+    c.rl.train.update(num_steps=150, warmup=3)
   elif arg == "paper":  # ACCELERATOR ONLY (not run here): the paper's scale, see below
     c.countdown.update(max_number=99, min_target=10, max_target=100, train_problems=500_000,
                        eval_problems=1000, trace_init="scratch")
