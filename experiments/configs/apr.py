@@ -239,26 +239,29 @@ need ~1300 varying groups (at least ~200) for a ratio of 1, where the paper's st
 groups of a 75% accurate model. Runs since log the same per step: with accum_steps > 1 the
 trainer writes grad_signal_sq and grad_noise_sq (`jaxlm.train.gradient_noise`; average each over
 steps, then divide for the noise scale in batches).
-Preset "rl_long" (RL MEASURED TO STEP 75 OF 150, 2026-12-06/07; held-out gain +0.024 +- 0.023): "rl"
-with dynamic sampling as (c) (`oversample=4`: 64 prompts x 8 drawn, the 16 groups whose rewards vary
-first kept), 3 warmup steps, cosine over 150 steps, held-out every 25. Run: `python -m
-experiments.apr --config experiments/configs/apr.py:rl_long --workdir W --resume` (W/child, W/apr,
-W/sos of a staged run reused; what was measured is its RL, through `apr.reinforce` from the staged
-APR model: `rl4.py /tmp/s21/L150 steps=150 lr=1e-4 warmup=3 kl=0.001 batch=128 group=8 over=4
-mode=full every=25 temp=0.5 nval=512 accum=4`, /tmp/s21 and /tmp/s22); ~80 s a step alone, so ~3.5 h
-for the 150 steps and their evaluations. Held-out accuracy (greedy, cap 768, 512 problems): 0.105 /
-0.115 / 0.131 / 0.135 at steps 0 / 25 / 50 / 75 (54 / 59 / 67 / 69 solved). Paired against the SFT
-model on all 737 problems of the validation split (the split holds no more at this Countdown size;
-/tmp/s22/paired_n.py): step 75 0.098 -> 0.122, +0.024 +- 0.023 (95%), the first RL gain here whose
-interval excludes 0; at step 50 on the 512, +0.025 +- 0.030. It took ~1200 varying groups, as the
-noise measurements predicted: the run's own grad_signal_sq / grad_noise_sq over steps 36-72 average
-9e-5 (+- 1.4e-4) / 4.9e-3, a signal share of ~2% a step. The training reward of the drawn groups
-(temperature 0.5, 512 rollouts a step, logged since the trainer's `drawn_reward`) stayed ~0.10 over
-steps 36-71 (0.102 / 0.094 / 0.109 in blocks of 12). Steps ran ~80 s from step 36 on (~170 s
-before): rollouts decode ~2x faster since the KV cache holds values transposed
-(`jaxlm.models.transformer._cache_write`), and rollouts are ~75% of a step (`rollout_s`). For the
-next runs, `pg.Config.prompt_filter= "greso"` with `adaptive_oversample=True` skips prompts whose
-last groups had zero variance (~70% of this run's draws) and draws fewer: untried on APR.
+Preset "rl_long" (RL MEASURED TO STEP 100 OF 150, 2026-12-06/07; TARGET NOT ESTABLISHED: held-out
++0.024 +- 0.023 at step 75, +0.014 +- 0.023 at step 100): "rl" with dynamic sampling as (c)
+(`oversample=4`: 64 prompts x 8 drawn, the 16 groups whose rewards vary first kept), 3 warmup steps,
+cosine over 150 steps, held-out every 25. Run: `python -m experiments.apr --config
+experiments/configs/apr.py:rl_long --workdir W --resume` (W/child, W/apr, W/sos of a staged run
+reused; what was measured is its RL, through `apr.reinforce` from the staged APR model: `rl4.py
+/tmp/s21/L150 steps=150 lr=1e-4 warmup=3 kl=0.001 batch=128 group=8 over=4 mode=full every=25
+temp=0.5 nval=512 accum=4`, /tmp/s21 and /tmp/s22); ~80 s a step alone, so ~3.5 h for the 150 steps
+and their evaluations. Held-out accuracy (greedy, cap 768, 512 problems): 0.105 / 0.115 / 0.131 /
+0.135 / 0.127 at steps 0 / 25 / 50 / 75 / 100 (54 / 59 / 67 / 69 / 65 solved). Paired against the
+SFT model on all 737 problems of the validation split (the split holds no more at this Countdown
+size; /tmp/s22/paired_n.py): step 75 0.098 -> 0.122, +0.024 +- 0.023 (95%), the first RL gain here
+whose interval excludes 0 (barely, and one of four looks at the run); step 100 0.098 -> 0.111,
++0.014 +- 0.023; at step 50 on the 512, +0.025 +- 0.030. Every look is above the SFT model, none by
+much. That fits the noise measurements (~1200 varying groups by step 75): the run's own
+grad_signal_sq / grad_noise_sq over steps 36-72 average 9e-5 (+- 1.4e-4) / 4.9e-3, a signal share of
+~2% a step. The training reward of the drawn groups (temperature 0.5, 512 rollouts a step, logged
+since the trainer's `drawn_reward`) stayed ~0.10 over steps 36-71 (0.102 / 0.094 / 0.109 in blocks
+of 12). Steps ran ~80 s from step 36 on (~170 s before): rollouts decode ~2x faster since the KV
+cache holds values transposed (`jaxlm.models.transformer._cache_write`), and rollouts are ~75% of a
+step (`rollout_s`). For the next runs, `pg.Config.prompt_filter= "greso"` with
+`adaptive_oversample=True` skips prompts whose last groups had zero variance (~70% of this run's
+draws) and draws fewer: untried on APR.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
