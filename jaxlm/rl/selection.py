@@ -87,10 +87,11 @@ def draw(state: Filter, rng: np.random.Generator, num: int, *, chunk: int | None
   kept, seen, active = [], 0, False
   while (need := num - sum(map(len, kept))) > 0:
     cand = rng.integers(0, n, chunk)
-    active |= bool(np.any(skip[cand] > 0))
     take = np.flatnonzero(rng.random(chunk) >= skip[cand])[:need]
     # Candidates after the one that completed the batch were not considered.
-    seen += take[-1] + 1 if len(take) == need else chunk
+    considered = take[-1] + 1 if len(take) == need else chunk
+    seen += considered
+    active |= bool(np.any(skip[cand[:considered]] > 0))
     kept.append(cand[take])
   out = np.concatenate(kept)
   return out, {"skipped_share": 1.0 - num / seen, "filter_active": float(active)}
