@@ -23,6 +23,7 @@ from jaxlm.algos import pg
 from jaxlm.envs import bandit
 from jaxlm.rl import advantages
 from jaxlm.rl import rollout
+from jaxlm.rl import selection
 
 TASK = bandit.task()
 MODEL = testing.tiny_model(vocab_size=bandit.vocab_size(), max_len=8)
@@ -286,7 +287,7 @@ class PromptFilterTest(absltest.TestCase):
     for share, want in ((None, 12), (0.5, 10), (0.0, 5), (0.6, 12), (0.9, 12), (1.0, 12)):
       rollouts._zero_share = share  # 1.25 P / (1 - z), rounded up, within [4, 12]
       self.assertEqual(rollouts.draw_count(), want, share)
-    big = pg.PromptDraws(_config(oversample=4, adaptive_oversample=True,
+    big = selection.PromptDraws(_config(oversample=4, adaptive_oversample=True,
                                  train={"batch_size": 128}), 12)  # P = 16: multiples of 4
     big._zero_share = 0.3  # 28.6 -> 32
     self.assertEqual(big.draw_count(), 32)

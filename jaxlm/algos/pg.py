@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
-import time
 from typing import Any, Callable, Literal, Sequence
 
 import flax.struct
@@ -450,91 +448,7 @@ def make_loss(config: Config, forward: Callable):
   return loss_fn
 
 
-def dynamic_sampling_rows(config: Config, rewards_B) -> np.ndarray:
-  """DAPO dynamic sampling: the rows (G per group, in group order) of the `prompts_per_step`
-  groups `adv_lib.fill_groups` keeps of the K >= P drawn, whose rewards vary first."""
-  g = config.group_size
-  keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards_B).reshape(-1, g),
-                                        config.prompts_per_step))
-  return (keep[:, None] * g + np.arange(g)).reshape(-1)
-
-
-class PromptDraws(IndexedBatches):
-  """The prompt side of a rollout source: which training prompts rollout `index` draws
-  (`Config.prompt_order`, through GRESO's filter with `prompt_filter="greso"`), the checkpointed
-  position (and filter), and per-rollout statistics the trainer logs (`pop_stats`): the drawn
-  groups' mean reward and zero-variance share (before dynamic sampling keeps P of them), the
-  rollout's wall time, and the filter's shares and probabilities."""
-
-  def __init__(self, config: Config, num_prompts: int):
-    super().__init__(config.train.seed)
-    self.config, self.num_prompts = config, num_prompts
-    self.filter = (selection.Filter.create(num_prompts) if config.prompt_filter == "greso"
-                   else None)
-    self._stats: list[dict[str, float]] = []
-    self._draw_stats: dict[str, float] = {}
-    self._zero_share: float | None = None  # the previous draw's (adaptive_oversample)
-
-  def draw_count(self) -> int:
-    """Prompts rollout `self.index` draws: oversample x P, or with `adaptive_oversample`
-    1.25 P / (1 - z) for the previous draw's zero-variance share z (Config)."""
-    c = self.config
-    p, most = c.prompts_per_step, c.prompts_per_step * c.oversample
-    z = self._zero_share
-    if not c.adaptive_oversample or z is None or z >= 1.0:
-      return most
-    q = max(p // 4, 1)
-    return int(min(max(-(-math.ceil(1.25 * p / (1.0 - z) - 1e-9) // q) * q, p), most))
-
-  def _prompts(self, rng: np.random.Generator) -> np.ndarray:
-    """The prompt indices of rollout `self.index - 1` (a function of seed, index, the filter
-    and the previous draw): `draw_count()` of them."""
-    n, p = self.num_prompts, self.draw_count()
-    if self.filter is not None:
-      out, self._draw_stats = selection.draw(self.filter, rng, p)
-      return out
-    if self.config.prompt_order == "uniform":
-      return rng.integers(0, n, p)
-    start = (self.index - 1) * p
-    passes = range(start // n, (start + p - 1) // n + 1)
-    order = np.concatenate([np.random.default_rng((self.seed, 1 << 30, e)).permutation(n)
-                            for e in passes])
-    return order[start - passes[0] * n:][:p]
-
-  def _record(self, prompts: np.ndarray, rewards_B: np.ndarray, seconds: float) -> None:
-    """Notes the drawn groups' rewards (one group of G per prompt, in draw order): the
-    statistics, and the filter's update."""
-    r = np.asarray(rewards_B, np.float64).reshape(len(prompts), -1)
-    self._zero_share = float(np.mean(r.max(axis=1) == r.min(axis=1)))
-    stats = {"drawn_reward": float(r.mean()), "rollout_s": seconds,
-             "drawn_zero_variance_share": self._zero_share, "drawn_prompts": len(prompts)}
-    if self.filter is not None:
-      active = self._draw_stats.get("filter_active", 0.0) > 0
-      self.filter, filter_stats = selection.update(self.filter, prompts, r, adapt=active,
-                                                   target=self.config.filter_target)
-      stats.update(filter_stats, skipped_share=self._draw_stats["skipped_share"])
-    self._stats.append(stats)
-
-  def pop_stats(self) -> dict[str, float]:
-    """Means of the statistics of the rollouts since the last call."""
-    rows, self._stats = self._stats, []
-    return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
-
-  def get_state(self) -> dict:
-    state = {**super().get_state(), "zero_share": self._zero_share}
-    return state if self.filter is None else {**state, "filter": self.filter.to_json()}
-
-  def set_state(self, state: dict) -> None:
-    super().set_state(state)
-    self._zero_share = state.get("zero_share")
-    if self.filter is not None:
-      if "filter" not in state:
-        raise ValueError("data state has no 'filter': the checkpoint was written without "
-                         'prompt_filter="greso"')
-      self.filter = selection.Filter.from_json(state["filter"], self.num_prompts)
-
-
-class Rollouts(PromptDraws):
+class Rollouts(selection.PromptDraws):
   """`fit`'s data: `rollouts(state)` samples, scores and returns the next `OnlineBatch` from
   the current policy; its position (the rollout index) is checkpointed."""
 
@@ -548,17 +462,12 @@ class Rollouts(PromptDraws):
     self._score = jax.jit(functools.partial(score, config, forward, policy_logits))
 
   def __call__(self, state: train_lib.TrainState) -> OnlineBatch:
-    jax.block_until_ready(state.params)  # the previous update: rollout_s times the rollout
-    t = time.perf_counter()
-    rng, key = self.next_seeds()
-    prompts = self._prompts(rng)
+    prompts, key = self.begin(state)
     tokens, mask = self.task.encode("train", prompts)
     c = self._sample(state.params["policy"], tokens, mask, key)
-    g = self.config.group_size
-    rewards = task_rewards(self.task, "train", np.repeat(prompts, g), c)
-    self._record(prompts, rewards, time.perf_counter() - t)
-    if self.config.oversample > 1:
-      rows = dynamic_sampling_rows(self.config, rewards)
+    rewards = task_rewards(self.task, "train", np.repeat(prompts, self.config.group_size), c)
+    rows = self.keep(prompts, rewards)
+    if rows is not None:
       c, rewards = jax.tree.map(lambda x: x[rows], c), rewards[rows]
     return self._score(state.params, state.extra, c, jnp.asarray(rewards))
 

@@ -14,7 +14,6 @@ alone decides.
 from __future__ import annotations
 
 import functools
-import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -25,6 +24,7 @@ from jaxlm.algos import pg
 from jaxlm.data.batch import RLBatch
 from jaxlm.envs.base import PromptTask
 from jaxlm.rl import advantages as adv_lib
+from jaxlm.rl import selection
 from jaxlm.search import decoding
 from jaxlm.search import threads
 
@@ -78,14 +78,14 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
           np.asarray(zv + [True] * pad, bool))
 
 
-class ThreadRollouts(pg.PromptDraws):
+class ThreadRollouts(selection.PromptDraws):
   """`pg.train`'s data (module docstring): each call runs `run(decode, indices, key)` on
-  P x G training prompt indices (each prompt G times in a row; the prompts drawn as
-  `pg.PromptDraws` draws them, GRESO's filter included) with the current policy at
+  P x G training prompt indices (each prompt G times in a row; drawn by its base
+  `selection.PromptDraws`, GRESO's filter included) with the current policy at
   `config.sampling`'s temperature and returns the rollouts' threads as one scored
   `pg.OnlineBatch`. With `config.oversample` > 1 it runs oversample x P prompts (or
   `draw_count()`'s, with `adaptive_oversample`) and keeps P groups, those whose rewards vary
-  first (`pg.dynamic_sampling_rows`).
+  first (`selection.dynamic_sampling_rows`).
   Rollout i is seeded by (train.seed, i), so resume is exact. Build it with
   `functools.partial(ThreadRollouts, run=..., tok=...)` for `pg.train(rollouts=...)`; `chunk`
   is `decoding.make_decode`'s."""
@@ -99,11 +99,8 @@ class ThreadRollouts(pg.PromptDraws):
     self._score = jax.jit(functools.partial(pg.score_rows, config, forward, policy_logits))
 
   def __call__(self, state) -> pg.OnlineBatch:
-    jax.block_until_ready(state.params)  # the previous update: rollout_s times the rollout
-    t = time.perf_counter()
-    rng, key = self.next_seeds()
+    prompts, key = self.begin(state)
     config, g = self.config, self.config.group_size
-    prompts = self._prompts(rng)
     indices = np.repeat(prompts, g)
     decode = decoding.make_decode(self.model, state.params["policy"],
                                   temperature=config.sampling.temperature,
@@ -111,9 +108,8 @@ class ThreadRollouts(pg.PromptDraws):
     rollouts = self.run(decode, indices, key)
     rewards = np.array([self.task.reward("train", int(i), self.tok.encode(r.parent))
                         for i, r in zip(indices, rollouts)], np.float32)
-    self._record(prompts, rewards, time.perf_counter() - t)
-    if config.oversample > 1:
-      rows = pg.dynamic_sampling_rows(config, rewards)
+    rows = self.keep(prompts, rewards)
+    if rows is not None:
       rollouts, rewards = [rollouts[i] for i in rows], rewards[rows]
     rewards_PxG = jnp.asarray(rewards.reshape(-1, g))
     adv = pg.outcome_advantages(config, rewards_PxG)

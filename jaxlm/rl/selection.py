@@ -1,4 +1,5 @@
-"""Which prompts to roll out: GRESO's pre-rollout filter.
+"""Which prompts to roll out, and which drawn groups to keep: GRESO's pre-rollout filter, DAPO's
+dynamic sampling, and `PromptDraws`, the prompt side of every policy-gradient rollout source.
 
 Zheng et al. 2025, "Act Only When It Pays: Efficient Reinforcement Learning for LLM Reasoning
 via Selective Rollouts" (GRESO). DAPO's dynamic sampling (`advantages.fill_groups`) throws a
@@ -17,14 +18,23 @@ are likelier to turn solvable as the policy improves). Prompts are drawn uniform
 replacement here; skipped candidates are replaced by further draws, so a batch always has its
 size and its share of varying groups rises instead of its cost falling (static shapes).
 
-State is plain numpy (checkpointed as JSON with the rollout position); the functions are pure.
+The filter's state is plain numpy (checkpointed as JSON with the rollout position); its
+functions are pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from jaxlm.data.iterators import IndexedBatches
+from jaxlm.rl import advantages as adv_lib
 
 FLOOR = 0.01  # the smallest keep-probability of a prompt (GRESO's 0.01)
 P_STEP, P_MIN, P_MAX = 0.01, 0.05, 0.95
@@ -126,3 +136,102 @@ def update(state: Filter, prompts: np.ndarray, rewards_KxG: np.ndarray, *, targe
   new = Filter(easy, hard, p_easy, p_hard)
   return new, {"easy_share": float(is_easy.mean()), "hard_share": float(is_hard.mean()),
                "p_easy": p_easy, "p_hard": p_hard}
+
+
+def dynamic_sampling_rows(config: Any, rewards_B) -> np.ndarray:
+  """DAPO dynamic sampling: the rows (G per group, in group order) of the `prompts_per_step`
+  groups `adv_lib.fill_groups` keeps of the K >= P drawn, whose rewards vary first."""
+  g = config.group_size
+  keep = np.asarray(adv_lib.fill_groups(jnp.asarray(rewards_B).reshape(-1, g),
+                                        config.prompts_per_step))
+  return (keep[:, None] * g + np.arange(g)).reshape(-1)
+
+
+class PromptDraws(IndexedBatches):
+  """The prompt side of a rollout source (`jaxlm.algos.pg`'s `Rollouts` and `pg_threads`'):
+  which training prompts rollout `index` draws (`pg.Config.prompt_order`, through GRESO's
+  filter with `prompt_filter="greso"`), which drawn groups it keeps (`dynamic_sampling_rows`),
+  the checkpointed position (and filter), and per-rollout statistics the trainer logs
+  (`pop_stats`): the drawn groups' mean reward and zero-variance share (before dynamic sampling
+  keeps P of them), the rollout's wall time, and the filter's shares and probabilities.
+
+  A subclass's `__call__(state)` calls `begin(state)` for the prompts and the sampling key,
+  rolls out G completions of each, and `keep(prompts, rewards)` for the rows to train on.
+  `config` is a `jaxlm.algos.pg.Config`."""
+
+  def __init__(self, config: Any, num_prompts: int):
+    super().__init__(config.train.seed)
+    self.config, self.num_prompts = config, num_prompts
+    self.filter = Filter.create(num_prompts) if config.prompt_filter == "greso" else None
+    self._start = 0.0
+    self._stats: list[dict[str, float]] = []
+    self._draw_stats: dict[str, float] = {}
+    self._zero_share: float | None = None  # the previous draw's (adaptive_oversample)
+
+  def draw_count(self) -> int:
+    """Prompts rollout `self.index` draws: oversample x P, or with `adaptive_oversample`
+    1.25 P / (1 - z) for the previous draw's zero-variance share z (Config)."""
+    c = self.config
+    p, most = c.prompts_per_step, c.prompts_per_step * c.oversample
+    z = self._zero_share
+    if not c.adaptive_oversample or z is None or z >= 1.0:
+      return most
+    q = max(p // 4, 1)
+    return int(min(max(-(-math.ceil(1.25 * p / (1.0 - z) - 1e-9) // q) * q, p), most))
+
+  def _prompts(self, rng: np.random.Generator) -> np.ndarray:
+    """The prompt indices of rollout `self.index - 1` (a function of seed, index, the filter
+    and the previous draw): `draw_count()` of them."""
+    n, p = self.num_prompts, self.draw_count()
+    if self.filter is not None:
+      out, self._draw_stats = draw(self.filter, rng, p)
+      return out
+    if self.config.prompt_order == "uniform":
+      return rng.integers(0, n, p)
+    start = (self.index - 1) * p
+    passes = range(start // n, (start + p - 1) // n + 1)
+    order = np.concatenate([np.random.default_rng((self.seed, 1 << 30, e)).permutation(n)
+                            for e in passes])
+    return order[start - passes[0] * n:][:p]
+
+  def begin(self, state: Any) -> tuple[np.ndarray, jax.Array]:
+    """(prompt indices, sampling key) of rollout `self.index`, which it advances; waits for
+    the previous update (a sync the rollout makes anyway) and starts the rollout clock."""
+    jax.block_until_ready(state.params)
+    self._start = time.perf_counter()
+    rng, key = self.next_seeds()
+    return self._prompts(rng), key
+
+  def keep(self, prompts: np.ndarray, rewards_B: np.ndarray) -> np.ndarray | None:
+    """Notes the drawn groups' rewards (G per prompt, in draw order: the statistics, the
+    filter's update) and returns the rows dynamic sampling keeps (None without oversampling:
+    all of them)."""
+    r = np.asarray(rewards_B, np.float64).reshape(len(prompts), -1)
+    self._zero_share = float(np.mean(r.max(axis=1) == r.min(axis=1)))
+    stats = {"drawn_reward": float(r.mean()), "rollout_s": time.perf_counter() - self._start,
+             "drawn_zero_variance_share": self._zero_share, "drawn_prompts": len(prompts)}
+    if self.filter is not None:
+      active = self._draw_stats.get("filter_active", 0.0) > 0
+      self.filter, filter_stats = update(self.filter, prompts, r, adapt=active,
+                                         target=self.config.filter_target)
+      stats.update(filter_stats, skipped_share=self._draw_stats["skipped_share"])
+    self._stats.append(stats)
+    return dynamic_sampling_rows(self.config, rewards_B) if self.config.oversample > 1 else None
+
+  def pop_stats(self) -> dict[str, float]:
+    """Means of the statistics of the rollouts since the last call."""
+    rows, self._stats = self._stats, []
+    return {k: float(np.mean([r[k] for r in rows])) for k in (rows[0] if rows else {})}
+
+  def get_state(self) -> dict:
+    state = {**super().get_state(), "zero_share": self._zero_share}
+    return state if self.filter is None else {**state, "filter": self.filter.to_json()}
+
+  def set_state(self, state: dict) -> None:
+    super().set_state(state)
+    self._zero_share = state.get("zero_share")
+    if self.filter is not None:
+      if "filter" not in state:
+        raise ValueError("data state has no 'filter': the checkpoint was written without "
+                         'prompt_filter="greso"')
+      self.filter = Filter.from_json(state["filter"], self.num_prompts)
