@@ -407,6 +407,11 @@ class SmokeTest(absltest.TestCase):
         rows = [json.loads(line) for line in f]
       self.assertIn("eval/accuracy", rows[0])  # the RL run's own step-0 evaluation
       self.assertEqual(rows[-1]["step"], config.rl.train.num_steps)
+      evals = [r for r in rows if "eval/accuracy" in r]
+      self.assertEqual(rows[0]["eval/gain"], 0.0)  # paired with the start: itself
+      self.assertAlmostEqual(evals[-1]["eval/gain"],
+                             evals[-1]["eval/accuracy"] - evals[0]["eval/accuracy"], places=6)
+      self.assertIn("eval/gain_ci95", evals[-1])
     with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
       apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
 

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -365,6 +366,32 @@ class TrainTest(parameterized.TestCase):
         self.assertIn("reward", json.loads(f.readline()) | json.loads(f.readline()))
       self.assertTrue(os.path.exists(os.path.join(d, "learning_curve.png")))
       self.assertTrue(os.path.exists(os.path.join(d, "length_curve.png")))
+
+
+class PairedEvaluationTest(absltest.TestCase):
+
+  def test_gain_is_paired_with_the_step_0_outcomes(self):
+    outcomes = iter([[1, 0, 0, 1, 0], [1, 1, 0, 1, 1], [1, 0]])
+    d = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, d)
+    evaluate = pg.paired_evaluation(lambda p: {"accuracy": p, "solved": next(outcomes)}, d)
+    first = evaluate(0.4)
+    self.assertEqual(first, {"accuracy": 0.4, "gain": 0.0, "gain_ci95": 0.0})
+    second = evaluate(0.8)
+    # Differences [0, 1, 0, 0, 1]: mean 0.4, sd sqrt(0.3), t(0.975, 4) = 2.776445.
+    self.assertAlmostEqual(second["gain"], 0.4)
+    self.assertAlmostEqual(second["gain_ci95"], 2.776445 * np.sqrt(0.3 / 5), places=5)
+    with self.assertRaisesRegex(ValueError, "holds 5 outcomes, the evaluation gave 2"):
+      evaluate(0.5)
+
+  def test_a_run_without_its_start_outcomes_reports_no_gain(self):
+    d = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, d)
+    with open(os.path.join(d, "metrics.jsonl"), "w") as f:  # evaluated before, at step 0
+      f.write(json.dumps({"step": 0, "eval/accuracy": 0.5}) + "\n")
+    evaluate = pg.paired_evaluation(lambda p: {"accuracy": 0.5, "solved": [1, 0]}, d)
+    self.assertEqual(evaluate(None), {"accuracy": 0.5})
+    self.assertFalse(os.path.exists(os.path.join(d, "eval_start.json")))
 
 
 class BanditLearningTest(parameterized.TestCase):

@@ -368,15 +368,15 @@ def _model_config(config: Config) -> Any:
 def reinforce(config: Config, params: Any, train_problems: Sequence[countdown.Problem],
               val: Sequence[countdown.Problem], run_dir: str, *, resume: bool = False) -> Any:
   """GRPO (`config.rl`) from an APR model's `params`: orchestrated rollouts of the training
-  problems under the headline budget, binary verifier reward, evaluated on `val`. Returns the
-  policy's params."""
+  problems under the headline budget, binary verifier reward, evaluated on `val` (with the
+  paired gain over the start, `pg.paired_evaluation`). Returns the policy's params."""
   rl = dataclasses.replace(config.rl, model=_model_config(config))
   model = pg.networks(rl)[0]
   budget = threads.Budget(config.max_rounds, config.max_rounds * config.context, config.context)
   seed = config.countdown.seed
-  evaluate_fn = lambda p: {k: v for k, v in evaluate(
-      model_decode(model, p, config), val, budget, seed=seed).items()
-                           if k not in ("stops", "solved")}
+  evaluate_fn = pg.paired_evaluation(lambda p: {k: v for k, v in evaluate(
+      model_decode(model, p, config), val, budget, seed=seed).items() if k != "stops"},
+                                      run_dir)
   prompts = [_prompt(p) for p in train_problems]
   run = lambda decode, indices, key: threads.run(
       decode, tokenizer(), traces.APR_THREADS, [prompts[i] for i in indices], budget, key)

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlm import files
 from jaxlm import generation
 from jaxlm import metrics as metrics_lib
 from jaxlm import plots
@@ -46,6 +47,7 @@ from jaxlm.config import TrainConfig
 from jaxlm.data.batch import RLBatch
 from jaxlm.data.iterators import IndexedBatches
 from jaxlm.envs.base import PromptTask
+from jaxlm.envs.base import mean_confidence_interval
 from jaxlm.losses import pg as pg_losses
 from jaxlm.losses import xent
 from jaxlm.losses.lm import masked_mean
@@ -546,3 +548,36 @@ def eval_rows(workdir: str) -> dict[int, dict[str, float]]:
     if scalars:
       rows[int(row["step"])] = {k: int(v) if k == "episodes" else v for k, v in scalars.items()}
   return rows
+
+
+def paired_evaluation(evaluate_fn: Callable[[Any], dict[str, Any]], workdir: str, *,
+                      key: str = "solved") -> Callable[[Any], dict[str, float]]:
+  """`evaluate_fn` for `train` that also reports the change from the starting policy.
+
+  `evaluate_fn(params)` returns scalars and, under `key`, per-item outcomes (e.g. 0/1 per
+  held-out problem, always the same items in the same order). The outcomes of a fresh run's
+  step-0 evaluation (the starting policy) are kept in `<workdir>/eval_start.json`; every
+  evaluation then adds "gain", its mean per-item difference from the start, and "gain_ci95",
+  the 95% Student-t half-width paired over items (much tighter than two independent accuracies
+  when most items agree). A resumed run reads the file; a run whose first evaluation was not
+  at step 0 (its workdir predates this) reports no gain.
+  """
+  path = os.path.join(workdir, "eval_start.json")
+
+  def wrapped(params):
+    out = dict(evaluate_fn(params))
+    got = np.asarray(out.pop(key), np.float64)
+    if os.path.exists(path):
+      start = np.asarray(files.read_json(path), np.float64)
+    elif not eval_rows(workdir):  # the step-0 evaluation of a fresh run
+      files.write_json(path, got.tolist())
+      start = got
+    else:
+      return out
+    if start.shape != got.shape:
+      raise ValueError(f"{path} holds {start.size} outcomes, the evaluation gave {got.size}: "
+                       "the held-out set changed")
+    gain, half = mean_confidence_interval(got - start)
+    return {**out, "gain": gain, "gain_ci95": half}
+
+  return wrapped
