@@ -261,6 +261,26 @@ class RolloutRowsTest(absltest.TestCase):
         np.testing.assert_array_equal(self.batch.action_mask[row, :len(ids)], decoded)
         row += 1
 
+  def test_sampler_logp_rows(self):
+    self.assertIsNone(pg_threads.sampler_logp_rows(self.rollouts, self.batch.tokens.shape))
+    # Each decoded id's log-prob = -(its position) / 1000; the rows hold it one position
+    # earlier (decision frame), cut at the row length.
+    given = [dataclasses.replace(r, thread_logp=tuple(
+        tuple(-i / 1000 if d else 0.0 for i, d in enumerate(flags)) for flags in r.thread_decoded))
+             for r in self.rollouts]
+    for length in (self.batch.tokens.shape[1], 40):
+      got = pg_threads.sampler_logp_rows(given, (12, length))
+      row = 0
+      for r in given:
+        for logp in r.thread_logp:
+          want = np.zeros(length, np.float32)
+          n = min(len(logp), length + 1)
+          want[:n - 1] = logp[1:n]
+          np.testing.assert_array_equal(got[row], want)
+          self.assertLess(got[row].min(), 0.0)
+          row += 1
+      np.testing.assert_array_equal(got[row:], 0.0)
+
   def test_each_rollout_weighs_one(self):
     owner = np.repeat(np.arange(4), [len(r.thread_ids) for r in self.rollouts])
     weights = np.asarray(self.batch.loss_mask)
@@ -412,6 +432,11 @@ class SmokeTest(absltest.TestCase):
       self.assertAlmostEqual(evals[-1]["eval/gain"],
                              evals[-1]["eval/accuracy"] - evals[0]["eval/accuracy"], places=6)
       self.assertIn("eval/gain_ci95", evals[-1])
+      # The trainer's log-probs of the sampled threads are the sampler's (same model, the
+      # rows' contexts are the decode contexts): measured, and ~0.
+      gaps = [r["sampler_gap"] for r in rows if "sampler_gap" in r]
+      self.assertNotEmpty(gaps)
+      self.assertBetween(max(gaps), 0.0, 1e-3)
     with self.assertRaisesRegex(ValueError, "aggregation must be 'token_mean'"):
       apr.Config(rl=apr.pg.Config(aggregation="seq_mean_token_mean"))
 

@@ -344,5 +344,30 @@ class TransformerTest(absltest.TestCase):
     self.assertGreaterEqual(checked, 0.9 * decoded)
 
 
+  def test_thread_logp_is_the_samplers(self):
+    """`make_decode`'s completions carry the sampler's log-probs (temperature 0.7): each decoded
+    id's equals the full forward's on `Rollout.thread_ids` (the row RL trains on); a scripted
+    decoder's plain lists give NaN; bos, prompts and join blocks 0."""
+    model, params, decode = tiny_decoder(128, 0.7)
+    mixed, _, _ = spawn_then_give_up(decode)
+    prompt = ct.thread_prompt(FIXTURE.target, FIXTURE.numbers)
+    [r] = threads.run(mixed, TOK, ct.APR_THREADS, [prompt],
+                      threads.Budget(max_total_tokens=240, max_thread_tokens=300), KEY)
+    self.assertLen(r.thread_logp, 3)
+    for i, (ids, flags, logp) in enumerate(zip(r.thread_ids, r.thread_decoded, r.thread_logp)):
+      flags, logp = np.asarray(flags), np.asarray(logp)
+      self.assertLen(logp, len(ids))
+      np.testing.assert_array_equal(logp[~flags], 0.0)
+      at = np.flatnonzero(flags)
+      if i == 0:  # the scripted parent
+        self.assertTrue(np.all(np.isnan(logp[at])))
+        continue
+      x = jnp.asarray(ids)[None]
+      logits = model.apply({"params": params}, x, attention_mask_BxT=jnp.ones_like(x)).logits[0]
+      want = jax.nn.log_softmax(logits / 0.7)[at - 1, np.asarray(ids)[at]]
+      self.assertGreater(at.size, 1)
+      np.testing.assert_allclose(logp[at], want, atol=2e-5)
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -8,7 +8,9 @@ orchestrator or the environment wrote are context (loss off). With `per_rollout`
 token weighs 1 / (tokens its rollout decoded), so a rollout counts once however many threads
 it spawned (the loss is the mean over rollouts of the token mean of their threads under
 "token_mean" aggregation); without it every decoded token weighs 1 and `pg.Config.aggregation`
-alone decides.
+alone decides. The sampler's log-probs (`threads.Completion`) give the logged `sampler_gap`, the
+largest |trainer - sampler| log-prob of a trained token (-1 when the decoder gave none): ~0
+when the rows RL trains on are the contexts the threads were decoded in.
 """
 
 from __future__ import annotations
@@ -78,6 +80,23 @@ def rollout_rows(rollouts: Sequence[threads.Rollout], advantages: np.ndarray,
           np.asarray(zv + [True] * pad, bool))
 
 
+def sampler_logp_rows(rollouts: Sequence[threads.Rollout], shape: tuple[int, int]
+                      ) -> np.ndarray | None:
+  """The sampler's log-probs of `rollout_rows`' rows ([rows, length], its `shape`) in the
+  decision frame (the log-prob of token t + 1 at t, 0 at ids nobody sampled), or None when the
+  decoder returned no log-probs (`threads.Completion`)."""
+  out = np.zeros(shape, np.float32)
+  r = 0
+  for rollout in rollouts:
+    for logp, decoded in zip(rollout.thread_logp, rollout.thread_decoded):
+      if any(d and np.isnan(x) for x, d in zip(logp, decoded)):
+        return None
+      n = min(len(logp), shape[1] + 1)
+      out[r, :n - 1] = logp[1:n]
+      r += 1
+  return out
+
+
 class ThreadRollouts(selection.PromptDraws):
   """`pg.train`'s data (module docstring): each call runs `run(decode, indices, key)` on
   P x G training prompt indices (each prompt G times in a row; drawn by its base
@@ -120,18 +139,20 @@ class ThreadRollouts(selection.PromptDraws):
                                                 * jax.device_count()),
                                       per_rollout=self.per_rollout)
     rows = batch.tokens.shape[0]
+    sampler_logp = sampler_logp_rows(rollouts, batch.tokens.shape)
     cut = np.repeat([r.stop in threads.BUDGET_STOPS for r in rollouts],
                     [len(r.thread_ids) for r in rollouts])
     out = self._score(state.params, state.extra, jax.tree.map(jnp.asarray, batch),
-                      jnp.zeros(batch.tokens.shape, jnp.float32),
+                      jnp.zeros(batch.tokens.shape) if sampler_logp is None else sampler_logp,
                       bootstrap_B=jnp.zeros((rows,)), outcome_B=None,
                       reward=jnp.full((rows,), rewards.mean()),
                       length=jnp.full((rows,), np.mean([r.decoded_tokens for r in rollouts])),
                       advantages_B=jnp.asarray(adv_B), zero_var_B=jnp.asarray(zv_B),
                       truncated_B=jnp.asarray(np.pad(cut, (0, rows - len(cut)))))
-    # The orchestrator does not return the sampler's log-probs: the gap is not measured.
-    return out.replace(sampler_gap=jnp.full((rows,), -1.0),
-                       zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))
+    out = out.replace(zero_var=jnp.full((rows,), zero_var.mean(), jnp.float32))
+    if sampler_logp is None:  # a decoder without log-probs: the gap is not measured
+      out = out.replace(sampler_gap=jnp.full((rows,), -1.0))
+    return out
 
   def num_tokens(self, batch: pg.OnlineBatch) -> int:
     return int(jnp.sum(batch.rl.attention_mask))

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlm import generation
+from jaxlm.search.threads import Completion
 from jaxlm.search.threads import DecodeFn
 
 
@@ -29,7 +30,8 @@ def bucket(n: int, fine: bool = False) -> int:
 def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: int = 0,
                 max_batch: int = 128, max_attention: int = 1 << 26, chunk: int | None = None
                 ) -> DecodeFn:
-  """The ``DecodeFn`` of a transformer: one ``jaxlm.generate`` call per batch of threads.
+  """The ``DecodeFn`` of a transformer: one ``jaxlm.generate`` call per batch of threads; its
+  completions are ``Completion``s (ids and the sampler's log-prob of each).
 
   Prompts are left-padded; the batch and prompt length are rounded up to powers of two or
   three quarters of one (`bucket(fine=True)`; the prefill's cost grows with rows x prompt^2),
@@ -56,13 +58,13 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
   def decode(prompts, max_new_tokens, stop_ids, key):
     if chunk is None:
       return call(prompts, max_new_tokens, stop_ids, key)
-    outs, live = [[] for _ in prompts], list(range(len(prompts)))
+    outs, live = [Completion([], []) for _ in prompts], list(range(len(prompts)))
     while live:
       key, k = jax.random.split(key)
       got = call([list(prompts[i]) + outs[i] for i in live],
                  [min(chunk, max_new_tokens[i] - len(outs[i])) for i in live], stop_ids, k)
       for i, out in zip(live, got):
-        outs[i] += out
+        outs[i] = Completion(outs[i] + out, outs[i].logprobs + out.logprobs)
       live = [i for i, out in zip(live, got)
               if (not out or out[-1] not in stop_ids) and len(outs[i]) < max_new_tokens[i]]
     return outs
@@ -92,6 +94,8 @@ def make_decode(model: Any, params: Any, *, temperature: float = 1.0, pad_id: in
                               stop_tokens=stop_K, pad_id=pad_id,
                               max_lengths_B=jnp.asarray(max_new_tokens, jnp.int32))
     tokens_BxN, lengths_B = np.asarray(out.tokens_BxN), np.asarray(out.lengths_B)
-    return [tokens_BxN[i, :lengths_B[i]].tolist() for i in range(b)]
+    logp_BxN = np.asarray(out.processed_logprobs_BxN, np.float64)
+    return [Completion(tokens_BxN[i, :lengths_B[i]].tolist(), logp_BxN[i, :lengths_B[i]].tolist())
+            for i in range(b)]
 
   return decode

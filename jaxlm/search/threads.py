@@ -14,8 +14,10 @@ A child's context is its own prompt (its starting state): in APR a child never s
 trace, so children share only the batched decode call. Children may not spawn (one level).
 
 Decoding is injected: ``decode(prompts, max_new_tokens, stop_ids, key) -> completions`` with
-token-id lists in and out (a completion keeps its stop token). ``decoding.make_decode`` wraps
-``jaxlm.generate`` (jitted KV-cache sampling) on a transformer; tests inject a scripted decoder.
+token-id lists in and out (a completion keeps its stop token; a ``Completion`` also carries the
+sampler's log-prob of each id, which RL compares with the trainer's). ``decoding.make_decode``
+wraps ``jaxlm.generate`` (jitted KV-cache sampling) on a transformer; tests inject a scripted
+decoder.
 The format is injected too (``ThreadFormat``; Countdown's is ``countdown_traces.APR_THREADS``),
 so nothing here knows a task. This lives in ``search/`` beside the other test-time decoders
 (budget forcing in ``search/lm.py``); RL rollouts will call it.
@@ -34,6 +36,7 @@ Environment tokens are context, not decoded (RL does not train on them).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Protocol, Sequence
 
 import jax
@@ -41,6 +44,17 @@ import jax
 DecodeFn = Callable[[Sequence[Sequence[int]], Sequence[int], Sequence[int], jax.Array],
                     list[list[int]]]
 BUDGET_STOPS = ("context", "tokens", "rounds")  # Rollout.stop when a budget ended it
+
+
+class Completion(list):
+  """A decoded id list with the sampler's log-prob of each id (under the distribution it sampled
+  from) in `logprobs`; a plain list from a decoder means the log-probs are unknown."""
+
+  def __init__(self, ids: Sequence[int], logprobs: Sequence[float]):
+    super().__init__(ids)
+    if len(logprobs) != len(self):
+      raise ValueError(f"Completion: {len(logprobs)} log-probs for {len(self)} ids")
+    self.logprobs = list(logprobs)
 
 
 class ThreadFormat(Protocol):
@@ -106,6 +120,8 @@ class Rollout:
       stop tokens, join blocks), the parent first, then the children in spawn order.
     thread_decoded: per thread, True at the ids the model decoded (what RL trains on), False at
       bos, prompts and join blocks.
+    thread_logp: per thread, the sampler's log-prob of each decoded id (NaN when the decoder
+      returned plain lists), 0 at the others.
   """
   parent: str
   children: tuple[str, ...]
@@ -116,6 +132,7 @@ class Rollout:
   stop: str
   thread_ids: tuple[tuple[int, ...], ...] = ()
   thread_decoded: tuple[tuple[bool, ...], ...] = ()
+  thread_logp: tuple[tuple[float, ...], ...] = ()
 
   @property
   def num_children(self) -> int:
@@ -127,9 +144,11 @@ class _Thread:
   ids: list[int]
   text: str
   decoded: list[bool] = dataclasses.field(default_factory=list)
+  logp: list[float] = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
     self.decoded = self.decoded or [False] * len(self.ids)
+    self.logp = self.logp or [0.0] * len(self.ids)
 
 
 @dataclasses.dataclass
@@ -160,6 +179,7 @@ def _decode_round(decode: DecodeFn, tok: Tokenizer, jobs: list[tuple[_State, _Th
       raise ValueError(f"decode returned {len(out)} tokens for a budget of {room}")
     thread.ids += out
     thread.decoded += [True] * len(out)
+    thread.logp += getattr(out, "logprobs", [math.nan] * len(out))
     thread.text += tok.decode([i for i in out if i != tok.eos_id])
     state.decoded += len(out)
     longest[id(state)] = max(longest.get(id(state), 0), len(out))
@@ -206,7 +226,8 @@ def run(decode: DecodeFn, tok: Tokenizer, fmt: ThreadFormat, prompts: Sequence[s
   return [Rollout(s.parent.text, tuple(k.text for k in s.children), s.decoded,
                   max(len(t.ids) for t in [s.parent] + s.children), s.rounds, s.sequential,
                   s.stop, tuple(tuple(t.ids) for t in [s.parent] + s.children),
-                  tuple(tuple(t.decoded) for t in [s.parent] + s.children))
+                  tuple(tuple(t.decoded) for t in [s.parent] + s.children),
+                  tuple(tuple(t.logp) for t in [s.parent] + s.children))
           for s in states]
 
 
@@ -254,7 +275,8 @@ def _join(tok, fmt, s: _State, kids: list[_Thread], budget: Budget) -> bool:
   if not text.startswith(s.parent.text):
     raise ValueError("fmt.join must extend the parent's text")
   join_ids = tok.encode(text[len(s.parent.text):])
-  resumed = _Thread(s.parent.ids + join_ids, text, s.parent.decoded + [False] * len(join_ids))
+  resumed = _Thread(s.parent.ids + join_ids, text, s.parent.decoded + [False] * len(join_ids),
+                    s.parent.logp + [0.0] * len(join_ids))
   room, binding = s.room(resumed, budget)
   if room <= 0:  # the parent could not decode after the join block: end at the spawn
     s.stop = binding
@@ -314,7 +336,8 @@ def interleave(decode: DecodeFn, tok: Tokenizer, prompts: Sequence[str], max_new
         turn.append(i)
     active = [i for i in turn if _env_turn(tok, states[i], respond, i, ends[i], max_rounds)]
   return [Rollout(s.parent.text, (), s.decoded, len(s.parent.ids), s.rounds, s.sequential,
-                  s.stop, (tuple(s.parent.ids),), (tuple(s.parent.decoded),)) for s in states]
+                  s.stop, (tuple(s.parent.ids),), (tuple(s.parent.decoded),),
+                  (tuple(s.parent.logp),)) for s in states]
 
 
 def _env_turn(tok, s: _State, respond: RespondFn, index: int, end: int, max_rounds: int
@@ -330,6 +353,7 @@ def _env_turn(tok, s: _State, respond: RespondFn, index: int, end: int, max_roun
   fit = ids[:end - len(s.parent.ids)]
   s.parent.ids += fit
   s.parent.decoded += [False] * len(fit)
+  s.parent.logp += [0.0] * len(fit)
   s.parent.text += tok.decode([t for t in fit if t != tok.eos_id])
   if len(fit) < len(ids) or (not done and len(s.parent.ids) >= end):
     s.stop = "tokens"
