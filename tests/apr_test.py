@@ -263,6 +263,8 @@ class RolloutRowsTest(absltest.TestCase):
 
   def test_sampler_logp_rows(self):
     self.assertIsNone(pg_threads.sampler_logp_rows(self.rollouts, self.batch.tokens.shape))
+    without = [dataclasses.replace(r, thread_logp=()) for r in self.rollouts]  # none kept
+    self.assertIsNone(pg_threads.sampler_logp_rows(without, self.batch.tokens.shape))
     # Each decoded id's log-prob = -(its position) / 1000; the rows hold it one position
     # earlier (decision frame), cut at the row length.
     given = [dataclasses.replace(r, thread_logp=tuple(

@@ -88,6 +88,8 @@ def sampler_logp_rows(rollouts: Sequence[threads.Rollout], shape: tuple[int, int
   out = np.zeros(shape, np.float32)
   r = 0
   for rollout in rollouts:
+    if len(rollout.thread_logp) != len(rollout.thread_ids):
+      return None
     for logp, decoded in zip(rollout.thread_logp, rollout.thread_decoded):
       if any(d and np.isnan(x) for x, d in zip(logp, decoded)):
         return None
