@@ -5,6 +5,7 @@ Run:
   python -m experiments.apr --config experiments/configs/apr.py:policy --workdir /tmp/apr1
   python -m experiments.apr --config experiments/configs/apr.py:smoke --workdir /tmp/apr0
   python -m experiments.apr --config experiments/configs/apr.py:rl --workdir W --resume
+  python -m experiments.apr --config experiments/configs/apr.py:rl_long --workdir W --resume
 
 Problems (every preset but "paper"): Countdown with 4 starting numbers from 1..9, targets
 10..30, 3000 training problems. Per-thread context cap 768 tokens (characters): at that cap the
@@ -239,29 +240,33 @@ need ~1300 varying groups (at least ~200) for a ratio of 1, where the paper's st
 groups of a 75% accurate model. Runs since log the same per step: with accum_steps > 1 the
 trainer writes grad_signal_sq and grad_noise_sq (`jaxlm.train.gradient_noise`; average each over
 steps, then divide for the noise scale in batches).
-Preset "rl_long" (RL MEASURED TO STEP 100 OF 150, 2026-12-06/07; TARGET NOT ESTABLISHED: held-out
-+0.024 +- 0.023 at step 75, +0.014 +- 0.023 at step 100): "rl" with dynamic sampling as (c)
-(`oversample=4`: 64 prompts x 8 drawn, the 16 groups whose rewards vary first kept), 3 warmup steps,
-cosine over 150 steps, held-out every 25. Run: `python -m experiments.apr --config
-experiments/configs/apr.py:rl_long --workdir W --resume` (W/child, W/apr, W/sos of a staged run
-reused; what was measured is its RL, through `apr.reinforce` from the staged APR model: `rl4.py
-/tmp/s21/L150 steps=150 lr=1e-4 warmup=3 kl=0.001 batch=128 group=8 over=4 mode=full every=25
-temp=0.5 nval=512 accum=4`, /tmp/s21 and /tmp/s22); ~80 s a step alone, so ~3.5 h for the 150 steps
-and their evaluations. Held-out accuracy (greedy, cap 768, 512 problems): 0.105 / 0.115 / 0.131 /
-0.135 / 0.127 at steps 0 / 25 / 50 / 75 / 100 (54 / 59 / 67 / 69 / 65 solved). Paired against the
-SFT model on all 737 problems of the validation split (the split holds no more at this Countdown
-size; /tmp/s22/paired_n.py): step 75 0.098 -> 0.122, +0.024 +- 0.023 (95%), the first RL gain here
-whose interval excludes 0 (barely, and one of four looks at the run); step 100 0.098 -> 0.111,
-+0.014 +- 0.023; at step 50 on the 512, +0.025 +- 0.030. Every look is above the SFT model, none by
-much. That fits the noise measurements (~1200 varying groups by step 75): the run's own
-grad_signal_sq / grad_noise_sq over steps 36-72 average 9e-5 (+- 1.4e-4) / 4.9e-3, a signal share of
-~2% a step. The training reward of the drawn groups (temperature 0.5, 512 rollouts a step, logged
-since the trainer's `drawn_reward`) stayed ~0.10 over steps 36-71 (0.102 / 0.094 / 0.109 in blocks
-of 12). Steps ran ~80 s from step 36 on (~170 s before): rollouts decode ~2x faster since the KV
-cache holds values transposed (`jaxlm.models.transformer._cache_write`), and rollouts are ~75% of a
-step (`rollout_s`). For the next runs, `pg.Config.prompt_filter= "greso"` with
-`adaptive_oversample=True` skips prompts whose last groups had zero variance (~70% of this run's
-draws) and draws fewer: untried on APR.
+Preset "rl_long" (RL MEASURED 2026-12-06/07; TARGET MET: held-out +0.022 +- 0.010 at step 150, 4448
+problems): "rl" with dynamic sampling as (c) (`oversample=4`: 64 prompts x 8 drawn, the 16 groups
+whose rewards vary first kept), 3 warmup steps, cosine over 150 steps, held-out every 25. Run:
+`python -m experiments.apr --config experiments/configs/apr.py:rl_long --workdir W --resume`
+(W/child, W/apr, W/sos of a staged run reused; what was measured is its RL, through
+`apr.reinforce` from the staged APR model: `rl4.py /tmp/s21/L150 steps=150 lr=1e-4 warmup=3
+kl=0.001 batch=128 group=8 over=4 mode=full every=25 temp=0.5 nval=512 accum=4`, /tmp/s21-s23);
+~85 s a step alone, so ~3.5 h for the 150 steps and their evaluations. Held-out accuracy (greedy,
+cap 768, the run's 512 validation problems): 0.105 / 0.115 / 0.131 / 0.135 / 0.127 / 0.129 / 0.139
+at steps 0 / 25 / 50 / 75 / 100 / 125 / 150 (54 / 59 / 67 / 69 / 65 / 66 / 71 solved). The test,
+fixed before step 150 existed: the final policy against the SFT model, paired per problem over
+4448 problems no training saw, the 3711 training-split problems outside the 3000 SFT / RL problems
+(the split holds 6711 at this size) and all 737 validation problems: 0.093 -> 0.115, +0.022 +-
+0.010 (95%; 279 problems gained, 183 lost, sign test p = 1e-5); on the unseen training-split
+problems alone +0.021 +- 0.010 (3711), on validation +0.023 +- 0.023 (737; /tmp/s23/combine.py).
+Earlier looks on the 737: step 75 +0.024 +- 0.023, step 100 +0.014 +- 0.023. So RL raises APR's
+held-out accuracy by ~2 points (a quarter of its accuracy), slowly: the run's gradient noise
+measurements (trainer's grad_signal_sq / grad_noise_sq, averaged over steps 36-150: ~1.2e-4 /
+4.9e-3) give a signal share of ~2.5% a step. The drawn groups' training reward (temperature 0.5,
+512 rollouts a step) rose a little, 0.102 / 0.106 / 0.116 / 0.110 over steps 36-71 / 72-100 /
+101-125 / 126-150, the kept groups' 0.30 -> 0.35; ~69% of drawn groups had zero variance
+throughout; KL to the SFT model ~1.5e-5 per token. Steps ran ~85 s from step 36 on (~170 s
+before): rollouts decode ~2x faster since the KV cache holds values transposed
+(`jaxlm.models.transformer._cache_write`), and rollouts are ~75% of a step (`rollout_s`). Runs now
+log the paired gain at each evaluation (`eval/gain`, `eval/gain_ci95`: `pg.paired_evaluation`).
+For the next runs, `pg.Config.prompt_filter="greso"` with `adaptive_oversample=True` skips
+prompts whose last groups had zero variance and draws fewer: untried on APR.
 Preset "paper" (ACCELERATOR ONLY; never run here; the settings of Pan et al. 2025, App. A.2,
 and of the authors' scripts): Countdown with 4 numbers from 1..99 and targets 10..100, 500k
 training problems, 1000 validation problems; both formats SFT'd from scratch on the 228M
