@@ -563,16 +563,18 @@ def paired_evaluation(evaluate_fn: Callable[[Any], dict[str, Any]], workdir: str
   at step 0 (its workdir predates this) reports no gain.
   """
   path = os.path.join(workdir, "eval_start.json")
+  start = None  # read once
 
   def wrapped(params):
+    nonlocal start
     out = dict(evaluate_fn(params))
     got = np.asarray(out.pop(key), np.float64)
-    if os.path.exists(path):
+    if start is None and os.path.exists(path):
       start = np.asarray(files.read_json(path), np.float64)
-    elif not eval_rows(workdir):  # the step-0 evaluation of a fresh run
+    elif start is None and not eval_rows(workdir):  # the step-0 evaluation of a fresh run
       files.write_json(path, got.tolist())
       start = got
-    else:
+    elif start is None:
       return out
     if start.shape != got.shape:
       raise ValueError(f"{path} holds {start.size} outcomes, the evaluation gave {got.size}: "

@@ -91,7 +91,8 @@ def sampler_logp_rows(rollouts: Sequence[threads.Rollout], shape: tuple[int, int
     if len(rollout.thread_logp) != len(rollout.thread_ids):
       return None
     for logp, decoded in zip(rollout.thread_logp, rollout.thread_decoded):
-      if any(d and np.isnan(x) for x, d in zip(logp, decoded)):
+      logp = np.asarray(logp, np.float32)
+      if np.isnan(logp[np.asarray(decoded, bool)]).any():
         return None
       n = min(len(logp), shape[1] + 1)
       out[r, :n - 1] = logp[1:n]
